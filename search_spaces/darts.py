@@ -1,0 +1,163 @@
+"""The DARTS cell space: 2 inputs, 4 intermediate nodes, 14 edges, 8 primitives, normal and reduction cells.
+
+A genotype is the DARTS reference's namedtuple, so its repr pastes straight into the reference's genotypes.py.
+"""
+from __future__ import annotations
+
+import ast
+from collections import namedtuple
+from typing import Any, Mapping
+
+import torch
+
+from .base import SearchSpace
+from .errors import InputError
+from .operations import DARTS_OPS
+
+Genotype = namedtuple("Genotype", "normal normal_concat reduce reduce_concat")
+"""`normal`/`reduce`: 2 `(op, input_index)` pairs per intermediate node; inputs 0, 1 are the cell inputs."""
+
+STEPS = 4
+CELL_TYPES = ("normal", "reduce")
+
+
+def edge_index(node: int, source: int) -> int:
+    """Row of edge `source -> node` in a logits tensor (node 0 has rows 0-1, node 1 rows 2-4, ...)."""
+    return sum(2 + i for i in range(node)) + source
+
+
+class DartsSpace(SearchSpace):
+    name = "darts"
+    ops = tuple(DARTS_OPS)
+    cell_types = CELL_TYPES
+    num_edges = sum(2 + i for i in range(STEPS))
+    num_reductions = 2
+
+    def owns(self, genotype: Any) -> bool:
+        return isinstance(genotype, Genotype)
+
+    def derive(self, logits: Mapping[str, torch.Tensor]) -> Genotype:
+        """Per node, the 2 incoming edges whose best non-`none` softmax weight is largest, each with that op.
+
+        Ties go to the lower input index; the pairs of a node are listed strongest first, as the reference does.
+        """
+        self.check_logits(logits)
+        none = self.ops.index("none")
+        cells = {}
+        for cell_type in self.cell_types:
+            weights = torch.softmax(logits[cell_type].detach().float().cpu(), dim=-1)
+            weights[:, none] = -1.0
+            pairs = []
+            for node in range(STEPS):
+                rows = [weights[edge_index(node, j)] for j in range(2 + node)]
+                strongest = sorted(range(2 + node), key=lambda j: -rows[j].max().item())[:2]
+                pairs += [(self.ops[int(rows[j].argmax())], j) for j in strongest]
+            cells[cell_type] = pairs
+        concat = list(range(2, 2 + STEPS))
+        return Genotype(cells["normal"], concat, cells["reduce"], list(concat))
+
+    def validate(self, genotype: Any) -> Genotype:
+        if not isinstance(genotype, Genotype):
+            raise InputError(f"not a DARTS genotype: {genotype!r}")
+        fields = {}
+        for cell_type in self.cell_types:
+            pairs = genotype._asdict()[cell_type]
+            if not isinstance(pairs, (list, tuple)) or len(pairs) != 2 * STEPS:
+                raise InputError(f"DARTS genotype '{cell_type}' needs {2 * STEPS} (op, input) pairs "
+                                 f"(2 per node, {STEPS} nodes), got {len(pairs) if hasattr(pairs, '__len__') else pairs}")
+            checked = []
+            for k, pair in enumerate(pairs):
+                if not isinstance(pair, (list, tuple)) or len(pair) != 2 or not isinstance(pair[0], str) \
+                        or isinstance(pair[1], bool) or not isinstance(pair[1], int):
+                    raise InputError(f"DARTS genotype '{cell_type}' entry {k} must be (op, input_index), got {pair!r}")
+                op, source = pair
+                self.check_op(op)
+                if op == "none":
+                    raise InputError(f"DARTS genotype '{cell_type}' entry {k}: 'none' cannot be a chosen op")
+                node = k // 2
+                if not 0 <= source < 2 + node:
+                    raise InputError(f"DARTS genotype '{cell_type}' entry {k}: node {node} can take inputs "
+                                     f"0..{1 + node}, got {source}")
+                checked.append((op, source))
+            concat = genotype._asdict()[f"{cell_type}_concat"]
+            try:
+                concat = [int(i) for i in concat]
+            except (TypeError, ValueError):
+                raise InputError(f"DARTS genotype '{cell_type}_concat' must be a list of node indices, got {concat!r}")
+            if not concat or any(not 0 <= i < 2 + STEPS for i in concat) or len(set(concat)) != len(concat):
+                raise InputError(f"DARTS genotype '{cell_type}_concat' must list distinct nodes in 0..{1 + STEPS}, "
+                                 f"got {concat}")
+            fields[cell_type], fields[f"{cell_type}_concat"] = checked, concat
+        return Genotype(**fields)
+
+    def random_genotype(self, generator: torch.Generator) -> Genotype:
+        """Per node 2 distinct inputs and for each a non-`none` op, uniformly (the DARTS random baseline)."""
+        choices = [op for op in self.ops if op != "none"]
+        cells = {}
+        for cell_type in self.cell_types:
+            pairs = []
+            for node in range(STEPS):
+                sources = torch.randperm(2 + node, generator=generator)[:2].tolist()
+                ops = torch.randint(len(choices), (2,), generator=generator).tolist()
+                pairs += [(choices[o], s) for o, s in zip(ops, sources)]
+            cells[cell_type] = pairs
+        concat = list(range(2, 2 + STEPS))
+        return Genotype(cells["normal"], concat, cells["reduce"], list(concat))
+
+    def to_text(self, genotype: Genotype) -> str:
+        genotype = self.validate(genotype)
+        return repr(genotype)
+
+    def from_text(self, text: str) -> Genotype:
+        """Parse `Genotype(normal=[...], normal_concat=..., reduce=[...], reduce_concat=...)` without eval.
+
+        Concats may be lists or `range(a, b)`, as in the reference's genotypes.py.
+        """
+        try:
+            tree = ast.parse(text.strip(), mode="eval").body
+        except SyntaxError as err:
+            raise InputError(f"malformed DARTS genotype string: {err.msg}") from None
+        if not (isinstance(tree, ast.Call) and isinstance(tree.func, ast.Name) and tree.func.id == "Genotype"):
+            raise InputError("a DARTS genotype string must look like Genotype(normal=[...], normal_concat=[...], "
+                             "reduce=[...], reduce_concat=[...])")
+        names = list(Genotype._fields)
+        values = {}
+        for position, node in enumerate(tree.args):
+            if position >= len(names):
+                raise InputError("too many arguments in DARTS genotype string")
+            values[names[position]] = node
+        for keyword in tree.keywords:
+            if keyword.arg not in names or keyword.arg in values:
+                raise InputError(f"unexpected or repeated field '{keyword.arg}' in DARTS genotype string")
+            values[keyword.arg] = keyword.value
+        missing = [n for n in names if n not in values]
+        if missing:
+            raise InputError(f"DARTS genotype string misses {', '.join(missing)}")
+        return self.validate(Genotype(**{name: _literal(name, node) for name, node in values.items()}))
+
+    def to_json(self, genotype: Genotype) -> dict:
+        genotype = self.validate(genotype)
+        out: dict[str, Any] = {"space": self.name}
+        for cell_type in self.cell_types:
+            out[cell_type] = [[op, j] for op, j in genotype._asdict()[cell_type]]
+            out[f"{cell_type}_concat"] = list(genotype._asdict()[f"{cell_type}_concat"])
+        return out
+
+    def from_json(self, data: Mapping[str, Any]) -> Genotype:
+        missing = [name for name in Genotype._fields if name not in data]
+        if missing:
+            raise InputError(f"DARTS genotype JSON misses {', '.join(missing)}")
+        return self.validate(Genotype(**{name: [tuple(p) if isinstance(p, list) else p for p in data[name]]
+                                         if name in self.cell_types else data[name] for name in Genotype._fields}))
+
+
+def _literal(name: str, node: ast.expr) -> Any:
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "range":
+        try:
+            return list(range(*[ast.literal_eval(arg) for arg in node.args]))
+        except (ValueError, TypeError):
+            raise InputError(f"malformed range in DARTS genotype field '{name}'") from None
+    try:
+        return ast.literal_eval(node)
+    except ValueError:
+        raise InputError(f"DARTS genotype field '{name}' must be a literal list") from None

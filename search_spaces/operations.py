@@ -1,0 +1,120 @@
+"""Candidate operations of the DARTS and NAS-Bench-201 spaces, as registries `name -> factory(C, stride, affine)`.
+
+Definitions follow the DARTS reference (quark0/darts) and NAS-Bench-201 exactly, because parameter counts and
+published results depend on them. One deliberate difference: `FactorizedReduce` pads its shifted branch so that odd
+feature-map sizes work; for even sizes (every published setting) the output is identical to the reference.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+OpFactory = Callable[[int, int, bool], nn.Module]
+
+
+class ReLUConvBN(nn.Sequential):
+    """ReLU -> Conv (bias-free) -> BN: DARTS cell preprocessing and NAS-Bench-201's `nor_conv`."""
+
+    def __init__(self, c_in: int, c_out: int, kernel_size: int, stride: int, padding: int, affine: bool = True,
+                 dilation: int = 1):
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(c_in, c_out, kernel_size, stride=stride, padding=padding, dilation=dilation, bias=False),
+            nn.BatchNorm2d(c_out, affine=affine),
+        )
+
+
+class DilConv(nn.Sequential):
+    """ReLU -> depthwise k x k dilated conv -> 1x1 conv -> BN (DARTS `dil_conv_kxk`, applied once)."""
+
+    def __init__(self, c_in: int, c_out: int, kernel_size: int, stride: int, padding: int, dilation: int,
+                 affine: bool = True):
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(c_in, c_in, kernel_size, stride=stride, padding=padding, dilation=dilation, groups=c_in,
+                      bias=False),
+            nn.Conv2d(c_in, c_out, 1, bias=False),
+            nn.BatchNorm2d(c_out, affine=affine),
+        )
+
+
+class SepConv(nn.Sequential):
+    """The dilation-1 `DilConv` block applied twice, stride only in the first (DARTS `sep_conv_kxk`)."""
+
+    def __init__(self, c_in: int, c_out: int, kernel_size: int, stride: int, padding: int, affine: bool = True):
+        super().__init__(
+            DilConv(c_in, c_in, kernel_size, stride, padding, dilation=1, affine=affine),
+            DilConv(c_in, c_out, kernel_size, 1, padding, dilation=1, affine=affine),
+        )
+
+
+class Identity(nn.Module):
+    """Identity that drop-path recognises (the reference skips drop-path on identities)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class Zero(nn.Module):
+    """The `none` op: zeros with the spatial size the edge's stride implies."""
+
+    def __init__(self, stride: int):
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == 1:
+            return x.mul(0.0)
+        return x[:, :, :: self.stride, :: self.stride].mul(0.0)
+
+
+class FactorizedReduce(nn.Module):
+    """Stride-2 skip: ReLU, two stride-2 1x1 convs (the second on the input shifted by one pixel), concat, BN.
+
+    out = BN([conv_1(relu(x)), conv_2(relu(x)[:, :, 1:, 1:])])
+    """
+
+    def __init__(self, c_in: int, c_out: int, affine: bool = True):
+        super().__init__()
+        if c_out % 2:
+            raise ValueError(f"FactorizedReduce needs an even number of output channels, got {c_out}")
+        self.relu = nn.ReLU(inplace=False)
+        self.conv_1 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, padding=0, bias=False)
+        self.conv_2 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, padding=0, bias=False)
+        self.bn = nn.BatchNorm2d(c_out, affine=affine)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(x)
+        shifted = F.pad(x, (0, 1, 0, 1))[:, :, 1:, 1:]  # same size as x, so odd sizes line up too
+        return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
+
+
+def _avg_pool(stride: int) -> nn.Module:
+    return nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False)
+
+
+DARTS_OPS: dict[str, OpFactory] = {
+    "none": lambda C, stride, affine: Zero(stride),
+    "max_pool_3x3": lambda C, stride, affine: nn.MaxPool2d(3, stride=stride, padding=1),
+    "avg_pool_3x3": lambda C, stride, affine: _avg_pool(stride),
+    "skip_connect": lambda C, stride, affine: Identity() if stride == 1 else FactorizedReduce(C, C, affine),
+    "sep_conv_3x3": lambda C, stride, affine: SepConv(C, C, 3, stride, 1, affine),
+    "sep_conv_5x5": lambda C, stride, affine: SepConv(C, C, 5, stride, 2, affine),
+    "dil_conv_3x3": lambda C, stride, affine: DilConv(C, C, 3, stride, 2, 2, affine),
+    "dil_conv_5x5": lambda C, stride, affine: DilConv(C, C, 5, stride, 4, 2, affine),
+}
+"""The DARTS primitives, in the reference's order (the order fixes the columns of the logits)."""
+
+NB201_OPS: dict[str, OpFactory] = {
+    "none": lambda C, stride, affine: Zero(stride),
+    "skip_connect": lambda C, stride, affine: Identity() if stride == 1 else FactorizedReduce(C, C, affine),
+    "nor_conv_1x1": lambda C, stride, affine: ReLUConvBN(C, C, 1, stride, 0, affine),
+    "nor_conv_3x3": lambda C, stride, affine: ReLUConvBN(C, C, 3, stride, 1, affine),
+    "avg_pool_3x3": lambda C, stride, affine: _avg_pool(stride),
+}
+"""The NAS-Bench-201 ops, in the benchmark's order. Pools carry no BN there, in search or evaluation."""
+
+POOL_OPS = frozenset({"max_pool_3x3", "avg_pool_3x3"})

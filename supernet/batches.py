@@ -1,0 +1,168 @@
+"""In-memory image data and the resumable batch streams the search and retraining loops read.
+
+Images stay uint8 on the compute device; a batch is converted, augmented (random crop with padding, optional
+horizontal flip, cutout) and normalised there, so CPU and CUDA runs take the same path and no worker processes
+are needed. Every random draw comes from a generator seeded by (seed, pass, position), so a stream resumes exactly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import torch
+
+
+@dataclass
+class ImageData:
+    """A labelled image set: x uint8 [N, C, H, W], y int64 [N] in 0..num_classes-1."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    classes: list[str]
+    name: str = ""
+    hflip: bool = False  # natural images may be mirrored; digits and letters may not
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def channels(self) -> int:
+        return self.x.shape[1]
+
+    @property
+    def image_size(self) -> int:
+        return self.x.shape[-1]
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def to(self, device: torch.device) -> "ImageData":
+        return ImageData(self.x.to(device), self.y.to(device), self.classes, self.name, self.hflip)
+
+    def subset(self, indices: torch.Tensor) -> "ImageData":
+        indices = indices.to(self.x.device)
+        return ImageData(self.x[indices], self.y[indices], self.classes, self.name, self.hflip)
+
+
+def channel_stats(data: ImageData) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std in [0, 1] units, from the data the model trains on."""
+    x = data.x.float().div_(255)
+    mean = x.mean(dim=(0, 2, 3))
+    std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)
+    return mean, std
+
+
+@dataclass
+class Augment:
+    crop_padding: int = 0
+    hflip: bool = False
+    cutout: int = 0
+
+
+@dataclass
+class Preprocess:
+    """uint8 batch -> normalised float batch, with the augmentation of a training stream."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    augment: Augment = field(default_factory=Augment)
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        x = x.float().div_(255)
+        n, _, h, w = x.shape
+        a = self.augment
+        if generator is not None and a.crop_padding:
+            p = a.crop_padding
+            padded = torch.nn.functional.pad(x, (p, p, p, p))
+            dy = torch.randint(0, 2 * p + 1, (n,), generator=generator).tolist()
+            dx = torch.randint(0, 2 * p + 1, (n,), generator=generator).tolist()
+            x = torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+        if generator is not None and a.hflip:
+            flip = (torch.rand(n, generator=generator) < 0.5).to(x.device)
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        x = (x - self.mean.to(x.device)[None, :, None, None]) / self.std.to(x.device)[None, :, None, None]
+        if generator is not None and a.cutout:
+            cy = torch.randint(0, h, (n,), generator=generator).to(x.device)
+            cx = torch.randint(0, w, (n,), generator=generator).to(x.device)
+            rows = torch.arange(h, device=x.device)[None, :, None]
+            cols = torch.arange(w, device=x.device)[None, None, :]
+            half = a.cutout // 2  # the reference's square: [c - L//2, c + L//2), clipped to the image
+            hole = ((rows >= cy[:, None, None] - half) & (rows < cy[:, None, None] + half)
+                    & (cols >= cx[:, None, None] - half) & (cols < cx[:, None, None] + half))
+            x = x.masked_fill(hole[:, None], 0.0)
+        return x
+
+
+class BatchStream:
+    """Endless batches over `indices`: pass p visits them in a permutation drawn from (seed, p), last partial batch
+    dropped. `state_dict()` is two integers, so a checkpoint resumes the stream at the exact next batch."""
+
+    def __init__(self, data: ImageData, indices: torch.Tensor, batch_size: int, seed: int, preprocess: Preprocess,
+                 augment: bool = True):
+        self.data = data
+        self.indices = indices.cpu()
+        self.batch_size = min(batch_size, len(self.indices))
+        self.seed = seed
+        self.preprocess = preprocess
+        self.augment = augment
+        self.pass_index = 0
+        self.position = 0
+        self._order: torch.Tensor | None = None
+
+    @property
+    def batches_per_pass(self) -> int:
+        return len(self.indices) // self.batch_size
+
+    def _generator(self, *salt: int) -> torch.Generator:
+        return torch.Generator().manual_seed(hash((self.seed, *salt)) % (2**63))
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self
+
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.position >= self.batches_per_pass:
+            self.pass_index, self.position, self._order = self.pass_index + 1, 0, None
+        if self._order is None:
+            perm = torch.randperm(len(self.indices), generator=self._generator(self.pass_index, -1))
+            self._order = self.indices[perm]
+        chosen = self._order[self.position * self.batch_size:(self.position + 1) * self.batch_size]
+        generator = self._generator(self.pass_index, self.position) if self.augment else None
+        self.position += 1
+        chosen = chosen.to(self.data.x.device)
+        return self.preprocess(self.data.x[chosen], generator), self.data.y[chosen]
+
+    def state_dict(self) -> dict[str, int]:
+        return {"pass_index": self.pass_index, "position": self.position}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.pass_index, self.position, self._order = state["pass_index"], state["position"], None
+
+
+def ordered_batches(data: ImageData, indices: torch.Tensor | None, batch_size: int, preprocess: Preprocess
+                    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One pass in index order, no augmentation: for evaluation."""
+    indices = torch.arange(len(data)) if indices is None else indices.cpu()
+    for start in range(0, len(indices), batch_size):
+        chosen = indices[start:start + batch_size].to(data.x.device)
+        yield preprocess(data.x[chosen]), data.y[chosen]
+
+
+def split_indices(n: int, fractions: Sequence[float], seed: int) -> list[torch.Tensor]:
+    """A seeded random partition of range(n) into len(fractions) parts of the given sizes."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    sizes = [int(round(f * n)) for f in fractions[:-1]]
+    sizes.append(n - sum(sizes))
+    return list(torch.split(perm, sizes))
+
+
+@torch.no_grad()
+def evaluate(forward, batches) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of `forward(x) -> class logits` over `batches`."""
+    total_loss, correct, count = 0.0, 0, 0
+    for x, y in batches:
+        out = forward(x)
+        total_loss += torch.nn.functional.cross_entropy(out, y, reduction="sum").item()
+        correct += (out.argmax(1) == y).sum().item()
+        count += len(y)
+    return total_loss / max(count, 1), correct / max(count, 1)

@@ -1,0 +1,138 @@
+"""Bilevel optimisation of DARTS: logits on the logit split, weights on the weight split, logits step first.
+
+First order:   g_alpha = grad_alpha L_val(w, alpha)
+Second order:  w' = w - xi * (grad_w L_train(w, alpha) + mu * m + lambda * w)      (one SGD step, xi = weight lr)
+               g_alpha = grad_alpha L_val(w', alpha)
+                         - xi * (grad_alpha L_train(w+, alpha) - grad_alpha L_train(w-, alpha)) / (2 eps)
+               with v = grad_w' L_val(w', alpha), w+- = w +- eps * v and eps = 0.01 / ||v||
+               (central finite differences at the original weights, as in the DARTS reference).
+"""
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+LogitsFn = Callable[[], Mapping[str, torch.Tensor]]
+
+
+def _loss(model: nn.Module, batch: Batch, logits: Mapping[str, torch.Tensor],
+          params: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
+    x, y = batch
+    out = model(x, logits) if params is None else functional_call(model, dict(params), (x, logits))
+    return F.cross_entropy(out, y)
+
+
+def _weights(model: nn.Module) -> tuple[list[str], list[nn.Parameter]]:
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    return [n for n, _ in named], [p for _, p in named]
+
+
+def second_order_logit_grads(model: nn.Module, logits: Mapping[str, torch.Tensor], weight_batch: Batch,
+                             logit_batch: Batch, lr: float, weight_optimizer: torch.optim.Optimizer | None = None,
+                             fd_radius: float = 0.01) -> tuple[list[torch.Tensor], float]:
+    """d L_val(w'(alpha), alpha) / d alpha by the DARTS approximation, one per entry of `logits`; and L_val(w').
+
+    `fd_radius` is the 0.01 of eps = 0.01 / ||v||. It is exact up to O(eps^2) where the loss is smooth; ReLU kinks
+    within eps of the weights make a tiny network's finite difference rough (large networks average them out).
+    """
+    alphas = list(logits.values())
+    names, params = _weights(model)
+    detached = {k: v.detach() for k, v in logits.items()}
+    grads = torch.autograd.grad(_loss(model, weight_batch, detached), params, allow_unused=True)
+    momentum = weight_decay = 0.0
+    if weight_optimizer is not None:
+        group = weight_optimizer.param_groups[0]
+        momentum, weight_decay = group.get("momentum", 0.0), group.get("weight_decay", 0.0)
+    unrolled = {}
+    with torch.no_grad():
+        for name, p, g in zip(names, params, grads):
+            step = (torch.zeros_like(p) if g is None else g) + weight_decay * p
+            state = weight_optimizer.state.get(p, {}) if weight_optimizer is not None else {}
+            if state.get("momentum_buffer") is not None:
+                step = step + momentum * state["momentum_buffer"]
+            unrolled[name] = (p - lr * step).requires_grad_(True)
+
+    val_loss = _loss(model, logit_batch, logits, unrolled)
+    out = torch.autograd.grad(val_loss, alphas + list(unrolled.values()), allow_unused=True)
+    direct = [torch.zeros_like(a) if g is None else g for a, g in zip(alphas, out[:len(alphas)])]
+    vector = [torch.zeros_like(p) if g is None else g for p, g in zip(params, out[len(alphas):])]
+    hessian = _hessian_vector_product(model, logits, weight_batch, params, vector, fd_radius)
+    return [d - lr * h for d, h in zip(direct, hessian)], val_loss.item()
+
+
+def _hessian_vector_product(model, logits, batch, params, vector, r: float = 0.01) -> list[torch.Tensor]:
+    """(grad_alpha L_train(w + eps v) - grad_alpha L_train(w - eps v)) / (2 eps), eps = r / ||v||; w is restored."""
+    alphas = list(logits.values())
+    norm = torch.sqrt(sum((v * v).sum() for v in vector))
+    eps = r / norm.clamp_min(1e-12)
+    with torch.no_grad():
+        for p, v in zip(params, vector):
+            p.add_(eps * v)
+    plus = torch.autograd.grad(_loss(model, batch, logits), alphas, allow_unused=True)
+    with torch.no_grad():
+        for p, v in zip(params, vector):
+            p.sub_(2 * eps * v)
+    minus = torch.autograd.grad(_loss(model, batch, logits), alphas, allow_unused=True)
+    with torch.no_grad():
+        for p, v in zip(params, vector):
+            p.add_(eps * v)
+    zero = torch.zeros_like
+    return [((zero(a) if gp is None else gp) - (zero(a) if gm is None else gm)) / (2 * eps)
+            for a, gp, gm in zip(alphas, plus, minus)]
+
+
+class BilevelOptimizer:
+    """One search step = a logits step on a logit-split batch, then a weight step on a weight-split batch.
+
+    `logits_fn` returns the architecture logits (the free `ArchLogits` of a plain search, or later a controller's
+    output); `logit_optimizer` owns whatever produces them.
+    """
+
+    def __init__(self, model: nn.Module, logits_fn: LogitsFn, weight_optimizer: torch.optim.Optimizer,
+                 logit_optimizer: torch.optim.Optimizer, order: int = 1, grad_clip: float = 5.0):
+        if order not in (1, 2):
+            raise ValueError(f"order must be 1 or 2, got {order}")
+        self.model = model
+        self.logits_fn = logits_fn
+        self.weight_optimizer = weight_optimizer
+        self.logit_optimizer = logit_optimizer
+        self.order = order
+        self.grad_clip = grad_clip
+
+    def logit_step(self, weight_batch: Batch, logit_batch: Batch, lr: float) -> float:
+        """Gradients reach the logits (and whatever produced them), never the supernet weights."""
+        self.logit_optimizer.zero_grad(set_to_none=True)
+        logits = self.logits_fn()
+        alphas = list(logits.values())
+        if self.order == 1:
+            loss = _loss(self.model, logit_batch, logits)
+            grads = [torch.zeros_like(a) if g is None else g
+                     for a, g in zip(alphas, torch.autograd.grad(loss, alphas, allow_unused=True))]
+            value = loss.item()
+        else:
+            grads, value = second_order_logit_grads(self.model, logits, weight_batch, logit_batch, lr,
+                                                    self.weight_optimizer)
+        torch.autograd.backward(alphas, grads)
+        self.logit_optimizer.step()
+        return value
+
+    def weight_step(self, weight_batch: Batch) -> tuple[float, float]:
+        x, y = weight_batch
+        self.weight_optimizer.zero_grad(set_to_none=True)
+        logits = {k: v.detach() for k, v in self.logits_fn().items()}
+        out = self.model(x, logits)
+        loss = F.cross_entropy(out, y)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.weight_optimizer.step()
+        return loss.item(), (out.argmax(1) == y).float().mean().item()
+
+    def step(self, weight_batch: Batch, logit_batch: Batch, lr: float) -> dict[str, float]:
+        logit_loss = self.logit_step(weight_batch, logit_batch, lr)
+        weight_loss, weight_acc = self.weight_step(weight_batch)
+        return {"logit_loss": logit_loss, "weight_loss": weight_loss, "weight_acc": weight_acc}

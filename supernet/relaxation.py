@@ -1,0 +1,51 @@
+"""Continuous relaxations: architecture logits [edges, ops] -> per-edge op weights used by the supernet.
+
+softmax (DARTS):        w_e = softmax(alpha_e)
+gumbel (GDAS):          h_e = one_hot(argmax(alpha_e + g)) - sg(p_e) + p_e,  p_e = softmax((alpha_e + g) / tau),
+                        g ~ Gumbel(0, 1); forward uses the hard one-hot, backward the soft p_e (straight through),
+                        and only the sampled op is computed.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from search_spaces.errors import InputError
+
+
+class SoftmaxRelaxation:
+    hard = False
+
+    def __call__(self, logits: torch.Tensor, sample: bool = True) -> torch.Tensor:
+        return F.softmax(logits, dim=-1)
+
+
+class GumbelRelaxation:
+    """Hard straight-through Gumbel-softmax with temperature `tau` (the search anneals it 10 -> 0.1)."""
+
+    hard = True
+
+    def __init__(self, tau: float = 10.0):
+        self.tau = tau
+
+    def __call__(self, logits: torch.Tensor, sample: bool = True) -> torch.Tensor:
+        """A Gumbel sample while training; the argmax op (no noise) when `sample` is False, for evaluation."""
+        if not sample:
+            return F.one_hot(logits.argmax(-1), logits.shape[-1]).to(logits.dtype)
+        return F.gumbel_softmax(logits, tau=self.tau, hard=True, dim=-1)
+
+
+RELAXATIONS = {"softmax": SoftmaxRelaxation, "gumbel": GumbelRelaxation}
+
+
+def create_relaxation(name: str) -> SoftmaxRelaxation | GumbelRelaxation:
+    if name not in RELAXATIONS:
+        raise InputError(f"unknown relaxation '{name}'; known: {', '.join(RELAXATIONS)}")
+    return RELAXATIONS[name]()
+
+
+def gumbel_tau(epoch: int, epochs: int, tau_max: float = 10.0, tau_min: float = 0.1) -> float:
+    """GDAS's linear temperature schedule over the search epochs."""
+    if epochs <= 1:
+        return tau_min
+    return tau_max - (tau_max - tau_min) * epoch / (epochs - 1)

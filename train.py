@@ -1,0 +1,289 @@
+#!/usr/bin/env python
+"""TaskDARTS command line: search, derive, retrain, inspect and visualize cell architectures.
+
+Data flows one way: data set -> supernet search (architecture logits) -> genotype -> retrained network -> report.
+Every subcommand takes `--config FILE.yaml` for defaults; flags given on the command line win. Bad input ends with
+one line on stderr and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import yaml
+
+from search_spaces import InputError, SPACES, get_space, load_genotype
+
+EXIT_BAD_INPUT = 2
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr and exit status 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _add_data_args(group) -> None:
+    group.add_argument("--dataset", help="digits | mnist | fashion_mnist | kmnist | cifar10 | cifar100 | svhn | "
+                                         "folder:PATH | npz:PATH")
+    group.add_argument("--data-root", help="where torchvision data sets live")
+    group.add_argument("--download", action=argparse.BooleanOptionalAction, help="let torchvision download the set")
+    group.add_argument("--image-size", type=int, help="resize images to this square size (default: native)")
+
+
+def _add_run_args(group) -> None:
+    group.add_argument("--seed", type=int)
+    group.add_argument("--device", help="auto (CUDA if available), cpu, cuda, cuda:N")
+    group.add_argument("--out", help="run directory (default: runs/<command>-<dataset>-<time>)")
+    group.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    group.add_argument("--stop-after-epoch", type=int, help="stop cleanly after this epoch (continue with --resume)")
+    group.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def build_parser() -> OneLineParser:
+    from supernet.retrain import RetrainConfig
+    from supernet.search import SearchConfig
+
+    parser = OneLineParser(prog="train.py", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+
+    search = commands.add_parser("search", help="DARTS search; writes genotype.json and a resumable checkpoint")
+    search.add_argument("--config", help="YAML file of defaults (keys as in the saved config.yaml)")
+    group = search.add_argument_group("search")
+    group.add_argument("--space", choices=sorted(SPACES))
+    group.add_argument("--epochs", type=int)
+    group.add_argument("--order", type=int, choices=(1, 2), help="1: first-order, 2: unrolled second-order")
+    group.add_argument("--relax", choices=("softmax", "gumbel"), help="softmax (DARTS) or hard Gumbel (GDAS)")
+    group.add_argument("--layers", type=int, help="cells (darts) or cells per stage (nb201)")
+    group.add_argument("--init-channels", type=int)
+    group.add_argument("--batch-size", type=int)
+    group.add_argument("--augment", action=argparse.BooleanOptionalAction)
+    opt = search.add_argument_group("optimisers (DARTS defaults)")
+    for name in ("w_lr", "w_lr_min", "w_momentum", "w_weight_decay", "grad_clip", "logit_lr", "logit_weight_decay",
+                 "logit_init_std", "tau_max", "tau_min"):
+        opt.add_argument(_flag(name), type=float)
+    _add_data_args(search.add_argument_group("data"))
+    _add_run_args(search.add_argument_group("run"))
+    search.set_defaults(handler=cmd_search, config_class=SearchConfig)
+
+    retrain = commands.add_parser("retrain", help="train a genotype's network from scratch; reports test accuracy")
+    retrain.add_argument("--config", help="YAML file of defaults")
+    group = retrain.add_argument_group("network and recipe")
+    group.add_argument("--genotype", help="genotype.json, run directory, published name (DARTS_V2), "
+                                          "Genotype(...) string or NAS-Bench-201 string")
+    group.add_argument("--epochs", type=int)
+    group.add_argument("--layers", type=int)
+    group.add_argument("--init-channels", type=int)
+    group.add_argument("--batch-size", type=int)
+    group.add_argument("--auxiliary", action=argparse.BooleanOptionalAction, help="DARTS auxiliary head (weight 0.4)")
+    group.add_argument("--cutout", action=argparse.BooleanOptionalAction)
+    group.add_argument("--cutout-length", type=int)
+    group.add_argument("--augment", action=argparse.BooleanOptionalAction)
+    for name in ("lr", "lr_min", "momentum", "weight_decay", "grad_clip", "auxiliary_weight", "drop_path_prob"):
+        group.add_argument(_flag(name), type=float)
+    _add_data_args(retrain.add_argument_group("data"))
+    _add_run_args(retrain.add_argument_group("run"))
+    retrain.set_defaults(handler=cmd_retrain, config_class=RetrainConfig)
+
+    derive = commands.add_parser("derive", help="print the genotype of a search run or checkpoint")
+    derive.add_argument("source", metavar="RUN_DIR_OR_CHECKPOINT")
+    derive.add_argument("--format", choices=("json", "darts", "nb201"), default="json")
+    derive.set_defaults(handler=cmd_derive)
+
+    inspect = commands.add_parser("inspect", help="build a genotype's network; print params and FLOPs as JSON")
+    inspect.add_argument("genotype", metavar="G", help="as for retrain --genotype, or 'random' with --space")
+    inspect.add_argument("--space", choices=sorted(SPACES), help="the space G must belong to")
+    inspect.add_argument("--layers", type=int, help="default: 20 (darts), 5 (nb201)")
+    inspect.add_argument("--init-channels", type=int, help="default: 36 (darts), 16 (nb201)")
+    inspect.add_argument("--num-classes", type=int, default=10)
+    inspect.add_argument("--image-size", type=int, default=32)
+    inspect.add_argument("--channels", type=int, default=3)
+    inspect.add_argument("--seed", type=int, default=0, help="for G = random")
+    inspect.set_defaults(handler=cmd_inspect)
+
+    visualize = commands.add_parser("visualize", help="draw a genotype's cells as PNG files")
+    visualize.add_argument("genotype", metavar="G")
+    visualize.add_argument("--out", required=True, help="directory for <cell>.png")
+    visualize.set_defaults(handler=cmd_visualize)
+    return parser
+
+
+RUN_FLAGS = ("command", "config", "out", "resume", "stop_after_epoch", "no_progress", "handler", "config_class")
+
+
+def resolve_config(args: argparse.Namespace, defaults_file: str | None):
+    """Dataclass defaults < YAML file < explicit flags."""
+    config_class = args.config_class
+    values: dict[str, Any] = {}
+    if defaults_file:
+        path = Path(defaults_file)
+        if not path.is_file():
+            raise InputError(f"config file {path} does not exist")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise InputError(f"malformed YAML in {path}: {str(err).splitlines()[0]}") from None
+        if not isinstance(loaded, dict):
+            raise InputError(f"config file {path} must hold a mapping of option: value")
+        values.update({key.replace("-", "_"): value for key, value in loaded.items()})
+    known = {f.name for f in fields(config_class)}
+    for key, value in vars(args).items():
+        if key in known and value is not None:
+            values[key] = value
+    return config_class.from_dict(values)
+
+
+def _run_dir(args: argparse.Namespace, dataset: str):
+    from supernet.runtime import RunDir
+
+    if args.out:
+        return RunDir(args.out)
+    if args.resume:
+        raise InputError("--resume needs --out RUN_DIR")
+    tag = "".join(c if c.isalnum() else "_" for c in Path(dataset).name)[:40]
+    return RunDir(Path("runs") / f"{args.command}-{tag}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def _resumed_config(args: argparse.Namespace, run) -> Any:
+    """A resumed run keeps the config it started with (only --device may change)."""
+    if not run.file("config.yaml").is_file():
+        raise InputError(f"cannot resume: {run.file('config.yaml')} does not exist")
+    config = args.config_class.from_dict(run.load_config())
+    if args.device:
+        config.device = args.device
+    return config
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from meta.datasets import load_dataset
+    from supernet.search import run_search
+
+    config = resolve_config(args, args.config)
+    run = _run_dir(args, config.dataset)
+    if args.resume:
+        config = _resumed_config(args, run)
+    config.validate()
+    data = load_dataset(config.dataset, "train", config.data_root, config.download, config.image_size)
+    result = run_search(config, data, run, resume=args.resume, stop_after_epoch=args.stop_after_epoch,
+                        progress=not args.no_progress)
+    print(json.dumps({"run_dir": str(run.path), **result}))
+    return 0
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from meta.datasets import load_dataset
+    from supernet.retrain import run_retrain
+
+    config = resolve_config(args, args.config)
+    run = _run_dir(args, config.dataset)
+    if args.resume:
+        config = _resumed_config(args, run)
+    config.validate()
+    load_genotype(config.genotype)  # fail on a bad genotype before loading data
+    train = load_dataset(config.dataset, "train", config.data_root, config.download, config.image_size)
+    test = load_dataset(config.dataset, "test", config.data_root, config.download, config.image_size)
+    result = run_retrain(config, train, test, run, resume=args.resume, stop_after_epoch=args.stop_after_epoch,
+                         progress=not args.no_progress)
+    print(json.dumps({"run_dir": str(run.path), **result}))
+    return 0
+
+
+def derive_from_checkpoint(source: str):
+    """(space, genotype) derived from the architecture logits stored in a search checkpoint."""
+    import torch
+
+    from supernet.runtime import load_checkpoint
+
+    path = Path(source)
+    if not path.exists():
+        raise InputError(f"{path} does not exist")
+    state = load_checkpoint(path)
+    if not isinstance(state, dict) or "arch" not in state or "space" not in state:
+        raise InputError(f"{path} is not a search checkpoint (no architecture logits)")
+    space = get_space(state["space"])
+    prefix = "logits."
+    logits = {key[len(prefix):]: value for key, value in state["arch"].items() if key.startswith(prefix)}
+    return space, space.derive({k: torch.as_tensor(v) for k, v in logits.items()})
+
+
+FORMAT_SPACE = {"darts": "darts", "nb201": "nb201"}
+
+
+def cmd_derive(args: argparse.Namespace) -> int:
+    space, genotype = derive_from_checkpoint(args.source)
+    if args.format == "json":
+        print(json.dumps(space.to_json(genotype)))
+    elif FORMAT_SPACE[args.format] != space.name:
+        raise InputError(f"--format {args.format} does not fit a genotype of the {space.name} space")
+    else:
+        print(space.to_text(genotype))
+    return 0
+
+
+INSPECT_DEFAULTS = {"darts": {"layers": 20, "init_channels": 36}, "nb201": {"layers": 5, "init_channels": 16}}
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    import torch
+
+    from supernet.discrete import count_flops_m, count_parameters_m, create_network
+
+    if args.genotype == "random":
+        if not args.space:
+            raise InputError("inspect random needs --space darts|nb201")
+        space = get_space(args.space)
+        genotype = space.random_genotype(torch.Generator().manual_seed(args.seed))
+    else:
+        space, genotype = load_genotype(args.genotype)
+        if args.space and args.space != space.name:
+            raise InputError(f"genotype is of the {space.name} space, not {args.space}")
+    defaults = INSPECT_DEFAULTS[space.name]
+    layers = args.layers or defaults["layers"]
+    channels = args.init_channels or defaults["init_channels"]
+    for name, value in (("--layers", layers), ("--init-channels", channels), ("--num-classes", args.num_classes),
+                        ("--channels", args.channels)):
+        if value < 1:
+            raise InputError(f"{name} must be at least 1, got {value}")
+    model = create_network(genotype, args.num_classes, args.channels, channels, layers, auxiliary=False,
+                           image_size=args.image_size)
+    print(json.dumps({"space": space.name, "params_m": round(count_parameters_m(model), 6),
+                      "flops_m": round(count_flops_m(model, args.channels, args.image_size), 3),
+                      "layers": layers, "init_channels": channels, "num_classes": args.num_classes,
+                      "image_size": args.image_size, "genotype": space.to_text(genotype)}))
+    return 0
+
+
+def cmd_visualize(args: argparse.Namespace) -> int:
+    from search_spaces.plot import plot_genotype
+
+    space, genotype = load_genotype(args.genotype)
+    for path in plot_genotype(space, genotype, args.out):
+        print(path)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted; a run directory keeps its last finished epoch (continue with --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
