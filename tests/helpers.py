@@ -1,0 +1,35 @@
+import contextlib
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+# A search small enough for tests: 3 cells of 4 channels on native 8 px digits.
+TINY_SEARCH = ["--layers", "3", "--init-channels", "4", "--batch-size", "64", "--no-progress"]
+
+
+def run_cli(*args: str) -> tuple[int, str, str]:
+    """Run train.main in-process; returns (exit status, stdout, stderr)."""
+    import train
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = train.main(list(args))
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+    return code, out.getvalue(), err.getvalue()
+
+
+def run_cli_process(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run train.py in a fresh interpreter, as a user does (real exit status, real stderr)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], capture_output=True, text=True,
+                          cwd=cwd or ROOT, env=env, timeout=300)
+
+
