@@ -68,6 +68,7 @@ def build_parser() -> OneLineParser:
     group.add_argument("--init-channels", type=int)
     group.add_argument("--batch-size", type=int)
     group.add_argument("--augment", action=argparse.BooleanOptionalAction)
+    group.add_argument("--channels-last", action=argparse.BooleanOptionalAction, help="NHWC layout (default on)")
     opt = search.add_argument_group("optimisers (DARTS defaults)")
     for name in ("w_lr", "w_lr_min", "w_momentum", "w_weight_decay", "grad_clip", "logit_lr", "logit_weight_decay",
                  "logit_init_std", "tau_max", "tau_min"):
@@ -89,6 +90,7 @@ def build_parser() -> OneLineParser:
     group.add_argument("--cutout", action=argparse.BooleanOptionalAction)
     group.add_argument("--cutout-length", type=int)
     group.add_argument("--augment", action=argparse.BooleanOptionalAction)
+    group.add_argument("--channels-last", action=argparse.BooleanOptionalAction, help="NHWC layout (default on)")
     for name in ("lr", "lr_min", "momentum", "weight_decay", "grad_clip", "auxiliary_weight", "drop_path_prob"):
         group.add_argument(_flag(name), type=float)
     _add_data_args(retrain.add_argument_group("data"))

@@ -67,6 +67,7 @@ class Preprocess:
     mean: torch.Tensor
     std: torch.Tensor
     augment: Augment = field(default_factory=Augment)
+    channels_last: bool = False  # match a model converted with .to(memory_format=torch.channels_last)
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         x = x.float().div_(255)
@@ -91,7 +92,7 @@ class Preprocess:
             hole = ((rows >= cy[:, None, None] - half) & (rows < cy[:, None, None] + half)
                     & (cols >= cx[:, None, None] - half) & (cols < cx[:, None, None] + half))
             x = x.masked_fill(hole[:, None], 0.0)
-        return x
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
 
 class BatchStream:

@@ -56,6 +56,7 @@ class RetrainConfig:
     cutout: bool = False
     cutout_length: int | None = None  # None: 16 at 32 px, scaled with the image
     augment: bool = True
+    channels_last: bool = True
     device: str = "auto"
 
     @classmethod
@@ -85,11 +86,14 @@ class RetrainState:
         mean, std = channel_stats(train)
         cutout = (config.cutout_length or max(size // 2, 1)) if config.cutout else 0
         augment = Augment(max(size // 8, 1), train.hflip, cutout) if config.augment else Augment(cutout=cutout)
-        self.eval_preprocess = Preprocess(mean, std)
+        self.eval_preprocess = Preprocess(mean, std, channels_last=config.channels_last)
         self.stream = BatchStream(self.train, torch.arange(len(train)), config.batch_size, config.seed,
-                                  Preprocess(mean, std, augment), augment=config.augment or config.cutout)
+                                  Preprocess(mean, std, augment, config.channels_last),
+                                  augment=config.augment or config.cutout)
         self.model = create_network(self.genotype, train.num_classes, train.channels, config.init_channels,
                                     config.layers, config.auxiliary, size).to(device)
+        if config.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.SGD(self.model.parameters(), self.lr, momentum=config.momentum,
                                          weight_decay=self.weight_decay, nesterov=recipe["nesterov"])
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, config.epochs,
