@@ -51,6 +51,7 @@ def _add_run_args(group) -> None:
 
 
 def build_parser() -> OneLineParser:
+    from meta.model import MetaConfig
     from supernet.retrain import RetrainConfig
     from supernet.search import SearchConfig
 
@@ -73,9 +74,44 @@ def build_parser() -> OneLineParser:
     for name in ("w_lr", "w_lr_min", "w_momentum", "w_weight_decay", "grad_clip", "logit_lr", "logit_weight_decay",
                  "logit_init_std", "tau_max", "tau_min"):
         opt.add_argument(_flag(name), type=float)
+    meta = search.add_argument_group("task-conditioned start (TaskDARTS)")
+    meta.add_argument("--meta", metavar="META_CKPT", help="meta-train checkpoint or run directory")
+    meta.add_argument("--adapt-steps", type=int, default=0, help="0: zero-shot; K: K adaptation steps")
     _add_data_args(search.add_argument_group("data"))
     _add_run_args(search.add_argument_group("run"))
     search.set_defaults(handler=cmd_search, config_class=SearchConfig)
+
+    meta_train = commands.add_parser("meta-train", help="learn across tasks how to start a search")
+    meta_train.add_argument("--config", help="YAML file of defaults")
+    group = meta_train.add_argument_group("tasks")
+    group.add_argument("--space", choices=sorted(SPACES))
+    group.add_argument("--tasks", nargs="+", metavar="SPEC",
+                       help="DATASET (N-way episodes from a seeded part of its classes) or whole:DATASET")
+    group.add_argument("--test-tasks", nargs="*", metavar="SPEC", help="held-out data sets for meta-testing")
+    for name in ("ways", "shots", "queries", "tests", "image_size", "channels", "max_classes"):
+        group.add_argument(_flag(name), type=int)
+    group.add_argument("--meta-test-fraction", type=float)
+    group.add_argument("--data-root")
+    group.add_argument("--download", action=argparse.BooleanOptionalAction)
+    group = meta_train.add_argument_group("meta-learning")
+    for name in ("meta_steps", "meta_batch", "inner_steps", "inner_batch", "layers", "init_channels", "embed_dim",
+                 "samples", "log_every"):
+        group.add_argument(_flag(name), type=int)
+    for name in ("meta_lr", "reptile_lr", "inner_w_lr", "inner_logit_lr", "entropy_weight"):
+        group.add_argument(_flag(name), type=float)
+    group.add_argument("--mode", choices=("relaxed", "reinforce"))
+    group.add_argument("--no-initializer", dest="use_initializer", action="store_const", const=False)
+    group.add_argument("--no-encoder", dest="use_encoder", action="store_const", const=False,
+                       help="MetaNAS-style ablation: one set of logits and one initialization for all tasks")
+    run = meta_train.add_argument_group("run")
+    run.add_argument("--seed", type=int)
+    run.add_argument("--device")
+    run.add_argument("--out")
+    run.add_argument("--resume", action="store_true")
+    run.add_argument("--stop-after-epoch", dest="stop_after_epoch", type=int, metavar="META_STEP",
+                     help="stop cleanly after this meta-step (continue with --resume)")
+    run.add_argument("--no-progress", action="store_true")
+    meta_train.set_defaults(handler=cmd_meta_train, config_class=MetaConfig)
 
     retrain = commands.add_parser("retrain", help="train a genotype's network from scratch; reports test accuracy")
     retrain.add_argument("--config", help="YAML file of defaults")
@@ -170,6 +206,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     from meta.datasets import load_dataset
     from supernet.search import run_search
 
+    if args.meta:
+        return cmd_meta_search(args)
     config = resolve_config(args, args.config)
     run = _run_dir(args, config.dataset)
     if args.resume:
@@ -178,6 +216,35 @@ def cmd_search(args: argparse.Namespace) -> int:
     data = load_dataset(config.dataset, "train", config.data_root, config.download, config.image_size)
     result = run_search(config, data, run, resume=args.resume, stop_after_epoch=args.stop_after_epoch,
                         progress=not args.no_progress)
+    print(json.dumps({"run_dir": str(run.path), **result}))
+    return 0
+
+
+def cmd_meta_search(args: argparse.Namespace) -> int:
+    from meta.meta_search import MetaSearchConfig, run_meta_search
+
+    if args.resume:
+        raise InputError("--resume does not apply to --meta searches (they take seconds to minutes); run again")
+    dataset = args.dataset or "digits"
+    config = MetaSearchConfig(meta=args.meta, dataset=dataset, adapt_steps=args.adapt_steps,
+                              seed=args.seed if args.seed is not None else 0, data_root=args.data_root or "data",
+                              download=bool(args.download), device=args.device or "auto")
+    run = _run_dir(args, dataset)
+    result = run_meta_search(config, run, expect_space=args.space, progress=not args.no_progress)
+    print(json.dumps({"run_dir": str(run.path), **result}))
+    return 0
+
+
+def cmd_meta_train(args: argparse.Namespace) -> int:
+    from meta.meta_train import run_meta_train
+
+    config = resolve_config(args, args.config)
+    run = _run_dir(args, "-".join(config.tasks))
+    if args.resume:
+        config = _resumed_config(args, run)
+    config.validate()
+    result = run_meta_train(config, run, resume=args.resume, stop_after_step=args.stop_after_epoch,
+                            progress=not args.no_progress)
     print(json.dumps({"run_dir": str(run.path), **result}))
     return 0
 

@@ -86,8 +86,9 @@ class DartsSupernet(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(steps * slots[-1].c, num_classes)
 
-    def forward(self, x: torch.Tensor, logits: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        weights = _edge_weights(self.relaxation, logits, self.training)
+    def forward(self, x: torch.Tensor, logits: Mapping[str, torch.Tensor], relaxation=None) -> torch.Tensor:
+        """`relaxation` overrides the network's own for this call (e.g. DiscreteRelaxation for a sampled cell)."""
+        weights = _edge_weights(relaxation or self.relaxation, logits, self.training)
         s0 = s1 = self.stem(x)
         for cell in self.cells:
             w, active = weights["reduce" if cell.reduction else "normal"]
@@ -129,8 +130,9 @@ class NB201Supernet(nn.Module):
         self.lastact, self.classifier = nb201_head(4 * C, num_classes)
         self.pool = nn.AdaptiveAvgPool2d(1)
 
-    def forward(self, x: torch.Tensor, logits: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        w, active = _edge_weights(self.relaxation, logits, self.training)["cell"]
+    def forward(self, x: torch.Tensor, logits: Mapping[str, torch.Tensor], relaxation=None) -> torch.Tensor:
+        """`relaxation` overrides the network's own for this call (e.g. DiscreteRelaxation for a sampled cell)."""
+        w, active = _edge_weights(relaxation or self.relaxation, logits, self.training)["cell"]
         h = self.stem(x)
         for cell in self.cells:
             h = cell(h, w, active) if isinstance(cell, NB201SearchCell) else cell(h)

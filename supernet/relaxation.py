@@ -35,6 +35,16 @@ class GumbelRelaxation:
         return F.gumbel_softmax(logits, tau=self.tau, hard=True, dim=-1)
 
 
+class DiscreteRelaxation:
+    """The argmax op of every edge, no gradient to the logits: runs one sub-network of the supernet (for example an
+    architecture sampled by a policy, passed as one-hot logits) with the shared weights."""
+
+    hard = True
+
+    def __call__(self, logits: torch.Tensor, sample: bool = True) -> torch.Tensor:
+        return F.one_hot(logits.detach().argmax(-1), logits.shape[-1]).to(logits.dtype)
+
+
 RELAXATIONS = {"softmax": SoftmaxRelaxation, "gumbel": GumbelRelaxation}
 
 

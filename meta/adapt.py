@@ -1,0 +1,117 @@
+"""Adaptation on one task: K DARTS steps from a (task-conditioned) start. Meta-training's inner loop and
+`search --meta --adapt-steps K` both run this function, so what is meta-learned is what a user gets.
+
+relaxed:   each step = one logits step on a query batch, then one weight step on a support batch (BilevelOptimizer,
+           first order; SGD for weights, Adam for logits).
+reinforce: each step = one weight step on a support batch for an architecture sampled from softmax(logits)
+           (only the sampled op of every edge runs); the logits themselves are trained by policy gradient outside.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from supernet.batches import BatchStream, Preprocess
+from supernet.bilevel import BilevelOptimizer
+from supernet.relaxation import DiscreteRelaxation
+
+from .controller import sample_architecture
+from .tasks import Task
+
+PIXEL_MEAN, PIXEL_STD = 0.5, 0.25  # fixed normalisation: tasks differ, and no task's statistics should leak in
+
+
+class TaskHead(nn.Module):
+    """The supernet restricted to a task's first n classes (the base classifier has `max_classes` outputs)."""
+
+    def __init__(self, supernet: nn.Module, num_classes: int):
+        super().__init__()
+        self.supernet = supernet
+        self.num_classes = num_classes
+
+    def forward(self, x, logits, relaxation=None):
+        return self.supernet(x, logits, relaxation)[:, : self.num_classes]
+
+
+class LogitsHolder(nn.Module):
+    """Per-task architecture logits as parameters, started from the controller's output."""
+
+    def __init__(self, logits: dict[str, torch.Tensor]):
+        super().__init__()
+        self.logits = nn.ParameterDict({k: nn.Parameter(v.detach().clone()) for k, v in logits.items()})
+
+    def forward(self) -> dict[str, torch.Tensor]:
+        return dict(self.logits.items())
+
+
+def task_preprocess(channels: int) -> Preprocess:
+    return Preprocess(torch.full((channels,), PIXEL_MEAN), torch.full((channels,), PIXEL_STD))
+
+
+@dataclass
+class Adapted:
+    head: TaskHead
+    logits: LogitsHolder
+    support_loss: float
+    logit_loss: float
+
+
+def load_weights(supernet: nn.Module, weights: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor]) -> None:
+    with torch.no_grad():
+        for name, p in supernet.named_parameters():
+            p.copy_(weights[name])
+        for name, b in supernet.named_buffers():
+            b.copy_(buffers[name])
+
+
+def adapt(work: nn.Module, weights: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
+          logits: dict[str, torch.Tensor], task: Task, steps: int, config, seed: int, mode: str = "relaxed",
+          generator: torch.Generator | None = None) -> Adapted:
+    """Run `steps` adaptation steps of `work` (a scratch supernet) from `weights`/`logits` on the task."""
+    load_weights(work, weights, buffers)
+    head = TaskHead(work, task.num_classes)
+    holder = LogitsHolder(logits).to(next(work.parameters()).device)
+    w_opt = torch.optim.SGD(work.parameters(), config.inner_w_lr, momentum=config.inner_w_momentum,
+                            weight_decay=config.inner_w_weight_decay)
+    a_opt = torch.optim.Adam(holder.parameters(), config.inner_logit_lr, betas=(0.5, 0.999))
+    preprocess = task_preprocess(task.data.channels)
+    support = BatchStream(task.data, task.support, config.inner_batch, seed * 2 + 1, preprocess, augment=False)
+    query = BatchStream(task.data, task.query, config.inner_batch, seed * 2 + 2, preprocess, augment=False)
+    bilevel = BilevelOptimizer(head, holder, w_opt, a_opt, order=1, grad_clip=config.grad_clip)
+    support_loss = logit_loss = float("nan")
+    work.train()
+    for _ in range(steps):
+        if mode == "relaxed":
+            result = bilevel.step(next(support), next(query), lr=config.inner_w_lr)
+            support_loss, logit_loss = result["weight_loss"], result["logit_loss"]
+        else:
+            sample, _ = sample_architecture(holder(), generator)
+            x, y = next(support)
+            w_opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(head(x, sample, DiscreteRelaxation()), y)
+            loss.backward()
+            nn.utils.clip_grad_norm_(work.parameters(), config.grad_clip)
+            w_opt.step()
+            support_loss = loss.item()
+    return Adapted(head, holder, support_loss, logit_loss)
+
+
+def query_batch(task: Task) -> tuple[torch.Tensor, torch.Tensor]:
+    index = task.query.to(task.data.x.device)
+    return task_preprocess(task.data.channels)(task.data.x[index]), task.data.y[index]
+
+
+def query_metrics(head: TaskHead, logits: dict[str, torch.Tensor], task: Task, relaxation=None,
+                  chunk: int = 256) -> tuple[float, float]:
+    """Query loss and accuracy, BN on batch statistics as during search (chunks of `chunk` images)."""
+    x, y = query_batch(task)
+    total_loss, correct = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(y), chunk):
+            out = head(x[start:start + chunk], logits, relaxation)
+            total_loss += F.cross_entropy(out, y[start:start + chunk], reduction="sum").item()
+            correct += (out.argmax(1) == y[start:start + chunk]).sum().item()
+    return total_loss / len(y), correct / len(y)

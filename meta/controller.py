@@ -1,0 +1,79 @@
+"""ArchController: task embedding z -> architecture logits for every cell type of a search space.
+
+alpha_t = reshape(W_t ReLU(W_1 z + b_1) + b_t, [edges, ops])  for each cell type t
+The logits are a policy over architectures: the supernet relaxes them (softmax / Gumbel), and in `reinforce` mode
+pi(a | z) = prod_e softmax(alpha_e)[a_e] is sampled and trained by policy gradient (see `PolicyGradient`).
+Output weights start at N(0, 1e-3^2) and biases at 0, so an untrained controller gives near-uniform logits.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from search_spaces import SearchSpace
+
+
+class ArchController(nn.Module):
+    def __init__(self, space: SearchSpace, embed_dim: int = 32, hidden: int = 64, init_std: float = 1e-3):
+        super().__init__()
+        self.shapes = space.logits_shapes()
+        self.trunk = nn.Sequential(nn.Linear(embed_dim, hidden), nn.ReLU(inplace=True))
+        self.heads = nn.ModuleDict({cell_type: nn.Linear(hidden, edges * ops)
+                                    for cell_type, (edges, ops) in self.shapes.items()})
+        for head in self.heads.values():
+            nn.init.normal_(head.weight, std=init_std)
+            nn.init.zeros_(head.bias)
+
+    def forward(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        """z [B, D] -> {cell_type: [B, edges, ops]}."""
+        h = self.trunk(z)
+        return {cell_type: head(h).view(-1, *self.shapes[cell_type]) for cell_type, head in self.heads.items()}
+
+
+def sample_architecture(logits: dict[str, torch.Tensor], generator: torch.Generator | None = None
+                        ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Draw one op per edge from softmax(logits); returns (one-hot samples per cell type, log pi(a))."""
+    samples, log_prob = {}, 0.0
+    for cell_type, value in logits.items():
+        probs = torch.softmax(value.detach().float(), dim=-1).cpu()
+        index = torch.multinomial(probs, 1, generator=generator).flatten().to(value.device)
+        samples[cell_type] = nn.functional.one_hot(index, value.shape[-1]).to(value.dtype)
+        log_prob = log_prob + torch.log_softmax(value, dim=-1).gather(-1, index[:, None]).sum()
+    return samples, log_prob
+
+
+def policy_entropy(logits: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Sum over edges of the entropy of softmax(logits)."""
+    total = 0.0
+    for value in logits.values():
+        log_p = torch.log_softmax(value, dim=-1)
+        total = total - (log_p.exp() * log_p).sum()
+    return total
+
+
+class PolicyGradient:
+    """REINFORCE with a moving-average baseline and an entropy bonus:
+
+    loss = -(R - b) * log pi(a) - beta * H(pi),   b <- m * b + (1 - m) * R
+    """
+
+    def __init__(self, momentum: float = 0.9, entropy_weight: float = 1e-3):
+        self.momentum = momentum
+        self.entropy_weight = entropy_weight
+        self.baseline: float | None = None
+
+    def loss(self, log_probs: torch.Tensor, rewards: torch.Tensor, logits: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Mean over samples of one policy; updates the baseline after using it."""
+        mean_reward = float(rewards.mean())
+        baseline = mean_reward if self.baseline is None else self.baseline
+        advantage = rewards.to(log_probs.dtype) - baseline
+        loss = -(advantage * log_probs).mean() - self.entropy_weight * policy_entropy(logits)
+        self.baseline = mean_reward if self.baseline is None else (
+            self.momentum * self.baseline + (1 - self.momentum) * mean_reward)
+        return loss
+
+    def state_dict(self) -> dict:
+        return {"baseline": self.baseline}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.baseline = state["baseline"]

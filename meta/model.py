@@ -1,0 +1,146 @@
+"""TaskDARTS: task -> task graph -> embedding z -> (architecture logits, initial supernet weights).
+
+The module owns the meta-learned base supernet (updated by Reptile), the graph builder and encoder (or one constant
+embedding for the `--no-encoder` ablation), the controller and the optional weight initializer.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+from torch_geometric.data import Batch
+
+from search_spaces import SearchSpace, get_space
+from search_spaces.errors import InputError
+from supernet.model import create_supernet
+
+from .controller import ArchController
+from .encoder import ConstantEmbedding, TaskEncoder
+from .initializer import WeightInitializer
+from .task_graph import TaskGraphBuilder
+from .tasks import Task
+
+
+@dataclass
+class MetaConfig:
+    """Defaults: 3-way class-subset tasks of the embedded digits (7 meta-train / 3 meta-test classes), a tiny
+    DARTS-space supernet, a few minutes on 2 CPU cores."""
+
+    space: str = "darts"
+    tasks: list[str] = field(default_factory=lambda: ["digits"])
+    test_tasks: list[str] = field(default_factory=list)
+    ways: int = 3
+    shots: int = 10
+    queries: int = 10
+    tests: int = 10
+    meta_test_fraction: float = 0.3
+    image_size: int = 8
+    channels: int = 1
+    max_classes: int = 10
+    data_root: str = "data"
+    download: bool = False
+    layers: int = 3
+    init_channels: int = 4
+    embed_dim: int = 32
+    hidden: int = 64
+    gcn_layers: int = 2
+    features: int = 32
+    knn: int = 3
+    graph_images_per_class: int = 20
+    use_encoder: bool = True
+    use_initializer: bool = True
+    mode: str = "relaxed"
+    meta_steps: int = 60
+    meta_batch: int = 4
+    inner_steps: int = 3
+    inner_batch: int = 32
+    inner_w_lr: float = 0.05
+    inner_w_momentum: float = 0.9
+    inner_w_weight_decay: float = 3e-4
+    inner_logit_lr: float = 0.05
+    grad_clip: float = 5.0
+    meta_lr: float = 1e-3
+    reptile_lr: float = 0.5
+    samples: int = 4
+    entropy_weight: float = 1e-3
+    baseline_momentum: float = 0.9
+    probe_tasks: int = 8
+    log_every: int = 5
+    seed: int = 0
+    device: str = "auto"
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "MetaConfig":
+        unknown = sorted(set(values) - {f.name for f in fields(cls)})
+        if unknown:
+            raise InputError(f"unknown meta-train config keys: {', '.join(unknown)}")
+        return cls(**values)
+
+    def validate(self) -> None:
+        get_space(self.space)
+        if self.mode not in ("relaxed", "reinforce"):
+            raise InputError(f"--mode must be relaxed or reinforce, got {self.mode}")
+        for name in ("meta_steps", "meta_batch", "ways", "shots", "queries", "layers", "init_channels", "samples"):
+            if getattr(self, name) < 1:
+                raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.inner_steps < 0:
+            raise InputError(f"--inner-steps must be 0 or more, got {self.inner_steps}")
+        if self.ways > self.max_classes:
+            raise InputError(f"--ways {self.ways} exceeds --max-classes {self.max_classes}")
+        if not self.tasks:
+            raise InputError("--tasks needs at least one task spec")
+        get_space(self.space).check_image_size(self.image_size)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class TaskDARTS(nn.Module):
+    def __init__(self, config: MetaConfig):
+        super().__init__()
+        self.config = config
+        self.space: SearchSpace = get_space(config.space)
+        self.supernet = create_supernet(self.space, config.max_classes, config.channels, config.init_channels,
+                                        config.layers)
+        if config.use_encoder:
+            self.graph_builder = TaskGraphBuilder(config.features, config.knn)
+            self.encoder: nn.Module = TaskEncoder(self.graph_builder.node_dim, config.hidden, config.embed_dim,
+                                                  config.gcn_layers)
+        else:
+            self.graph_builder = None
+            self.encoder = ConstantEmbedding(config.embed_dim)
+        self.controller = ArchController(self.space, config.embed_dim, config.hidden)
+        self.initializer = (WeightInitializer(self.supernet.named_parameters(), config.embed_dim)
+                            if config.use_initializer else None)
+
+    def outer_parameters(self) -> list[nn.Parameter]:
+        """What the outer optimiser trains; the base supernet is updated by Reptile instead."""
+        modules = [self.encoder, self.controller, self.graph_builder, self.initializer]
+        return [p for m in modules if m is not None for p in m.parameters()]
+
+    def graph_sample(self, task: Task) -> tuple[torch.Tensor, torch.Tensor]:
+        """Up to `graph_images_per_class` support images of every class (the first ones: deterministic)."""
+        y = task.data.y[task.support.to(task.data.y.device)]
+        keep = torch.cat([torch.nonzero(y == c).flatten()[: self.config.graph_images_per_class]
+                          for c in range(task.num_classes)])
+        index = task.support.to(keep.device)[keep]
+        return task.data.x[index.to(task.data.x.device)], task.data.y[index.to(task.data.y.device)]
+
+    def embed(self, tasks: Sequence[Task]) -> torch.Tensor:
+        """Task embeddings z [B, D]."""
+        if self.graph_builder is None:
+            return self.encoder(len(tasks))
+        graphs = []
+        for task in tasks:
+            images, labels = self.graph_sample(task)
+            graphs.append(self.graph_builder(images, labels, task.num_classes))
+        return self.encoder(Batch.from_data_list(graphs))
+
+    def start(self, z: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """(initial weights, architecture logits) for one task embedding z [D]."""
+        logits = {cell_type: value[0] for cell_type, value in self.controller(z[None]).items()}
+        base = {name: p.detach() for name, p in self.supernet.named_parameters()}
+        weights = self.initializer(z, base) if self.initializer is not None else base
+        return weights, logits

@@ -1,0 +1,204 @@
+"""Tasks and task distributions: the first stage of TaskDARTS's data flow.
+
+A task is a classification problem: images of some classes of a data set, relabelled 0..n-1, in three disjoint
+splits: support (trains supernet weights), query (trains and evaluates architecture logits) and test (final
+evaluation). Two distributions:
+- episodes: N classes drawn from one of several data sets, a fixed number of images per class and split;
+- whole data sets: each `whole:DATASET` spec is one task (support/query = seeded halves of its training split,
+  test = its test split).
+Meta-train and meta-test episodes come from disjoint classes (a seeded split of every data set's classes); held-out
+whole data sets are given separately. The split is recorded in the run directory.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+
+from search_spaces.errors import InputError
+from supernet.batches import ImageData, split_indices
+
+from .datasets import load_dataset, resize
+
+
+@dataclass
+class Task:
+    name: str
+    data: ImageData  # the task's images only, labels 0..n-1
+    support: torch.Tensor
+    query: torch.Tensor
+    test: torch.Tensor
+
+    @property
+    def num_classes(self) -> int:
+        return self.data.num_classes
+
+    def to(self, device: torch.device) -> "Task":
+        return Task(self.name, self.data.to(device), self.support, self.query, self.test)
+
+
+def match_format(data: ImageData, channels: int, image_size: int) -> ImageData:
+    """Bring images to the channel count and square size a meta-model was trained with."""
+    x = data.x
+    if x.shape[1] != channels:
+        if x.shape[1] == 1:
+            x = x.expand(-1, channels, -1, -1).contiguous()
+        elif channels == 1:
+            x = x.float().mean(1, keepdim=True).round().to(torch.uint8)
+        else:
+            raise InputError(f"cannot convert {x.shape[1]}-channel images to {channels} channels")
+    return resize(ImageData(x, data.y, data.classes, data.name, data.hflip), image_size)
+
+
+def whole_dataset_task(spec: str, channels: int, image_size: int, seed: int, root: str = "data",
+                       download: bool = False, max_per_class: int | None = None, include_test: bool = True) -> Task:
+    """A whole data set as one task: support/query are seeded halves of its training split, test its test split
+    (left out with `include_test=False`, as a search must never see it)."""
+    train = match_format(load_dataset(spec, "train", root, download), channels, image_size)
+    if max_per_class is not None:
+        train = train.subset(_cap_per_class(train.y, max_per_class, seed))
+    parts = [train]
+    if include_test:
+        parts.append(match_format(load_dataset(spec, "test", root, download), channels, image_size))
+    data = ImageData(torch.cat([p.x for p in parts]), torch.cat([p.y for p in parts]), train.classes, train.name,
+                     train.hflip)
+    support, query = split_indices(len(train), [0.5, 0.5], seed)
+    return Task(f"whole:{spec}", data, support, query, torch.arange(len(train), len(data)))
+
+
+def _cap_per_class(y: torch.Tensor, cap: int, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    keep = []
+    for label in torch.unique(y).tolist():
+        members = torch.nonzero(y == label).flatten()
+        keep.append(members[torch.randperm(len(members), generator=generator)[:cap]])
+    return torch.cat(keep).sort().values
+
+
+@dataclass
+class ClassPool:
+    """The classes of one data set available to a distribution, with all their images."""
+
+    spec: str
+    data: ImageData
+    members: dict[int, torch.Tensor]  # class label -> indices into data
+
+    def labels(self) -> list[int]:
+        return sorted(self.members)
+
+
+class EpisodeDistribution:
+    """N-way episodes: pick a data set (uniformly), N of its classes, then shots/queries/tests images per class."""
+
+    def __init__(self, pools: Sequence[ClassPool], ways: int, shots: int, queries: int, tests: int):
+        self.pools = [pool for pool in pools if len(pool.members) >= ways]
+        if not self.pools:
+            raise InputError(f"no data set has {ways} classes with {shots + queries + tests} images each "
+                             f"for {ways}-way episodes; lower --ways, --shots or --queries")
+        self.ways, self.shots, self.queries, self.tests = ways, shots, queries, tests
+
+    def sample(self, rng: random.Random) -> Task:
+        pool = self.pools[rng.randrange(len(self.pools))]
+        labels = rng.sample(pool.labels(), self.ways)
+        per_class = self.shots + self.queries + self.tests
+        chosen, splits = [], {"support": [], "query": [], "test": []}
+        for new_label, label in enumerate(labels):
+            members = pool.members[label].tolist()
+            picked = rng.sample(members, per_class)
+            offset = len(chosen)
+            chosen += picked
+            splits["support"] += range(offset, offset + self.shots)
+            splits["query"] += range(offset + self.shots, offset + self.shots + self.queries)
+            splits["test"] += range(offset + self.shots + self.queries, offset + per_class)
+        index = torch.tensor(chosen)
+        remap = {label: k for k, label in enumerate(labels)}
+        y = torch.tensor([remap[int(v)] for v in pool.data.y[index]])
+        classes = [pool.data.classes[label] for label in labels]
+        data = ImageData(pool.data.x[index], y, classes, pool.data.name, pool.data.hflip)
+        name = f"{pool.spec}[{','.join(map(str, labels))}]"
+        return Task(name, data, *(torch.tensor(splits[key]) for key in ("support", "query", "test")))
+
+
+class WholeDatasetDistribution:
+    def __init__(self, tasks: Sequence[Task]):
+        if not tasks:
+            raise InputError("no whole-data-set tasks")
+        self.tasks = list(tasks)
+
+    def sample(self, rng: random.Random) -> Task:
+        return self.tasks[rng.randrange(len(self.tasks))]
+
+
+@dataclass
+class TaskSplit:
+    """Which classes of which data set belong to meta-training and to meta-testing (saved as task_split.json)."""
+
+    meta_train: dict[str, list[int]]
+    meta_test: dict[str, list[int]]
+    seed: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"seed": self.seed, "meta_train": self.meta_train, "meta_test": self.meta_test}
+
+
+def build_distributions(specs: Sequence[str], test_specs: Sequence[str], ways: int, shots: int, queries: int,
+                        tests: int, channels: int, image_size: int, meta_test_fraction: float, seed: int,
+                        root: str = "data", download: bool = False):
+    """(meta-train distribution, meta-test distribution, TaskSplit) for the task specs.
+
+    A spec `DATASET` contributes episodes, its classes split (seeded) between meta-train and meta-test; a spec
+    `whole:DATASET` is one meta-train task. `test_specs` are held-out data sets (episodes over all their classes, or
+    `whole:` tasks) used for meta-testing only.
+    """
+    per_class = shots + queries + tests
+    generator = torch.Generator().manual_seed(seed)
+    train_pools, test_pools, whole_train, whole_test = [], [], [], []
+    split = TaskSplit({}, {}, seed)
+    for spec, held_out in [(s, False) for s in specs] + [(s, True) for s in test_specs]:
+        if spec.startswith("whole:"):
+            task = whole_dataset_task(spec[6:], channels, image_size, seed, root, download)
+            (whole_test if held_out else whole_train).append(task)
+            (split.meta_test if held_out else split.meta_train)[spec] = list(range(task.num_classes))
+            continue
+        data = _all_images(spec, channels, image_size, root, download)
+        members = {label: torch.nonzero(data.y == label).flatten() for label in torch.unique(data.y).tolist()}
+        members = {label: m for label, m in members.items() if len(m) >= per_class}
+        labels = sorted(members)
+        if held_out:
+            test_labels, train_labels = labels, []
+        else:
+            order = [labels[k] for k in torch.randperm(len(labels), generator=generator).tolist()]
+            cut = max(int(round(meta_test_fraction * len(order))), ways if meta_test_fraction > 0 else 0)
+            if len(order) - cut < ways:
+                raise InputError(f"{spec}: {len(labels)} classes with {per_class} images each are too few for "
+                                 f"{ways}-way meta-train and meta-test episodes")
+            test_labels, train_labels = sorted(order[:cut]), sorted(order[cut:])
+        if train_labels:
+            train_pools.append(ClassPool(spec, data, {k: members[k] for k in train_labels}))
+            split.meta_train[spec] = train_labels
+        if test_labels:
+            test_pools.append(ClassPool(spec, data, {k: members[k] for k in test_labels}))
+            split.meta_test[spec] = test_labels
+    meta_train = _distribution(train_pools, whole_train, ways, shots, queries, tests, "meta-training")
+    meta_test = _distribution(test_pools, whole_test, ways, shots, queries, tests, "meta-testing")
+    return meta_train, meta_test, split
+
+
+def _distribution(pools, whole, ways, shots, queries, tests, purpose):
+    if pools and whole:
+        raise InputError(f"mix of episode and whole-data-set task specs for {purpose}; use one kind")
+    if whole:
+        return WholeDatasetDistribution(whole)
+    if pools:
+        return EpisodeDistribution(pools, ways, shots, queries, tests)
+    return None
+
+
+def _all_images(spec: str, channels: int, image_size: int, root: str, download: bool) -> ImageData:
+    """Both splits of a data set (classes, not images, separate meta-train from meta-test)."""
+    parts = [match_format(load_dataset(spec, split, root, download), channels, image_size)
+             for split in ("train", "test")]
+    return ImageData(torch.cat([p.x for p in parts]), torch.cat([p.y for p in parts]), parts[0].classes,
+                     parts[0].name, parts[0].hflip)
