@@ -1,0 +1,220 @@
+import csv
+import json
+import random
+
+import pytest
+import torch
+from torch_geometric.data import Batch
+
+from meta.controller import ArchController, PolicyGradient, sample_architecture
+from meta.encoder import TaskEncoder
+from meta.meta_train import MetaTrainer
+from meta.model import MetaConfig, TaskDARTS
+from meta.task_graph import ATTRIBUTES, TaskGraphBuilder
+from meta.tasks import build_distributions
+from search_spaces import get_space
+
+from .helpers import run_cli
+
+# A meta-training run small enough for tests (NAS-Bench-201 supernet, 1 cell per stage, 4 channels, 8 px digits).
+TINY_META = ["--space", "nb201", "--layers", "1", "--init-channels", "4", "--meta-batch", "2", "--inner-steps", "2",
+             "--log-every", "1", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def digits_tasks():
+    meta_train, meta_test, split = build_distributions(["digits"], [], 3, 10, 10, 10, 1, 8, 0.3, 0)
+    return meta_train, meta_test, split
+
+
+def test_class_split_is_disjoint_and_recorded(digits_tasks):
+    meta_train, meta_test, split = digits_tasks
+    assert not set(split.meta_train["digits"]) & set(split.meta_test["digits"])
+    assert sorted(split.meta_train["digits"] + split.meta_test["digits"]) == list(range(10))
+    task = meta_train.sample(random.Random(0))
+    assert task.num_classes == 3 and sorted(task.data.y.unique().tolist()) == [0, 1, 2]
+    assert not set(task.support.tolist()) & set(task.query.tolist())
+    assert not set(task.query.tolist()) & set(task.test.tolist())
+    originals = {int(c) for c in task.data.classes}
+    assert originals <= set(split.meta_train["digits"])
+    assert {int(c) for c in meta_test.sample(random.Random(1)).data.classes} <= set(split.meta_test["digits"])
+
+
+def _encode(builder, encoder, images, labels, n):
+    return encoder(Batch.from_data_list([builder(images, labels, n)]))[0]
+
+
+@pytest.mark.parametrize("train_mode", [False, True])
+def test_embedding_ignores_class_and_sample_order(digits_tasks, train_mode):
+    torch.manual_seed(0)
+    builder, encoder = TaskGraphBuilder(), TaskEncoder(TaskGraphBuilder().node_dim)
+    builder.train(train_mode)
+    encoder.train(train_mode)
+    task = digits_tasks[0].sample(random.Random(3))
+    x, y = task.data.x[task.support], task.data.y[task.support]
+    perm, relabel = torch.randperm(len(y)), torch.tensor([2, 0, 1])
+    z = _encode(builder, encoder, x, y, 3)
+    z_shuffled = _encode(builder, encoder, x[perm], relabel[y[perm]], 3)
+    assert torch.allclose(z, z_shuffled, atol=1e-5)
+
+
+def test_same_attributes_different_classes_give_clearly_different_embeddings(digits_tasks):
+    """Transposed digits have the same attributes (size, channels, counts, pixel statistics) but other classes.
+    An attributes-only encoding would give both one embedding; ours moves several times further than when the
+    same classes are re-drawn with other images."""
+    torch.manual_seed(0)
+    builder, encoder = TaskGraphBuilder(), TaskEncoder(TaskGraphBuilder().node_dim)
+    builder.eval()
+    task = digits_tasks[0].sample(random.Random(0))
+    x, y = task.data.x[task.support], task.data.y[task.support]
+    x_t = x.transpose(-1, -2).contiguous()
+    n = len(ATTRIBUTES)
+    assert torch.allclose(builder(x, y, 3).x[-n:], builder(x_t, y, 3).x[-n:], atol=1e-6)  # same attribute nodes
+    z = _encode(builder, encoder, x, y, 3)
+    z_other_classes = _encode(builder, encoder, x_t, y, 3)
+    z_other_images = _encode(builder, encoder, task.data.x[task.query], task.data.y[task.query], 3)
+    assert (z - z_other_classes).norm() > 3 * (z - z_other_images).norm()
+
+
+def test_meta_gradient_reaches_every_encoder_controller_and_initializer_parameter():
+    config = MetaConfig(space="nb201", layers=1, init_channels=4, meta_batch=2, inner_steps=1, probe_tasks=1)
+    trainer = MetaTrainer(config, torch.device("cpu"))
+    trainer.meta_step()
+    for module in (trainer.model.encoder, trainer.model.graph_builder, trainer.model.controller,
+                   trainer.model.initializer):
+        for name, p in module.named_parameters():
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_untrained_controller_gives_near_uniform_logits():
+    space = get_space("darts")
+    logits = ArchController(space)(torch.randn(4, 32))
+    for value in logits.values():
+        assert value.shape == (4, 14, 8) and value.abs().max() < 0.05
+
+
+def _toy_task_embeddings():
+    """Two tasks; on task 0 `nor_conv_3x3` is clearly the best op on every edge, on task 1 `avg_pool_3x3`."""
+    space = get_space("nb201")
+    z = torch.randn(2, 8, generator=torch.Generator().manual_seed(0))
+    best = torch.tensor([space.ops.index("nor_conv_3x3"), space.ops.index("avg_pool_3x3")])
+    return space, z, best
+
+
+def test_controller_learns_the_best_op_through_the_relaxation():
+    space, z, best = _toy_task_embeddings()
+    torch.manual_seed(0)
+    controller = ArchController(space, embed_dim=8, hidden=32)
+    optimizer = torch.optim.Adam(controller.parameters(), 0.01)
+    for _ in range(200):
+        probs = torch.softmax(controller(z)["cell"], -1)  # [tasks, edges, ops]
+        reward = probs.gather(-1, best[:, None, None].expand(-1, 6, 1)).mean()  # expected reward, differentiable
+        optimizer.zero_grad()
+        (-reward).backward()
+        optimizer.step()
+    logits = controller(z)["cell"]
+    for task in range(2):
+        assert space.derive({"cell": logits[task]}).ops == (space.ops[best[task]],) * 6
+
+
+def test_controller_learns_the_best_op_by_policy_gradient():
+    space, z, best = _toy_task_embeddings()
+    torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(0)
+    controller = ArchController(space, embed_dim=8, hidden=32)
+    optimizer = torch.optim.Adam(controller.parameters(), 0.01)
+    policy = PolicyGradient(momentum=0.9, entropy_weight=1e-3)
+    for _ in range(300):
+        logits = controller(z)["cell"]
+        optimizer.zero_grad()
+        for task in range(2):
+            own = {"cell": logits[task]}
+            samples = [sample_architecture(own, generator) for _ in range(4)]
+            rewards = torch.stack([s["cell"][:, best[task]].mean() for s, _ in samples])  # share of best-op edges
+            (policy.loss(torch.stack([lp for _, lp in samples]), rewards, own) / 2).backward(retain_graph=True)
+        optimizer.step()
+    probs = torch.softmax(controller(z)["cell"], -1)
+    for task in range(2):
+        assert probs[task, :, best[task]].min() > 0.6
+        assert space.derive({"cell": controller(z)["cell"][task]}).ops == (space.ops[best[task]],) * 6
+
+
+def test_no_encoder_ablation_gives_every_task_the_same_start(digits_tasks):
+    model = TaskDARTS(MetaConfig(space="nb201", layers=1, init_channels=4, use_encoder=False, use_initializer=False))
+    tasks = [digits_tasks[0].sample(random.Random(k)) for k in range(3)]
+    z = model.embed(tasks)
+    assert torch.equal(z[0], z[1]) and torch.equal(z[1], z[2])
+    weights, _ = model.start(z[0])
+    assert all(torch.equal(weights[n], p) for n, p in model.supernet.named_parameters())
+
+
+@pytest.fixture(scope="module")
+def meta_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("meta") / "run"
+    code, stdout, stderr = run_cli("meta-train", *TINY_META, "--meta-steps", "3", "--out", str(out))
+    assert code == 0, stderr
+    return out
+
+
+def test_meta_train_run_directory(meta_run):
+    names = {p.name for p in meta_run.iterdir()}
+    assert {"config.yaml", "log.txt", "metrics.csv", "checkpoint.pt", "task_split.json"} <= names
+    rows = list(csv.DictReader((meta_run / "metrics.csv").open()))
+    assert [int(r["meta_step"]) for r in rows] == [1, 2, 3]
+    assert {"support_loss", "logit_loss", "query_loss", "query_acc", "entropy", "distinct_genotypes"} <= set(rows[0])
+    assert int(rows[-1]["distinct_genotypes"]) >= 1
+    split = json.loads((meta_run / "task_split.json").read_text())
+    assert not set(split["meta_train"]["digits"]) & set(split["meta_test"]["digits"])
+
+
+def test_meta_train_resumes_to_identical_state(meta_run, tmp_path):
+    out = tmp_path / "cut"
+    assert run_cli("meta-train", *TINY_META, "--meta-steps", "3", "--out", str(out), "--stop-after-epoch", "1")[0] == 0
+    code, _, stderr = run_cli("meta-train", "--out", str(out), "--resume", "--no-progress")
+    assert code == 0, stderr
+    a = torch.load(meta_run / "checkpoint.pt", weights_only=False)
+    b = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert a["step"] == b["step"] == 3
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+
+
+def test_reinforce_mode_and_ablations_run(tmp_path):
+    code, stdout, stderr = run_cli("meta-train", *TINY_META, "--meta-steps", "2", "--mode", "reinforce",
+                                   "--no-encoder", "--no-initializer", "--out", str(tmp_path / "r"))
+    assert code == 0, stderr
+    rows = list(csv.DictReader((tmp_path / "r" / "metrics.csv").open()))
+    assert rows[-1]["baseline"] != ""
+    state = torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=False)
+    assert not any(k.startswith(("initializer", "graph_builder")) for k in state["model"])
+
+
+@pytest.mark.parametrize("steps", [0, 2])
+def test_search_from_a_meta_checkpoint(meta_run, tmp_path, steps):
+    out = tmp_path / f"k{steps}"
+    code, stdout, stderr = run_cli("search", "--meta", str(meta_run), "--adapt-steps", str(steps), "--out", str(out),
+                                   "--no-progress")
+    assert code == 0, stderr
+    assert {"config.yaml", "log.txt", "metrics.csv", "checkpoint.pt", "genotype.json", "embedding.json"} <= \
+        {p.name for p in out.iterdir()}
+    genotype = json.loads((out / "genotype.json").read_text())
+    assert genotype["space"] == "nb201"
+    code, derived, _ = run_cli("derive", str(out), "--format", "nb201")
+    assert code == 0 and derived.strip() == genotype["arch"]
+    assert len(json.loads((out / "embedding.json").read_text())["z"]) == 32
+
+
+def test_meta_bad_input_is_clear(meta_run, tmp_path):
+    code, _, stderr = run_cli("meta-train", "--tasks", "imagenet", "--out", str(tmp_path / "a"))
+    assert code == 2 and "unknown data set 'imagenet'" in stderr and not (tmp_path / "a").exists()
+    code, _, stderr = run_cli("search", "--meta", str(meta_run), "--space", "darts", "--out", str(tmp_path / "b"))
+    assert code == 2 and "is for the nb201 space, not darts" in stderr and not (tmp_path / "b").exists()
+    code, _, stderr = run_cli("search", "--meta", str(tmp_path / "missing"), "--out", str(tmp_path / "c"))
+    assert code == 2 and "no checkpoint" in stderr
+    search_run = tmp_path / "plain"
+    assert run_cli("search", "--space", "nb201", "--layers", "1", "--init-channels", "4", "--epochs", "1",
+                   "--no-progress", "--out", str(search_run))[0] == 0
+    code, _, stderr = run_cli("search", "--meta", str(search_run), "--out", str(tmp_path / "d"))
+    assert code == 2 and "not a TaskDARTS meta-checkpoint" in stderr
+    code, _, stderr = run_cli("meta-train", "--ways", "12", "--out", str(tmp_path / "e"))
+    assert code == 2 and "exceeds --max-classes" in stderr
