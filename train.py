@@ -41,12 +41,13 @@ def _add_data_args(group) -> None:
     group.add_argument("--image-size", type=int, help="resize images to this square size (default: native)")
 
 
-def _add_run_args(group) -> None:
+def _add_run_args(group, unit: str = "epoch") -> None:
     group.add_argument("--seed", type=int)
     group.add_argument("--device", help="auto (CUDA if available), cpu, cuda, cuda:N")
     group.add_argument("--out", help="run directory (default: runs/<command>-<dataset>-<time>)")
     group.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    group.add_argument("--stop-after-epoch", type=int, help="stop cleanly after this epoch (continue with --resume)")
+    group.add_argument("--stop-after-epoch", type=int, metavar=unit.upper().replace("-", "_"),
+                       help=f"stop cleanly after this {unit} (continue with --resume)")
     group.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -103,14 +104,7 @@ def build_parser() -> OneLineParser:
     group.add_argument("--no-initializer", dest="use_initializer", action="store_const", const=False)
     group.add_argument("--no-encoder", dest="use_encoder", action="store_const", const=False,
                        help="MetaNAS-style ablation: one set of logits and one initialization for all tasks")
-    run = meta_train.add_argument_group("run")
-    run.add_argument("--seed", type=int)
-    run.add_argument("--device")
-    run.add_argument("--out")
-    run.add_argument("--resume", action="store_true")
-    run.add_argument("--stop-after-epoch", dest="stop_after_epoch", type=int, metavar="META_STEP",
-                     help="stop cleanly after this meta-step (continue with --resume)")
-    run.add_argument("--no-progress", action="store_true")
+    _add_run_args(meta_train.add_argument_group("run"), unit="meta-step")
     meta_train.set_defaults(handler=cmd_meta_train, config_class=MetaConfig)
 
     retrain = commands.add_parser("retrain", help="train a genotype's network from scratch; reports test accuracy")
@@ -208,6 +202,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     if args.meta:
         return cmd_meta_search(args)
+    if args.adapt_steps:
+        raise InputError("--adapt-steps needs --meta META_CKPT")
     config = resolve_config(args, args.config)
     run = _run_dir(args, config.dataset)
     if args.resume:
@@ -223,8 +219,16 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_meta_search(args: argparse.Namespace) -> int:
     from meta.meta_search import MetaSearchConfig, run_meta_search
 
+    meta_flags = {"meta", "adapt_steps", "dataset", "data_root", "download", "seed", "device", "space", "config"}
+    ignored = [_flag(name) for name, value in vars(args).items()
+               if name in {f.name for f in fields(args.config_class)} - meta_flags and value is not None]
     if args.resume:
-        raise InputError("--resume does not apply to --meta searches (they take seconds to minutes); run again")
+        ignored.append("--resume")
+    if args.config:
+        ignored.append("--config")
+    if ignored:
+        raise InputError(f"{', '.join(sorted(ignored))} do(es) not apply to --meta searches: the meta-checkpoint "
+                         f"fixes the supernet, image format and adaptation settings")
     dataset = args.dataset or "digits"
     config = MetaSearchConfig(meta=args.meta, dataset=dataset, adapt_steps=args.adapt_steps,
                               seed=args.seed if args.seed is not None else 0, data_root=args.data_root or "data",

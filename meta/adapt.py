@@ -9,6 +9,7 @@ reinforce: each step = one weight step on a support batch for an architecture sa
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -57,6 +58,7 @@ class Adapted:
     logits: LogitsHolder
     support_loss: float
     logit_loss: float
+    history: dict[int, dict[str, float]]  # step -> query (and test) loss/accuracy at the steps in `record_at`
 
 
 def load_weights(supernet: nn.Module, weights: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor]) -> None:
@@ -69,8 +71,11 @@ def load_weights(supernet: nn.Module, weights: dict[str, torch.Tensor], buffers:
 
 def adapt(work: nn.Module, weights: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
           logits: dict[str, torch.Tensor], task: Task, steps: int, config, seed: int, mode: str = "relaxed",
-          generator: torch.Generator | None = None) -> Adapted:
-    """Run `steps` adaptation steps of `work` (a scratch supernet) from `weights`/`logits` on the task."""
+          generator: torch.Generator | None = None, record_at: Sequence[int] = ()) -> Adapted:
+    """Run `steps` adaptation steps of `work` (a scratch supernet) from `weights`/`logits` on the task.
+
+    At every step count in `record_at` (0 = the start) the supernet's query and test loss/accuracy are recorded.
+    """
     load_weights(work, weights, buffers)
     head = TaskHead(work, task.num_classes)
     holder = LogitsHolder(logits).to(next(work.parameters()).device)
@@ -82,8 +87,13 @@ def adapt(work: nn.Module, weights: dict[str, torch.Tensor], buffers: dict[str, 
     query = BatchStream(task.data, task.query, config.inner_batch, seed * 2 + 2, preprocess, augment=False)
     bilevel = BilevelOptimizer(head, holder, w_opt, a_opt, order=1, grad_clip=config.grad_clip)
     support_loss = logit_loss = float("nan")
+    history: dict[int, dict[str, float]] = {}
     work.train()
-    for _ in range(steps):
+    for step in range(steps + 1):
+        if step in record_at:
+            history[step] = _record(head, holder, task)
+        if step == steps:
+            break
         if mode == "relaxed":
             result = bilevel.step(next(support), next(query), lr=config.inner_w_lr)
             support_loss, logit_loss = result["weight_loss"], result["logit_loss"]
@@ -96,18 +106,27 @@ def adapt(work: nn.Module, weights: dict[str, torch.Tensor], buffers: dict[str, 
             nn.utils.clip_grad_norm_(work.parameters(), config.grad_clip)
             w_opt.step()
             support_loss = loss.item()
-    return Adapted(head, holder, support_loss, logit_loss)
+    return Adapted(head, holder, support_loss, logit_loss, history)
 
 
-def query_batch(task: Task) -> tuple[torch.Tensor, torch.Tensor]:
-    index = task.query.to(task.data.x.device)
+def _record(head: "TaskHead", holder: LogitsHolder, task: Task) -> dict[str, float]:
+    logits = {k: v.detach() for k, v in holder().items()}
+    query_loss, query_acc = query_metrics(head, logits, task)
+    out = {"query_loss": query_loss, "query_acc": query_acc}
+    if len(task.test):
+        out["test_loss"], out["test_acc"] = query_metrics(head, logits, task, split="test")
+    return out
+
+
+def query_batch(task: Task, split: str = "query") -> tuple[torch.Tensor, torch.Tensor]:
+    index = getattr(task, split).to(task.data.x.device)
     return task_preprocess(task.data.channels)(task.data.x[index]), task.data.y[index]
 
 
 def query_metrics(head: TaskHead, logits: dict[str, torch.Tensor], task: Task, relaxation=None,
-                  chunk: int = 256) -> tuple[float, float]:
-    """Query loss and accuracy, BN on batch statistics as during search (chunks of `chunk` images)."""
-    x, y = query_batch(task)
+                  chunk: int = 256, split: str = "query") -> tuple[float, float]:
+    """Loss and accuracy on a split (query by default), BN on batch statistics as during search (chunks)."""
+    x, y = query_batch(task, split)
     total_loss, correct = 0.0, 0
     with torch.no_grad():
         for start in range(0, len(y), chunk):

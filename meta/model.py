@@ -5,7 +5,7 @@ embedding for the `--no-encoder` ablation), the controller and the optional weig
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 import torch
@@ -15,6 +15,7 @@ from torch_geometric.data import Batch
 from search_spaces import SearchSpace, get_space
 from search_spaces.errors import InputError
 from supernet.model import create_supernet
+from supernet.runtime import config_from_dict, require_at_least
 
 from .controller import ArchController
 from .encoder import ConstantEmbedding, TaskEncoder
@@ -52,8 +53,8 @@ class MetaConfig:
     use_encoder: bool = True
     use_initializer: bool = True
     mode: str = "relaxed"
-    meta_steps: int = 60
-    meta_batch: int = 4
+    meta_steps: int = 40
+    meta_batch: int = 3
     inner_steps: int = 3
     inner_batch: int = 32
     inner_w_lr: float = 0.05
@@ -73,20 +74,15 @@ class MetaConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "MetaConfig":
-        unknown = sorted(set(values) - {f.name for f in fields(cls)})
-        if unknown:
-            raise InputError(f"unknown meta-train config keys: {', '.join(unknown)}")
-        return cls(**values)
+        return config_from_dict(cls, values, "meta-train")
 
     def validate(self) -> None:
         get_space(self.space)
         if self.mode not in ("relaxed", "reinforce"):
             raise InputError(f"--mode must be relaxed or reinforce, got {self.mode}")
-        for name in ("meta_steps", "meta_batch", "ways", "shots", "queries", "layers", "init_channels", "samples"):
-            if getattr(self, name) < 1:
-                raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if self.inner_steps < 0:
-            raise InputError(f"--inner-steps must be 0 or more, got {self.inner_steps}")
+        require_at_least(self, 1, "meta_steps", "meta_batch", "ways", "shots", "queries", "layers", "init_channels",
+                         "samples", "log_every", "inner_batch", "probe_tasks")
+        require_at_least(self, 0, "inner_steps", "tests")
         if self.ways > self.max_classes:
             raise InputError(f"--ways {self.ways} exceeds --max-classes {self.max_classes}")
         if not self.tasks:

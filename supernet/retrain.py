@@ -8,7 +8,7 @@ The reported accuracy is the last epoch's on the test split; no epoch is picked 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -16,12 +16,11 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from search_spaces import load_genotype
-from search_spaces.errors import InputError
 
 from .batches import Augment, BatchStream, ImageData, Preprocess, channel_stats, evaluate, ordered_batches
 from .discrete import count_flops_m, count_parameters_m, create_network
-from .runtime import (RunDir, atomic_torch_save, atomic_write_text, load_checkpoint, pick_device, rng_state,
-                      seed_everything, set_rng_state)
+from .runtime import (RunDir, atomic_torch_save, atomic_write_text, config_from_dict, load_checkpoint, pick_device,
+                      require_at_least, rng_state, seed_everything, set_rng_state)
 
 RECIPES = {
     "darts": {"lr": 0.025, "weight_decay": 3e-4, "nesterov": False, "drop_path_prob": 0.2},
@@ -61,15 +60,10 @@ class RetrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "RetrainConfig":
-        unknown = sorted(set(values) - {f.name for f in fields(cls)})
-        if unknown:
-            raise InputError(f"unknown retrain config keys: {', '.join(unknown)}")
-        return cls(**values)
+        return config_from_dict(cls, values, "retrain")
 
     def validate(self) -> None:
-        for name in ("epochs", "layers", "init_channels", "batch_size"):
-            if getattr(self, name) < 1:
-                raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        require_at_least(self, 1, "epochs", "layers", "init_channels", "batch_size")
 
 
 class RetrainState:

@@ -17,6 +17,22 @@ import yaml
 from search_spaces.errors import InputError
 
 
+def config_from_dict(cls, values: Mapping[str, Any], what: str):
+    """A config dataclass from a dict (a YAML file, a saved config.yaml); unknown keys are an error, not ignored."""
+    from dataclasses import fields
+
+    unknown = sorted(set(values) - {f.name for f in fields(cls)})
+    if unknown:
+        raise InputError(f"unknown {what} config keys: {', '.join(unknown)}")
+    return cls(**values)
+
+
+def require_at_least(config: Any, minimum: int, *names: str) -> None:
+    for name in names:
+        if getattr(config, name) < minimum:
+            raise InputError(f"--{name.replace('_', '-')} must be at least {minimum}, got {getattr(config, name)}")
+
+
 def pick_device(name: str | None = None) -> torch.device:
     """`auto` (or None) picks CUDA when present, else CPU; anything else must name an available device."""
     if name in (None, "", "auto"):

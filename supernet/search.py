@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -17,8 +17,8 @@ from .batches import Augment, BatchStream, ImageData, Preprocess, channel_stats,
 from .bilevel import BilevelOptimizer
 from .model import ArchLogits, create_supernet
 from .relaxation import create_relaxation, gumbel_tau
-from .runtime import (RunDir, atomic_torch_save, atomic_write_text, load_checkpoint, pick_device, rng_state,
-                      seed_everything, set_rng_state)
+from .runtime import (RunDir, atomic_torch_save, atomic_write_text, config_from_dict, load_checkpoint, pick_device,
+                      require_at_least, rng_state, seed_everything, set_rng_state)
 
 
 @dataclass
@@ -56,14 +56,9 @@ class SearchConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "SearchConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise InputError(f"unknown search config keys: {', '.join(unknown)}")
-        values = dict(values)
-        if "logit_betas" in values:
-            values["logit_betas"] = tuple(values["logit_betas"])
-        return cls(**values)
+        config = config_from_dict(cls, values, "search")
+        config.logit_betas = tuple(config.logit_betas)  # YAML gives a list
+        return config
 
     def validate(self) -> None:
         get_space(self.space)
@@ -73,9 +68,7 @@ class SearchConfig:
         if self.order == 2 and self.relax != "softmax":
             raise InputError("--order 2 needs --relax softmax: the unrolled step differentiates through the "
                              "relaxed mixture, and GDAS-style hard sampling is first order")
-        for name in ("epochs", "layers", "init_channels", "batch_size"):
-            if getattr(self, name) < 1:
-                raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        require_at_least(self, 1, "epochs", "layers", "init_channels", "batch_size")
 
 
 def logits_entropy(logits: dict[str, torch.Tensor]) -> dict[str, float]:

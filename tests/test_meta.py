@@ -218,3 +218,7 @@ def test_meta_bad_input_is_clear(meta_run, tmp_path):
     assert code == 2 and "not a TaskDARTS meta-checkpoint" in stderr
     code, _, stderr = run_cli("meta-train", "--ways", "12", "--out", str(tmp_path / "e"))
     assert code == 2 and "exceeds --max-classes" in stderr
+    code, _, stderr = run_cli("search", "--meta", str(meta_run), "--order", "2", "--out", str(tmp_path / "f"))
+    assert code == 2 and "--order do(es) not apply to --meta searches" in stderr
+    code, _, stderr = run_cli("search", "--adapt-steps", "3", "--out", str(tmp_path / "g"))
+    assert code == 2 and "--adapt-steps needs --meta" in stderr
