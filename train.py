@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import asdict, fields
@@ -52,6 +53,7 @@ def _add_run_args(group, unit: str = "epoch") -> None:
 
 
 def build_parser() -> OneLineParser:
+    from evaluation.compare import CompareConfig
     from meta.model import MetaConfig
     from supernet.retrain import RetrainConfig
     from supernet.search import SearchConfig
@@ -143,6 +145,32 @@ def build_parser() -> OneLineParser:
     inspect.add_argument("--seed", type=int, default=0, help="for G = random")
     inspect.set_defaults(handler=cmd_inspect)
 
+    compare = commands.add_parser("compare", help="search, retrain and tabulate several methods over several seeds")
+    compare.add_argument("--config", help="YAML file of defaults")
+    group = compare.add_argument_group("methods")
+    group.add_argument("--space", choices=sorted(SPACES))
+    group.add_argument("--methods", nargs="+", metavar="METHOD", help="darts1 darts2 gdas random published "
+                                                                       "DARTS_V2 ... taskdarts-0 taskdarts-K")
+    group.add_argument("--meta", metavar="META_CKPT", help="meta-checkpoint for the taskdarts-K methods")
+    group.add_argument("--nb201-table", metavar="PATH", help="NATS-Bench topology CSV: add benchmark accuracies")
+    for name in ("seeds", "search_epochs", "layers", "init_channels", "batch_size", "retrain_epochs",
+                 "retrain_layers", "retrain_channels", "retrain_batch_size"):
+        group.add_argument(_flag(name), type=int)
+    group.add_argument("--auxiliary", action=argparse.BooleanOptionalAction)
+    group.add_argument("--cutout", action=argparse.BooleanOptionalAction)
+    _add_data_args(compare.add_argument_group("data"))
+    group = compare.add_argument_group("run")
+    group.add_argument("--device")
+    group.add_argument("--out", help="output directory (default: runs/compare-<dataset>-<time>)")
+    group.add_argument("--resume", action="store_true", help="continue; finished method/seed pairs are kept")
+    group.add_argument("--no-progress", action="store_true")
+    compare.set_defaults(handler=cmd_compare, config_class=CompareConfig)
+
+    lookup = commands.add_parser("nb201-lookup", help="NAS-Bench-201 test accuracies of a cell (200-epoch training)")
+    lookup.add_argument("arch", metavar="ARCH_STRING", help="|op~0|+|op~0|op~1|+|op~0|op~1|op~2|, or a run directory")
+    lookup.add_argument("--table", required=True, help="NATS-Bench topology CSV (e.g. ../shared/data/nb201/nats_bench.csv)")
+    lookup.set_defaults(handler=cmd_nb201_lookup)
+
     visualize = commands.add_parser("visualize", help="draw a genotype's cells as PNG files")
     visualize.add_argument("genotype", metavar="G")
     visualize.add_argument("--out", required=True, help="directory for <cell>.png")
@@ -175,6 +203,16 @@ def resolve_config(args: argparse.Namespace, defaults_file: str | None):
     return config_class.from_dict(values)
 
 
+def _is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _emit(summary: dict) -> None:
+    """The one-line JSON summary on stdout (rank 0 only under torchrun)."""
+    if _is_main_process():
+        print(json.dumps(summary))
+
+
 def _run_dir(args: argparse.Namespace, dataset: str):
     from supernet.runtime import RunDir
 
@@ -182,6 +220,8 @@ def _run_dir(args: argparse.Namespace, dataset: str):
         return RunDir(args.out)
     if args.resume:
         raise InputError("--resume needs --out RUN_DIR")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise InputError("under torchrun every process must be given the same --out RUN_DIR")
     tag = "".join(c if c.isalnum() else "_" for c in Path(dataset).name)[:40]
     return RunDir(Path("runs") / f"{args.command}-{tag}-{time.strftime('%Y%m%d-%H%M%S')}")
 
@@ -212,7 +252,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     data = load_dataset(config.dataset, "train", config.data_root, config.download, config.image_size)
     result = run_search(config, data, run, resume=args.resume, stop_after_epoch=args.stop_after_epoch,
                         progress=not args.no_progress)
-    print(json.dumps({"run_dir": str(run.path), **result}))
+    _emit({"run_dir": str(run.path), **result})
     return 0
 
 
@@ -235,7 +275,7 @@ def cmd_meta_search(args: argparse.Namespace) -> int:
                               download=bool(args.download), device=args.device or "auto")
     run = _run_dir(args, dataset)
     result = run_meta_search(config, run, expect_space=args.space, progress=not args.no_progress)
-    print(json.dumps({"run_dir": str(run.path), **result}))
+    _emit({"run_dir": str(run.path), **result})
     return 0
 
 
@@ -249,7 +289,7 @@ def cmd_meta_train(args: argparse.Namespace) -> int:
     config.validate()
     result = run_meta_train(config, run, resume=args.resume, stop_after_step=args.stop_after_epoch,
                             progress=not args.no_progress)
-    print(json.dumps({"run_dir": str(run.path), **result}))
+    _emit({"run_dir": str(run.path), **result})
     return 0
 
 
@@ -267,7 +307,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     test = load_dataset(config.dataset, "test", config.data_root, config.download, config.image_size)
     result = run_retrain(config, train, test, run, resume=args.resume, stop_after_epoch=args.stop_after_epoch,
                          progress=not args.no_progress)
-    print(json.dumps({"run_dir": str(run.path), **result}))
+    _emit({"run_dir": str(run.path), **result})
     return 0
 
 
@@ -333,6 +373,32 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                       "flops_m": round(count_flops_m(model, args.channels, args.image_size), 3),
                       "layers": layers, "init_channels": channels, "num_classes": args.num_classes,
                       "image_size": args.image_size, "genotype": space.to_text(genotype)}))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from evaluation.compare import Comparison
+
+    config = resolve_config(args, args.config)
+    out = _run_dir(args, config.dataset).path
+    if args.resume:
+        if not (out / "config.yaml").is_file():
+            raise InputError(f"cannot resume: {out / 'config.yaml'} does not exist")
+        config = args.config_class.from_dict(yaml.safe_load((out / "config.yaml").read_text()))
+    comparison = Comparison(config, out, progress=not args.no_progress)
+    rows = comparison.run(resume=args.resume)
+    print(json.dumps({"out": str(out), "rows": len(rows), "report": str(out / "report.md")}))
+    return 0
+
+
+def cmd_nb201_lookup(args: argparse.Namespace) -> int:
+    from search_spaces.nb201_table import NB201Table
+
+    space, genotype = load_genotype(args.arch)
+    if space.name != "nb201":
+        raise InputError(f"nb201-lookup needs a NAS-Bench-201 cell, got a {space.name} genotype")
+    table = NB201Table.load(args.table)
+    print(json.dumps({"arch": space.to_text(genotype), **table.lookup(genotype).as_dict()}))
     return 0
 
 

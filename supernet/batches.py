@@ -100,10 +100,14 @@ class BatchStream:
     dropped. `state_dict()` is two integers, so a checkpoint resumes the stream at the exact next batch."""
 
     def __init__(self, data: ImageData, indices: torch.Tensor, batch_size: int, seed: int, preprocess: Preprocess,
-                 augment: bool = True):
+                 augment: bool = True, shard: tuple[int, int] = (0, 1)):
+        """`shard` = (rank, world size): this process reads every world-size-th sample of each global batch."""
         self.data = data
         self.indices = indices.cpu()
         self.batch_size = min(batch_size, len(self.indices))
+        self.rank, self.world_size = shard
+        if self.batch_size < self.world_size:
+            raise ValueError(f"a batch of {self.batch_size} cannot be shared by {self.world_size} processes")
         self.seed = seed
         self.preprocess = preprocess
         self.augment = augment
@@ -128,7 +132,8 @@ class BatchStream:
             perm = torch.randperm(len(self.indices), generator=self._generator(self.pass_index, -1))
             self._order = self.indices[perm]
         chosen = self._order[self.position * self.batch_size:(self.position + 1) * self.batch_size]
-        generator = self._generator(self.pass_index, self.position) if self.augment else None
+        chosen = chosen[self.rank::self.world_size]
+        generator = self._generator(self.pass_index, self.position, self.rank) if self.augment else None
         self.position += 1
         chosen = chosen.to(self.data.x.device)
         return self.preprocess(self.data.x[chosen], generator), self.data.y[chosen]

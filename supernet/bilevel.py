@@ -9,15 +9,22 @@ Second order:  w' = w - xi * (grad_w L_train(w, alpha) + mu * m + lambda * w)   
 """
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from .distributed import SINGLE, DistContext
+
 Batch = tuple[torch.Tensor, torch.Tensor]
 LogitsFn = Callable[[], Mapping[str, torch.Tensor]]
+Reduce = Callable[[Sequence[torch.Tensor | None]], list[torch.Tensor | None]]
+
+
+def _no_reduce(tensors: Sequence[torch.Tensor | None]) -> list[torch.Tensor | None]:
+    return list(tensors)
 
 
 def _loss(model: nn.Module, batch: Batch, logits: Mapping[str, torch.Tensor],
@@ -34,16 +41,18 @@ def _weights(model: nn.Module) -> tuple[list[str], list[nn.Parameter]]:
 
 def second_order_logit_grads(model: nn.Module, logits: Mapping[str, torch.Tensor], weight_batch: Batch,
                              logit_batch: Batch, lr: float, weight_optimizer: torch.optim.Optimizer | None = None,
-                             fd_radius: float = 0.01) -> tuple[list[torch.Tensor], float]:
+                             fd_radius: float = 0.01, reduce: Reduce = _no_reduce
+                             ) -> tuple[list[torch.Tensor], float]:
     """d L_val(w'(alpha), alpha) / d alpha by the DARTS approximation, one per entry of `logits`; and L_val(w').
 
     `fd_radius` is the 0.01 of eps = 0.01 / ||v||. It is exact up to O(eps^2) where the loss is smooth; ReLU kinks
     within eps of the weights make a tiny network's finite difference rough (large networks average them out).
+    `reduce` averages gradients across data-parallel processes, so every process computes the same w', v and result.
     """
     alphas = list(logits.values())
     names, params = _weights(model)
     detached = {k: v.detach() for k, v in logits.items()}
-    grads = torch.autograd.grad(_loss(model, weight_batch, detached), params, allow_unused=True)
+    grads = reduce(torch.autograd.grad(_loss(model, weight_batch, detached), params, allow_unused=True))
     momentum = weight_decay = 0.0
     if weight_optimizer is not None:
         group = weight_optimizer.param_groups[0]
@@ -58,10 +67,10 @@ def second_order_logit_grads(model: nn.Module, logits: Mapping[str, torch.Tensor
             unrolled[name] = (p - lr * step).requires_grad_(True)
 
     val_loss = _loss(model, logit_batch, logits, unrolled)
-    out = torch.autograd.grad(val_loss, alphas + list(unrolled.values()), allow_unused=True)
+    out = reduce(torch.autograd.grad(val_loss, alphas + list(unrolled.values()), allow_unused=True))
     direct = [torch.zeros_like(a) if g is None else g for a, g in zip(alphas, out[:len(alphas)])]
     vector = [torch.zeros_like(p) if g is None else g for p, g in zip(params, out[len(alphas):])]
-    hessian = _hessian_vector_product(model, logits, weight_batch, params, vector, fd_radius)
+    hessian = reduce(_hessian_vector_product(model, logits, weight_batch, params, vector, fd_radius))
     return [d - lr * h for d, h in zip(direct, hessian)], val_loss.item()
 
 
@@ -94,7 +103,9 @@ class BilevelOptimizer:
     """
 
     def __init__(self, model: nn.Module, logits_fn: LogitsFn, weight_optimizer: torch.optim.Optimizer,
-                 logit_optimizer: torch.optim.Optimizer, order: int = 1, grad_clip: float = 5.0):
+                 logit_optimizer: torch.optim.Optimizer, order: int = 1, grad_clip: float = 5.0,
+                 dist: DistContext = SINGLE):
+        """`dist` averages gradients across data-parallel processes (identity in a single process)."""
         if order not in (1, 2):
             raise ValueError(f"order must be 1 or 2, got {order}")
         self.model = model
@@ -103,6 +114,7 @@ class BilevelOptimizer:
         self.logit_optimizer = logit_optimizer
         self.order = order
         self.grad_clip = grad_clip
+        self.dist = dist
 
     def logit_step(self, weight_batch: Batch, logit_batch: Batch, lr: float) -> float:
         """Gradients reach the logits (and whatever produced them), never the supernet weights."""
@@ -112,11 +124,11 @@ class BilevelOptimizer:
         if self.order == 1:
             loss = _loss(self.model, logit_batch, logits)
             grads = [torch.zeros_like(a) if g is None else g
-                     for a, g in zip(alphas, torch.autograd.grad(loss, alphas, allow_unused=True))]
+                     for a, g in zip(alphas, self.dist.average(torch.autograd.grad(loss, alphas, allow_unused=True)))]
             value = loss.item()
         else:
             grads, value = second_order_logit_grads(self.model, logits, weight_batch, logit_batch, lr,
-                                                    self.weight_optimizer)
+                                                    self.weight_optimizer, reduce=self.dist.average)
         torch.autograd.backward(alphas, grads)
         self.logit_optimizer.step()
         return value
@@ -128,6 +140,7 @@ class BilevelOptimizer:
         out = self.model(x, logits)
         loss = F.cross_entropy(out, y)
         loss.backward()
+        self.dist.average_gradients(self.model.parameters())
         nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         self.weight_optimizer.step()
         return loss.item(), (out.argmax(1) == y).float().mean().item()

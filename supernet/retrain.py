@@ -7,6 +7,7 @@ The reported accuracy is the last epoch's on the test split; no epoch is picked 
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -18,6 +19,7 @@ from tqdm import tqdm
 from search_spaces import load_genotype
 
 from .batches import Augment, BatchStream, ImageData, Preprocess, channel_stats, evaluate, ordered_batches
+from .distributed import SINGLE, DistContext, init_distributed
 from .discrete import count_flops_m, count_parameters_m, create_network
 from .runtime import (RunDir, atomic_torch_save, atomic_write_text, config_from_dict, load_checkpoint, pick_device,
                       require_at_least, rng_state, seed_everything, set_rng_state)
@@ -67,8 +69,10 @@ class RetrainConfig:
 
 
 class RetrainState:
-    def __init__(self, config: RetrainConfig, train: ImageData, test: ImageData, device: torch.device):
+    def __init__(self, config: RetrainConfig, train: ImageData, test: ImageData, device: torch.device,
+                 dist: DistContext = SINGLE):
         self.config = config
+        self.dist = dist
         self.space, self.genotype = load_genotype(config.genotype)
         recipe = RECIPES[self.space.name]
         self.lr = recipe["lr"] if config.lr is None else config.lr
@@ -83,7 +87,7 @@ class RetrainState:
         self.eval_preprocess = Preprocess(mean, std, channels_last=config.channels_last)
         self.stream = BatchStream(self.train, torch.arange(len(train)), config.batch_size, config.seed,
                                   Preprocess(mean, std, augment, config.channels_last),
-                                  augment=config.augment or config.cutout)
+                                  augment=config.augment or config.cutout, shard=(dist.rank, dist.world_size))
         self.model = create_network(self.genotype, train.num_classes, train.channels, config.init_channels,
                                     config.layers, config.auxiliary, size).to(device)
         if config.channels_last:
@@ -128,6 +132,7 @@ class RetrainState:
             if aux is not None:
                 loss = loss + config.auxiliary_weight * F.cross_entropy(aux, y)
             loss.backward()
+            self.dist.average_gradients(self.model.parameters())
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
             self.optimizer.step()
             total_loss += loss.item()
@@ -154,35 +159,37 @@ class RetrainState:
 def run_retrain(config: RetrainConfig, train: ImageData, test: ImageData, run: RunDir, resume: bool = False,
                 stop_after_epoch: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Train the genotype's network; writes config.yaml, log.txt, metrics.csv, checkpoint.pt and result.json."""
-    import json
-
     config.validate()
-    device = pick_device(config.device)
+    dist, device = init_distributed(pick_device(config.device))
     seed_everything(config.seed)
     run.check(resume)
-    state = RetrainState(config, train, test, device)
-    run.make()
-    log = run.logger("retrain")
+    state = RetrainState(config, train, test, device, dist)
+    main = dist.is_main
+    if main:
+        run.make()
+    log = run.logger("retrain", enabled=main)
     try:
         if resume:
             state.load_state_dict(load_checkpoint(run.file("checkpoint.pt")))
             log.info(f"resumed {run.path} after epoch {state.epoch}")
-        else:
+        elif main:
             run.save_config(asdict(config))
             log.info(f"retrain {state.space.to_text(state.genotype)} on {train.name}: {len(train)} train / "
                      f"{len(test)} test images, {state.params_m:.3f} M parameters, {state.flops_m:.1f} M FLOPs, "
                      f"device {device}")
         while state.epoch < config.epochs:
-            row = state.run_epoch(progress)
-            run.write_metrics(state.metrics)
-            atomic_torch_save(state.state_dict(), run.file("checkpoint.pt"))
+            row = state.run_epoch(progress and main)
+            if main:
+                run.write_metrics(state.metrics)
+                atomic_torch_save(state.state_dict(), run.file("checkpoint.pt"))
             log.info(f"epoch {row['epoch']}/{config.epochs} train_acc {row['train_acc']:.4f} test_acc "
                      f"{row['test_acc']:.4f} ({row['seconds']:.1f}s)")
             if stop_after_epoch is not None and state.epoch >= stop_after_epoch and state.epoch < config.epochs:
                 log.info(f"stopping after epoch {state.epoch} as asked; continue with --resume")
                 return state.result()
         result = state.result()
-        atomic_write_text(run.file("result.json"), json.dumps(result, indent=1) + "\n")
+        if main:
+            atomic_write_text(run.file("result.json"), json.dumps(result, indent=1) + "\n")
         log.info(f"test accuracy {result['test_acc']:.4f}, {result['params_m']:.3f} M parameters, "
                  f"{result['flops_m']:.1f} M FLOPs")
         return result

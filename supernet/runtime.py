@@ -131,11 +131,16 @@ class RunDir:
     def load_config(self) -> dict[str, Any]:
         return yaml.safe_load(self.file("config.yaml").read_text())
 
-    def logger(self, name: str) -> logging.Logger:
-        """Log to log.txt (appending, so a resumed run keeps its history) and to stderr."""
+    def logger(self, name: str, enabled: bool = True) -> logging.Logger:
+        """Log to log.txt (appending, so a resumed run keeps its history) and to stderr; silent when not `enabled`
+        (data-parallel ranks other than 0)."""
         log = logging.getLogger(f"taskdarts.{name}.{self.path.resolve()}")
         log.setLevel(logging.INFO)
         log.propagate = False
+        if not enabled:
+            log.disabled = True
+            return log
+        log.disabled = False
         if not log.handlers:
             fmt = logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S")
             for handler in (logging.FileHandler(self.file("log.txt")), logging.StreamHandler()):

@@ -15,6 +15,7 @@ from search_spaces.errors import InputError
 
 from .batches import Augment, BatchStream, ImageData, Preprocess, channel_stats, evaluate, ordered_batches, split_indices
 from .bilevel import BilevelOptimizer
+from .distributed import SINGLE, DistContext, init_distributed
 from .model import ArchLogits, create_supernet
 from .relaxation import create_relaxation, gumbel_tau
 from .runtime import (RunDir, atomic_torch_save, atomic_write_text, config_from_dict, load_checkpoint, pick_device,
@@ -83,8 +84,9 @@ def logits_entropy(logits: dict[str, torch.Tensor]) -> dict[str, float]:
 class SearchState:
     """The objects of one search, built identically for a fresh run and for a resume."""
 
-    def __init__(self, config: SearchConfig, data: ImageData, device: torch.device):
+    def __init__(self, config: SearchConfig, data: ImageData, device: torch.device, dist: DistContext = SINGLE):
         self.config = config
+        self.dist = dist
         self.space: SearchSpace = get_space(config.space)
         self.space.check_image_size(data.image_size)
         self.data = data.to(device)
@@ -93,10 +95,11 @@ class SearchState:
         augment = Augment(crop_padding=max(data.image_size // 8, 1), hflip=data.hflip) if config.augment else Augment()
         self.train_preprocess = Preprocess(mean, std, augment, config.channels_last)
         self.eval_preprocess = Preprocess(mean, std, channels_last=config.channels_last)
+        shard = (dist.rank, dist.world_size)
         self.weight_stream = BatchStream(self.data, self.weight_indices, config.batch_size, config.seed * 2 + 1,
-                                         self.train_preprocess, augment=config.augment)
+                                         self.train_preprocess, augment=config.augment, shard=shard)
         self.logit_stream = BatchStream(self.data, self.logit_indices, config.batch_size, config.seed * 2 + 2,
-                                        self.train_preprocess, augment=config.augment)
+                                        self.train_preprocess, augment=config.augment, shard=shard)
         self.relaxation = create_relaxation(config.relax)
         self.model = create_supernet(self.space, data.num_classes, data.channels, config.init_channels, config.layers,
                                      self.relaxation).to(device)
@@ -110,7 +113,7 @@ class SearchState:
         self.logit_optimizer = torch.optim.Adam(self.arch.parameters(), config.logit_lr, betas=config.logit_betas,
                                                 weight_decay=config.logit_weight_decay)
         self.bilevel = BilevelOptimizer(self.model, self.arch, self.weight_optimizer, self.logit_optimizer,
-                                        config.order, config.grad_clip)
+                                        config.order, config.grad_clip, dist)
         self.epoch = 0
         self.metrics: list[dict[str, Any]] = []
 
@@ -179,34 +182,42 @@ def run_search(config: SearchConfig, data: ImageData, run: RunDir, resume: bool 
     ends exactly where an uninterrupted run would.
     """
     config.validate()
-    device = pick_device(config.device)
+    dist, device = init_distributed(pick_device(config.device))
     seed_everything(config.seed)
     run.check(resume)
-    state = SearchState(config, data, device)
-    run.make()
-    log = run.logger("search")
+    state = SearchState(config, data, device, dist)
+    main = dist.is_main
+    if main:
+        run.make()
+    log = run.logger("search", enabled=main)
     try:
         if resume:
             state.load_state_dict(load_checkpoint(run.file("checkpoint.pt")))
             log.info(f"resumed {run.path} after epoch {state.epoch}")
-        else:
+        elif main:
             run.save_config(asdict(config))
             log.info(f"search {config.space} on {data.name}: {len(data)} training images "
                      f"({len(state.weight_indices)} weights / {len(state.logit_indices)} logits), {data.channels}x"
                      f"{data.image_size}x{data.image_size}, {data.num_classes} classes, device {device}, "
-                     f"{sum(p.numel() for p in state.model.parameters()) / 1e6:.3f} M supernet parameters")
+                     f"{sum(p.numel() for p in state.model.parameters()) / 1e6:.3f} M supernet parameters"
+                     + (f", {dist.world_size} data-parallel processes" if dist.enabled else ""))
         while state.epoch < config.epochs:
-            row = state.run_epoch(progress)
-            run.write_metrics(state.metrics)
-            genotype_json = state.space.dumps(state.genotype())
-            atomic_torch_save(state.state_dict(), run.file("checkpoint.pt"))
-            atomic_write_text(run.file("genotype.json"), genotype_json + "\n")
+            row = state.run_epoch(progress and main)
+            if dist.enabled:
+                if not dist.identical(list(state.arch.parameters())):
+                    raise RuntimeError("architecture logits differ between data-parallel processes")
+                log.info(f"architecture logits identical on all {dist.world_size} processes")
+            if main:
+                run.write_metrics(state.metrics)
+                atomic_torch_save(state.state_dict(), run.file("checkpoint.pt"))
+                atomic_write_text(run.file("genotype.json"), state.space.dumps(state.genotype()) + "\n")
             log.info(f"epoch {row['epoch']}/{config.epochs} train_acc {row['train_acc']:.4f} val_acc "
                      f"{row['val_acc']:.4f} ({row['seconds']:.1f}s) genotype {row['genotype']}")
             if stop_after_epoch is not None and state.epoch >= stop_after_epoch and state.epoch < config.epochs:
                 log.info(f"stopping after epoch {state.epoch} as asked; continue with --resume")
                 break
         return {"epoch": state.epoch, "genotype": json.loads(state.space.dumps(state.genotype())),
-                "val_acc": state.metrics[-1]["val_acc"] if state.metrics else math.nan}
+                "val_acc": state.metrics[-1]["val_acc"] if state.metrics else math.nan,
+                "search_seconds": round(sum(row["seconds"] for row in state.metrics), 2)}
     finally:
         run.close_logger("search")

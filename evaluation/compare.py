@@ -1,0 +1,283 @@
+"""`train.py compare`: every method searches with the same data, seeds and budget; every genotype is retrained with
+the same recipe and seeds on the same split; one table.
+
+Layout of the output directory:
+  results.csv, results.json    one row per method x seed
+  report.md                    per method: mean ± std over seeds and the seeds' spread
+  accuracy_vs_search_cost.png
+  <method>/seed<S>/{search/, retrain/, genotype.json, cells/*.png}
+Finished method/seed pairs are never redone: `--resume` skips them, and an interrupted search or retraining continues
+from its own checkpoint.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from tqdm import tqdm
+
+from meta.datasets import load_dataset
+from search_spaces import PUBLISHED, get_space, load_genotype
+from search_spaces.errors import InputError
+from search_spaces.plot import plot_genotype
+from supernet.retrain import RetrainConfig, run_retrain
+from supernet.runtime import RunDir, atomic_write_text, config_from_dict, require_at_least
+from supernet.search import SearchConfig, run_search
+
+SEARCH_METHODS = {"darts1": {"order": 1, "relax": "softmax"}, "darts2": {"order": 2, "relax": "softmax"},
+                  "gdas": {"order": 1, "relax": "gumbel"}}
+METHOD_HELP = "darts1, darts2, gdas, random, published (DARTS_V1 and DARTS_V2), a published name, taskdarts-K"
+
+
+@dataclass
+class CompareConfig:
+    space: str = "darts"
+    dataset: str = "digits"
+    data_root: str = "data"
+    download: bool = False
+    image_size: int | None = None
+    methods: list[str] = field(default_factory=lambda: ["darts1", "gdas", "random"])
+    seeds: int = 3
+    search_epochs: int = 8
+    layers: int = 5
+    init_channels: int = 8
+    batch_size: int = 64
+    retrain_epochs: int = 10
+    retrain_layers: int = 8
+    retrain_channels: int = 16
+    retrain_batch_size: int = 96
+    auxiliary: bool = False
+    cutout: bool = False
+    meta: str | None = None
+    nb201_table: str | None = None
+    device: str = "auto"
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "CompareConfig":
+        return config_from_dict(cls, values, "compare")
+
+    def expanded_methods(self) -> list[str]:
+        """Method names with `published` expanded; validated against the space."""
+        get_space(self.space)
+        require_at_least(self, 1, "seeds", "search_epochs", "layers", "init_channels", "batch_size",
+                         "retrain_layers", "retrain_channels", "retrain_batch_size")
+        require_at_least(self, 0, "retrain_epochs")
+        methods: list[str] = []
+        for method in self.methods:
+            names = ["DARTS_V1", "DARTS_V2"] if method == "published" else [method]
+            for name in names:
+                if name in PUBLISHED and self.space != "darts":
+                    raise InputError(f"method '{name}' is a DARTS-space genotype; it does not fit --space {self.space}")
+                if name.startswith("taskdarts-"):
+                    steps = name[len("taskdarts-"):]
+                    if not steps.isdigit():
+                        raise InputError(f"method '{name}': use taskdarts-K with K the adaptation steps, e.g. taskdarts-0")
+                    if not self.meta:
+                        raise InputError(f"method '{name}' needs --meta META_CKPT")
+                elif name not in SEARCH_METHODS and name != "random" and name not in PUBLISHED:
+                    raise InputError(f"unknown method '{name}'; known: {METHOD_HELP}")
+                if name not in methods:
+                    methods.append(name)
+        if not methods:
+            raise InputError("--methods is empty")
+        if self.retrain_epochs == 0 and not self.nb201_table:
+            raise InputError("--retrain-epochs 0 leaves nothing to compare; give --nb201-table for NAS-Bench-201 "
+                             "benchmark accuracies, or retrain")
+        if self.nb201_table and self.space != "nb201":
+            raise InputError("--nb201-table applies to --space nb201 only")
+        return methods
+
+
+class Comparison:
+    def __init__(self, config: CompareConfig, out: Path, progress: bool = True):
+        self.config = config
+        self.methods = config.expanded_methods()
+        self.space = get_space(config.space)
+        self.out = out
+        self.progress = progress
+        self.table = None
+        if config.nb201_table:
+            from search_spaces.nb201_table import NB201Table
+
+            self.table = NB201Table.load(config.nb201_table)
+        self.rows: list[dict[str, Any]] = []
+
+    def pairs(self) -> list[tuple[str, int]]:
+        return [(method, seed) for seed in range(self.config.seeds) for method in self.methods]
+
+    def load_rows(self) -> None:
+        path = self.out / "results.json"
+        if path.is_file():
+            saved = json.loads(path.read_text())
+            if saved.get("config", {}).get("space") != self.config.space:
+                raise InputError(f"{path} belongs to a comparison in another space")
+            self.rows = saved["rows"]
+
+    def done(self, method: str, seed: int) -> bool:
+        return any(r["method"] == method and r["seed"] == seed for r in self.rows)
+
+    def run(self, resume: bool) -> list[dict[str, Any]]:
+        c = self.config
+        if (self.out / "results.json").exists() and not resume:
+            raise InputError(f"{self.out} already holds a comparison; pass --resume to continue it")
+        train = load_dataset(c.dataset, "train", c.data_root, c.download, c.image_size)
+        test = load_dataset(c.dataset, "test", c.data_root, c.download, c.image_size)
+        self.space.check_image_size(train.image_size)
+        self.out.mkdir(parents=True, exist_ok=True)
+        if resume:
+            self.load_rows()
+        else:
+            atomic_write_text(self.out / "config.yaml", yaml.safe_dump(asdict(self.config), sort_keys=False))
+        todo = [pair for pair in self.pairs() if not self.done(*pair)]
+        started = time.time()
+        bar = tqdm(todo, desc="compare", disable=not self.progress, unit="run")
+        for k, (method, seed) in enumerate(bar):
+            bar.set_description(f"compare {method} seed {seed}")
+            if k:
+                elapsed = time.time() - started
+                bar.write(f"{method} seed {seed}: {k}/{len(todo)} done, about {elapsed / k * (len(todo) - k) / 60:.1f} "
+                          f"min left")
+            self.rows.append(self.run_pair(method, seed, train, test))
+            self.write()
+        bar.close()
+        self.write(final=True)
+        return self.rows
+
+    def run_pair(self, method: str, seed: int, train, test) -> dict[str, Any]:
+        c = self.config
+        pair_dir = self.out / method / f"seed{seed}"
+        search_dir = pair_dir / "search"
+        search_seconds = 0.0
+        if method in SEARCH_METHODS:
+            config = SearchConfig(space=c.space, dataset=c.dataset, data_root=c.data_root, image_size=c.image_size,
+                                  epochs=c.search_epochs, layers=c.layers, init_channels=c.init_channels,
+                                  batch_size=c.batch_size, seed=seed, device=c.device, **SEARCH_METHODS[method])
+            result = run_search(config, train, RunDir(search_dir), resume=(search_dir / "checkpoint.pt").exists(),
+                                progress=False)
+            genotype = self.space.from_json(result["genotype"])
+            search_seconds = result["search_seconds"]
+        elif method.startswith("taskdarts-"):
+            from meta.meta_search import MetaSearchConfig, run_meta_search
+
+            if not (search_dir / "genotype.json").exists():
+                if search_dir.exists():  # an interrupted zero-/few-shot search: seconds to redo
+                    for leftover in search_dir.iterdir():
+                        leftover.unlink()
+                run_meta_search(MetaSearchConfig(meta=c.meta, dataset=c.dataset, adapt_steps=int(method.split("-")[1]),
+                                                 seed=seed, data_root=c.data_root, device=c.device),
+                                RunDir(search_dir), expect_space=c.space, progress=False)
+            genotype = load_genotype(str(search_dir))[1]
+            search_seconds = float(next(csv.DictReader((search_dir / "metrics.csv").open()))["seconds"])
+        elif method == "random":
+            genotype = self.space.random_genotype(torch.Generator().manual_seed(seed))
+        else:
+            genotype = PUBLISHED[method]
+        atomic_write_text(pair_dir / "genotype.json", self.space.dumps(genotype) + "\n")
+        plot_genotype(self.space, genotype, pair_dir / "cells")
+        row: dict[str, Any] = {"method": method, "seed": seed, "genotype": self.space.to_text(genotype),
+                               "search_seconds": round(search_seconds, 2)}
+        if c.retrain_epochs > 0:
+            retrain_dir = pair_dir / "retrain"
+            config = RetrainConfig(genotype=str(pair_dir / "genotype.json"), dataset=c.dataset, data_root=c.data_root,
+                                   image_size=c.image_size, epochs=c.retrain_epochs, layers=c.retrain_layers,
+                                   init_channels=c.retrain_channels, batch_size=c.retrain_batch_size, seed=seed,
+                                   auxiliary=c.auxiliary, cutout=c.cutout, device=c.device)
+            result = run_retrain(config, train, test, RunDir(retrain_dir),
+                                 resume=(retrain_dir / "checkpoint.pt").exists(), progress=False)
+            row.update({"retrain_seconds": result["train_seconds"], "test_acc": result["test_acc"],
+                        "params_m": result["params_m"], "flops_m": result["flops_m"]})
+        if self.table is not None:
+            row.update({f"nb201_{k}": v for k, v in self.table.lookup(genotype).as_dict().items()})
+        return row
+
+    def write(self, final: bool = False) -> None:
+        atomic_write_text(self.out / "results.json", json.dumps({"config": asdict(self.config), "rows": self.rows},
+                                                                indent=1) + "\n")
+        if self.rows:
+            fields = list(dict.fromkeys(key for row in self.rows for key in row))
+            buffer = io.StringIO()
+            writer = csv.DictWriter(buffer, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(self.rows)
+            atomic_write_text(self.out / "results.csv", buffer.getvalue())
+        if final and self.rows:
+            atomic_write_text(self.out / "report.md", self.report())
+            self.plot()
+
+    def metric(self) -> tuple[str, str]:
+        if self.config.retrain_epochs > 0:
+            return "test_acc", "test accuracy (retrained)"
+        return "nb201_cifar10", "NAS-Bench-201 CIFAR-10 test accuracy (%)"
+
+    def report(self) -> str:
+        c = self.config
+        lines = [f"# Comparison: {c.space} space on {c.dataset}", "",
+                 f"{c.seeds} seeds; search {c.search_epochs} epochs ({c.layers} cells, C={c.init_channels}); "
+                 f"retrain {c.retrain_epochs} epochs ({c.retrain_layers} cells, C={c.retrain_channels}"
+                 f"{', auxiliary' if c.auxiliary else ''}{', cutout' if c.cutout else ''}). Mean ± std over seeds; "
+                 f"spread = min..max over seeds. Search seconds exclude data loading and meta-training.", ""]
+        columns = [("search_seconds", "search s")]
+        if c.retrain_epochs > 0:
+            columns += [("test_acc", "test acc"), ("params_m", "params M"), ("flops_m", "FLOPs M"),
+                        ("retrain_seconds", "retrain s")]
+        if self.table is not None:
+            columns += [("nb201_cifar10", "NB201 CIFAR-10"), ("nb201_cifar100", "NB201 CIFAR-100"),
+                        ("nb201_imagenet16_120", "NB201 ImageNet16-120")]
+        key, _ = self.metric()
+        lines.append("| method | " + " | ".join(label for _, label in columns) + f" | spread of {key} |")
+        lines.append("|---|" + "---|" * (len(columns) + 1))
+        for method in self.methods:
+            rows = [r for r in self.rows if r["method"] == method]
+            if not rows:
+                continue
+            cells = [_mean_std([r[k] for r in rows]) for k, _ in columns]
+            values = [r[key] for r in rows]
+            lines.append(f"| {method} | " + " | ".join(cells) + f" | {min(values):.4g}..{max(values):.4g} |")
+        lines += ["", "Genotypes:", ""]
+        lines += [f"- {r['method']} seed {r['seed']}: `{r['genotype']}`" for r in self.rows]
+        return "\n".join(lines) + "\n"
+
+    def plot(self) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        key, label = self.metric()
+        fig, ax = plt.subplots(figsize=(6.5, 4.5))
+        for method in self.methods:
+            rows = [r for r in self.rows if r["method"] == method]
+            if not rows:
+                continue
+            cost = [r["search_seconds"] + 1 for r in rows]
+            values = [r[key] for r in rows]
+            ax.errorbar(statistics.mean(cost), statistics.mean(values),
+                        yerr=statistics.stdev(values) if len(values) > 1 else 0, fmt="o", capsize=4, label=method)
+            ax.scatter(cost, values, s=10, alpha=0.4)
+        ax.set_xscale("log")
+        ax.set_xlabel("search cost: seconds + 1 (log)")
+        ax.set_ylabel(label)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        tmp = self.out / ".accuracy_vs_search_cost.tmp.png"
+        fig.savefig(tmp, dpi=120)
+        plt.close(fig)
+        tmp.replace(self.out / "accuracy_vs_search_cost.png")
+
+
+def _mean_std(values: list[Any]) -> str:
+    values = [float(v) for v in values if v is not None]
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.4g}"
+    return f"{statistics.mean(values):.4g} ± {statistics.stdev(values):.2g}"

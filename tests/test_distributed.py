@@ -1,0 +1,63 @@
+import json
+import os
+import subprocess
+import sys
+
+import torch
+
+from supernet.batches import BatchStream, ImageData, Preprocess
+
+from .helpers import ROOT
+
+NB201_EXAMPLE = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+
+
+def torchrun(*args: str, nproc: int = 2) -> subprocess.CompletedProcess:
+    """`torchrun --nproc_per_node=N train.py ...` on CPU (gloo)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), CUDA_VISIBLE_DEVICES="")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               str(ROOT / "train.py"), *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+
+
+def test_shards_of_a_batch_partition_the_global_batch():
+    data = ImageData(torch.randint(0, 256, (40, 1, 4, 4), dtype=torch.uint8), torch.arange(40) % 4, list("abcd"))
+    pre = Preprocess(torch.zeros(1), torch.ones(1))
+    whole = BatchStream(data, torch.arange(40), 8, seed=1, preprocess=pre, augment=False)
+    shards = [BatchStream(data, torch.arange(40), 8, seed=1, preprocess=pre, augment=False, shard=(r, 2))
+              for r in range(2)]
+    for _ in range(7):
+        x, _ = next(whole)
+        parts = [next(s)[0] for s in shards]
+        assert torch.equal(torch.cat([parts[0][:, None], parts[1][:, None]], 1).flatten(0, 1), x)
+    assert whole.batches_per_pass == shards[0].batches_per_pass == 5
+
+
+def test_data_parallel_second_order_search_keeps_logits_identical_on_every_rank(tmp_path):
+    out = tmp_path / "run"
+    result = torchrun("search", "--space", "nb201", "--layers", "1", "--init-channels", "4", "--epochs", "2",
+                      "--order", "2", "--no-progress", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    log = (out / "log.txt").read_text()
+    assert log.count("architecture logits identical on all 2 processes") == 2 and "2 data-parallel" in log
+    summaries = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    assert len(summaries) == 1  # rank 0 alone reports
+    assert json.loads(summaries[0])["genotype"] == json.loads((out / "genotype.json").read_text())
+
+
+def test_data_parallel_retraining_matches_a_single_process_within_noise(tmp_path):
+    args = ("retrain", "--genotype", NB201_EXAMPLE, "--layers", "1", "--init-channels", "8", "--epochs", "4",
+            "--no-progress")
+    single = subprocess.run([sys.executable, str(ROOT / "train.py"), *args, "--out", str(tmp_path / "one")],
+                            capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert single.returncode == 0, single.stderr[-2000:]
+    parallel = torchrun(*args, "--out", str(tmp_path / "two"))
+    assert parallel.returncode == 0, parallel.stderr[-2000:]
+    one = json.loads((tmp_path / "one" / "result.json").read_text())["test_acc"]
+    two = json.loads((tmp_path / "two" / "result.json").read_text())["test_acc"]
+    assert one > 0.8 and two > 0.8 and abs(one - two) < 0.1
+
+
+def test_torchrun_needs_an_explicit_out(tmp_path):
+    result = torchrun("search", "--epochs", "1", "--no-progress")
+    assert result.returncode != 0 and "same --out" in result.stderr
