@@ -1,9 +1,11 @@
 """WeightInitializer: task embedding z -> the supernet's starting weights for that task.
 
 For every weight tensor W of the meta-learned base supernet:
-  conv / linear weight (dim > 1):  W_0 = W * (1 + gamma(z))   per output channel
-  vector (bias, BN affine):        W_0 = W + beta(z)
-with [gamma; beta] = U z, U zero-initialised (so the start is the base weights until it learns otherwise).
+  conv / linear weight (dim > 1):  W_0 = W * (1 + tanh(gamma(z)))   per output channel, a factor in (0, 2)
+  vector (bias, BN affine):        W_0 = W + tanh(beta(z))
+with [gamma; beta] = U z, U zero-initialised (so the start is the base weights until it learns otherwise). The tanh
+bounds keep a task's start a modulation of the base weights: unbounded, a standardised z of unit scale could scale
+weights by several times or flip their sign, and meta-training became unstable.
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ class WeightInitializer(nn.Module):
         for name, kind, code in zip(self.names, self.kinds, codes):
             w = base[name]
             if kind == "scale":
-                out[name] = w * (1 + code.view(-1, *([1] * (w.dim() - 1))))
+                out[name] = w * (1 + torch.tanh(code).view(-1, *([1] * (w.dim() - 1))))
             else:
-                out[name] = w + code.view_as(w)
+                out[name] = w + torch.tanh(code).view_as(w)
         return out
