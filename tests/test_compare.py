@@ -82,3 +82,17 @@ def test_compare_rejects_a_table_of_the_wrong_format(tmp_path):
     code, _, stderr = run_cli("compare", *TINY, "--methods", "random", "--nb201-table", str(tmp_path / "t.csv"),
                               "--out", str(tmp_path / "out"))
     assert code == 2 and "not a NAS-Bench-201 table" in stderr
+
+
+def test_compare_taskdarts_methods_use_the_meta_checkpoint(tmp_path):
+    from .test_meta import TINY_META
+
+    assert run_cli("meta-train", *TINY_META, "--meta-steps", "1", "--out", str(tmp_path / "meta"))[0] == 0
+    out = tmp_path / "out"
+    code, _, stderr = run_cli("compare", *TINY, "--methods", "taskdarts-0", "taskdarts-2", "--seeds", "1",
+                              "--meta", str(tmp_path / "meta"), "--out", str(out))
+    assert code == 0, stderr
+    rows = {r["method"]: r for r in csv.DictReader((out / "results.csv").open())}
+    assert set(rows) == {"taskdarts-0", "taskdarts-2"}
+    assert float(rows["taskdarts-2"]["search_seconds"]) > 0 and rows["taskdarts-0"]["genotype"].startswith("|")
+    assert (out / "taskdarts-2" / "seed0" / "search" / "embedding.json").is_file()
