@@ -21,8 +21,8 @@ from search_spaces import load_genotype
 from .batches import Augment, BatchStream, ImageData, Preprocess, channel_stats, evaluate, ordered_batches
 from .distributed import SINGLE, DistContext, init_distributed
 from .discrete import count_flops_m, count_parameters_m, create_network
-from .runtime import (RunDir, atomic_torch_save, atomic_write_text, config_from_dict, load_checkpoint, pick_device,
-                      require_at_least, rng_state, seed_everything, set_rng_state)
+from .runtime import (RunDir, atomic_torch_save, atomic_write_text, config_from_dict, pick_device, require_at_least,
+                      rng_state, seed_everything, set_rng_state, start_run)
 
 RECIPES = {
     "darts": {"lr": 0.025, "weight_decay": 3e-4, "nesterov": False, "drop_path_prob": 0.2},
@@ -165,15 +165,9 @@ def run_retrain(config: RetrainConfig, train: ImageData, test: ImageData, run: R
     run.check(resume)
     state = RetrainState(config, train, test, device, dist)
     main = dist.is_main
-    if main:
-        run.make()
-    log = run.logger("retrain", enabled=main)
     try:
-        if resume:
-            state.load_state_dict(load_checkpoint(run.file("checkpoint.pt")))
-            log.info(f"resumed {run.path} after epoch {state.epoch}")
-        elif main:
-            run.save_config(asdict(config))
+        log = start_run(run, "retrain", state, config, resume, main)
+        if not resume:
             log.info(f"retrain {state.space.to_text(state.genotype)} on {train.name}: {len(train)} train / "
                      f"{len(test)} test images, {state.params_m:.3f} M parameters, {state.flops_m:.1f} M FLOPs, "
                      f"device {device}")

@@ -164,3 +164,19 @@ class RunDir:
         writer.writeheader()
         writer.writerows(rows)
         atomic_write_text(self.file("metrics.csv"), buffer.getvalue())
+
+
+def start_run(run: RunDir, name: str, state: Any, config: Any, resume: bool, is_main: bool = True) -> logging.Logger:
+    """Create the run directory (rank 0 only), open its log, and either restore `state` (anything with
+    `load_state_dict` and `epoch`) from the checkpoint or save the resolved config of a fresh run."""
+    from dataclasses import asdict
+
+    if is_main:
+        run.make()
+    log = run.logger(name, enabled=is_main)
+    if resume:
+        state.load_state_dict(load_checkpoint(run.file("checkpoint.pt")))
+        log.info(f"resumed {run.path} after epoch {state.epoch}")
+    elif is_main:
+        run.save_config(asdict(config))
+    return log

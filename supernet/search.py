@@ -18,8 +18,8 @@ from .bilevel import BilevelOptimizer
 from .distributed import SINGLE, DistContext, init_distributed
 from .model import ArchLogits, create_supernet
 from .relaxation import create_relaxation, gumbel_tau
-from .runtime import (RunDir, atomic_torch_save, atomic_write_text, config_from_dict, load_checkpoint, pick_device,
-                      require_at_least, rng_state, seed_everything, set_rng_state)
+from .runtime import (RunDir, atomic_torch_save, atomic_write_text, config_from_dict, pick_device, require_at_least,
+                      rng_state, seed_everything, set_rng_state, start_run)
 
 
 @dataclass
@@ -187,15 +187,9 @@ def run_search(config: SearchConfig, data: ImageData, run: RunDir, resume: bool 
     run.check(resume)
     state = SearchState(config, data, device, dist)
     main = dist.is_main
-    if main:
-        run.make()
-    log = run.logger("search", enabled=main)
     try:
-        if resume:
-            state.load_state_dict(load_checkpoint(run.file("checkpoint.pt")))
-            log.info(f"resumed {run.path} after epoch {state.epoch}")
-        elif main:
-            run.save_config(asdict(config))
+        log = start_run(run, "search", state, config, resume, main)
+        if not resume:
             log.info(f"search {config.space} on {data.name}: {len(data)} training images "
                      f"({len(state.weight_indices)} weights / {len(state.logit_indices)} logits), {data.channels}x"
                      f"{data.image_size}x{data.image_size}, {data.num_classes} classes, device {device}, "
