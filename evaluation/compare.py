@@ -219,11 +219,13 @@ class Comparison:
 
     def report(self) -> str:
         c = self.config
+        retrain = (f"retrain {c.retrain_epochs} epochs ({c.retrain_layers} cells, C={c.retrain_channels}"
+                   f"{', auxiliary' if c.auxiliary else ''}{', cutout' if c.cutout else ''})" if c.retrain_epochs
+                   else "no retraining (NAS-Bench-201 table accuracies)")
         lines = [f"# Comparison: {c.space} space on {c.dataset}", "",
                  f"{c.seeds} seeds; search {c.search_epochs} epochs ({c.layers} cells, C={c.init_channels}); "
-                 f"retrain {c.retrain_epochs} epochs ({c.retrain_layers} cells, C={c.retrain_channels}"
-                 f"{', auxiliary' if c.auxiliary else ''}{', cutout' if c.cutout else ''}). Mean ± std over seeds; "
-                 f"spread = min..max over seeds. Search seconds exclude data loading and meta-training.", ""]
+                 f"{retrain}. Mean ± std over seeds; spread = min..max over seeds. Search seconds exclude data "
+                 f"loading and meta-training.", ""]
         columns = [("search_seconds", "search s")]
         if c.retrain_epochs > 0:
             columns += [("test_acc", "test acc"), ("params_m", "params M"), ("flops_m", "FLOPs M"),
