@@ -329,14 +329,11 @@ def derive_from_checkpoint(source: str):
     return space, space.derive({k: torch.as_tensor(v) for k, v in logits.items()})
 
 
-FORMAT_SPACE = {"darts": "darts", "nb201": "nb201"}
-
-
 def cmd_derive(args: argparse.Namespace) -> int:
     space, genotype = derive_from_checkpoint(args.source)
     if args.format == "json":
         print(json.dumps(space.to_json(genotype)))
-    elif FORMAT_SPACE[args.format] != space.name:
+    elif args.format != space.name:  # the text formats are named after their spaces
         raise InputError(f"--format {args.format} does not fit a genotype of the {space.name} space")
     else:
         print(space.to_text(genotype))
@@ -380,11 +377,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from evaluation.compare import Comparison
 
     config = resolve_config(args, args.config)
-    out = _run_dir(args, config.dataset).path
+    run = _run_dir(args, config.dataset)
     if args.resume:
-        if not (out / "config.yaml").is_file():
-            raise InputError(f"cannot resume: {out / 'config.yaml'} does not exist")
-        config = args.config_class.from_dict(yaml.safe_load((out / "config.yaml").read_text()))
+        config = _resumed_config(args, run)
+    out = run.path
     comparison = Comparison(config, out, progress=not args.no_progress)
     rows = comparison.run(resume=args.resume)
     print(json.dumps({"out": str(out), "rows": len(rows), "report": str(out / "report.md")}))

@@ -7,6 +7,7 @@ import logging
 import os
 import random
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -169,8 +170,6 @@ class RunDir:
 def start_run(run: RunDir, name: str, state: Any, config: Any, resume: bool, is_main: bool = True) -> logging.Logger:
     """Create the run directory (rank 0 only), open its log, and either restore `state` (anything with
     `load_state_dict` and `epoch`) from the checkpoint or save the resolved config of a fresh run."""
-    from dataclasses import asdict
-
     if is_main:
         run.make()
     log = run.logger(name, enabled=is_main)

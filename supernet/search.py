@@ -86,7 +86,6 @@ class SearchState:
 
     def __init__(self, config: SearchConfig, data: ImageData, device: torch.device, dist: DistContext = SINGLE):
         self.config = config
-        self.dist = dist
         self.space: SearchSpace = get_space(config.space)
         self.space.check_image_size(data.image_size)
         self.data = data.to(device)
