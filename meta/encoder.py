@@ -34,8 +34,9 @@ class TaskEncoder(nn.Module):
 
 class RunningStandardizer(nn.Module):
     """(u - m) / sqrt(v + eps) with exponential running estimates of m and v, updated (without gradient) from every
-    training batch before use. Unlike BatchNorm, a task's z never depends on the other tasks of its batch, and a
-    batch of one task works."""
+    training batch before use. v is the spread of u around the running mean m, not within the batch: a meta-batch
+    of a few tasks often holds one kind of task only, and its own spread would then blow z up. Unlike BatchNorm, a
+    task's z never depends on the other tasks of its batch, and a batch of one task works."""
 
     def __init__(self, dim: int, momentum: float = 0.05, eps: float = 1e-5):
         super().__init__()
@@ -47,12 +48,10 @@ class RunningStandardizer(nn.Module):
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         if self.training:
             with torch.no_grad():
-                batch_mean = u.mean(0)
-                batch_var = ((u - batch_mean) ** 2).mean(0) if len(u) > 1 else self.var
                 rate = 1.0 if self.seen == 0 else self.momentum
-                self.mean.lerp_(batch_mean, rate)
-                if len(u) > 1:
-                    self.var.lerp_(batch_var, rate)
+                self.mean.lerp_(u.mean(0), rate)
+                if len(u) > 1 or self.seen > 0:
+                    self.var.lerp_(((u - self.mean) ** 2).mean(0), rate)
                 self.seen += len(u)
         return (u - self.mean) / torch.sqrt(self.var + self.eps)
 

@@ -7,7 +7,7 @@ import torch
 from torch_geometric.data import Batch
 
 from meta.controller import ArchController, PolicyGradient, sample_architecture
-from meta.encoder import TaskEncoder
+from meta.encoder import RunningStandardizer, TaskEncoder
 from meta.meta_train import MetaTrainer
 from meta.model import MetaConfig, TaskDARTS
 from meta.task_graph import ATTRIBUTES, TaskGraphBuilder
@@ -74,6 +74,21 @@ def test_same_attributes_different_classes_give_clearly_different_embeddings(dig
     z_other_classes = _encode(builder, encoder, x_t, y, 3)
     z_other_images = _encode(builder, encoder, task.data.x[task.query], task.data.y[task.query], 3)
     assert (z - z_other_classes).norm() > 3 * (z - z_other_images).norm()
+
+
+def test_standardizer_keeps_two_kinds_of_task_at_unit_scale_when_batches_hold_one_kind():
+    """Meta-batches of a few tasks often hold one kind only; their own spread is tiny, and standardising by it
+    would blow z up. The running spread around the running mean keeps both kinds at unit scale, on either side."""
+    torch.manual_seed(0)
+    standardize = RunningStandardizer(4, momentum=0.05)
+    kinds = [torch.tensor([10.0, 0.0, 5.0, -3.0]), torch.tensor([12.0, 1.0, 5.0, -1.0])]
+    for step in range(400):
+        standardize(kinds[step % 2] + 0.01 * torch.randn(3, 4))
+    standardize.eval()
+    z = standardize(torch.stack(kinds))
+    assert z.abs().max() < 2.0
+    assert torch.all(z[0, [0, 1, 3]] < -0.5) and torch.all(z[1, [0, 1, 3]] > 0.5)
+    assert standardize(kinds[0][None]).shape == (1, 4)  # one task on its own works
 
 
 def test_meta_gradient_reaches_every_encoder_controller_and_initializer_parameter():
