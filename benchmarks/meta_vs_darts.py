@@ -2,15 +2,20 @@
 """TaskDARTS vs the MetaNAS-style --no-encoder ablation vs DARTS from scratch, on held-out tasks.
 
 Task distribution (recorded in each meta-run's task_split.json): 5-way episodes, 5 support / 5 query / 10 test images
-per class, 28 px grey. Meta-training: 70 % of the Omniglot characters. Held-out: episodes over the other 30 % of the
-characters and over MNIST (a data set never seen in meta-training). The same held-out tasks for every method and seed.
+per class, 28 px grey, from two kinds of data whose DARTS searches prefer different ops (hand-drawn characters and
+natural images). Meta-training: 70 % of the Omniglot characters and 5 of the 10 CIFAR-10 classes. Held-out families:
+episodes over the other Omniglot characters, over the other 5 CIFAR-10 classes, and over MNIST (a data set never seen
+in meta-training), the same number of tasks per family; the same held-out tasks for every method and seed.
 
 For each seed: meta-train TaskDARTS and the ablation (same budget), then adapt every method on every held-out task
 with the same inner loop (first-order DARTS steps: weights on support, logits on query) and record the supernet's
 query and test accuracy after 0, 5, 20, 50 steps. DARTS from scratch starts from a fresh supernet and near-uniform
-logits (1e-3 N(0, 1)). Numbers: mean +- std over seeds of the mean over tasks.
+logits (1e-3 N(0, 1)). Numbers: mean +- std over seeds of the mean over tasks. Whether task conditioning matters is
+shown three ways: distinct zero-shot genotypes (over all held-out tasks and within each family), each family's mean
+op probabilities next to what a DARTS search on that family's tasks prefers, and, for the CIFAR-10 tasks, the
+NAS-Bench-201 CIFAR-10 accuracy of the proposed cells (table lookup, when the table is there).
 
-    python benchmarks/meta_vs_darts.py --out runs/meta_vs_darts            # about 35 min on 2 CPU cores
+    python benchmarks/meta_vs_darts.py --out runs/meta_vs_darts            # about 45 min on 2 CPU cores
 """
 from __future__ import annotations
 
@@ -31,7 +36,8 @@ import torch  # noqa: E402
 from meta.adapt import adapt  # noqa: E402
 from meta.meta_train import load_meta, run_meta_train  # noqa: E402
 from meta.model import MetaConfig  # noqa: E402
-from meta.tasks import build_distributions  # noqa: E402
+from meta.tasks import EpisodeDistribution, build_distributions  # noqa: E402
+from search_spaces.nb201_table import NB201Table  # noqa: E402
 from supernet.model import ArchLogits, create_supernet  # noqa: E402
 from supernet.runtime import RunDir  # noqa: E402
 
@@ -39,19 +45,34 @@ METHODS = ("taskdarts", "no-encoder", "darts")
 
 
 def meta_config(args, seed: int, use_encoder: bool) -> MetaConfig:
-    return MetaConfig(space=args.space, tasks=[f"npz:{args.omniglot}"], test_tasks=[f"npz:{args.mnist}"], ways=5,
-                      shots=5, queries=5, tests=10, image_size=28, channels=1, max_classes=5, layers=args.layers,
-                      init_channels=args.init_channels, meta_steps=args.meta_steps, meta_batch=4,
-                      inner_steps=args.inner_steps, inner_batch=25, probe_tasks=8, log_every=10, seed=seed,
-                      use_encoder=use_encoder, device="cpu")
+    return MetaConfig(space=args.space, tasks=[f"npz:{args.omniglot}", f"folder:{args.cifar}"],
+                      test_tasks=[f"npz:{args.mnist}"], ways=5, shots=5, queries=5, tests=10, image_size=28,
+                      channels=1, max_classes=5, layers=args.layers, init_channels=args.init_channels,
+                      meta_steps=args.meta_steps, meta_batch=4, inner_steps=args.inner_steps, inner_batch=25,
+                      probe_tasks=8, log_every=10, seed=seed, use_encoder=use_encoder, device="cpu")
 
 
-def held_out_tasks(config: MetaConfig, count: int) -> list:
+def family(spec: str) -> str:
+    return Path(spec.split(":", 1)[-1]).stem.split("_")[0]
+
+
+def held_out_tasks(config: MetaConfig, per_family: int) -> list[tuple[str, object]]:
+    """`per_family` episodes from each held-out pool (the meta-test classes of every data set), fixed seed."""
     _, meta_test, _ = build_distributions(config.tasks, config.test_tasks, config.ways, config.shots, config.queries,
                                           config.tests, config.channels, config.image_size, config.meta_test_fraction,
                                           0, config.data_root)
     rng = random.Random(12345)
-    return [meta_test.sample(rng) for _ in range(count)]
+    tasks = []
+    for pool in meta_test.pools:
+        episodes = EpisodeDistribution([pool], config.ways, config.shots, config.queries, config.tests)
+        tasks += [(family(pool.spec), episodes.sample(rng)) for _ in range(per_family)]
+    return tasks
+
+
+def op_probabilities(logits: dict[str, torch.Tensor]) -> list[list[float]]:
+    """softmax over ops of every edge of the (single) NAS-Bench-201 cell, or of the first DARTS cell type."""
+    value = logits["cell"] if "cell" in logits else next(iter(logits.values()))
+    return torch.softmax(value.detach().float(), dim=-1).tolist()
 
 
 def run_method(method, meta, config, task, steps, seed):
@@ -73,8 +94,10 @@ def run_method(method, meta, config, task, steps, seed):
     work = create_supernet(meta.space, config.max_classes, config.channels, config.init_channels, config.layers)
     started = time.time()
     adapted = adapt(work, weights, buffers, logits, task, max(steps), config, seed, "relaxed", record_at=steps)
-    final = meta.space.to_text(meta.space.derive({k: v.detach() for k, v in adapted.logits().items()}))
-    return {"history": adapted.history, "zero_shot_genotype": zero_shot, "final_genotype": final,
+    final_logits = {k: v.detach() for k, v in adapted.logits().items()}
+    return {"history": adapted.history, "zero_shot_genotype": zero_shot,
+            "final_genotype": meta.space.to_text(meta.space.derive(final_logits)),
+            "zero_shot_probs": op_probabilities(logits), "final_probs": op_probabilities(final_logits),
             "zero_shot_seconds": zero_shot_seconds, "adapt_seconds": time.time() - started}
 
 
@@ -88,22 +111,24 @@ def mean_std(values) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--omniglot", default=str(SHARED / "omniglot_small.npz"))
+    parser.add_argument("--cifar", default=str(SHARED / "cifar10_test"), help="CIFAR-10 class-per-folder images")
     parser.add_argument("--mnist", default=str(SHARED / "mnist_test.npz"))
+    parser.add_argument("--nb201-table", default=str(SHARED / "nb201" / "nats_bench.csv"),
+                        help="NATS-Bench topology CSV for the CIFAR-10 lookup (skipped if missing)")
     parser.add_argument("--space", default="nb201", choices=("nb201", "darts"))
     parser.add_argument("--layers", type=int, default=1)
     parser.add_argument("--init-channels", type=int, default=8)
-    parser.add_argument("--meta-steps", type=int, default=100)
-    parser.add_argument("--inner-steps", type=int, default=3)
+    parser.add_argument("--meta-steps", type=int, default=50)
+    parser.add_argument("--inner-steps", type=int, default=10)
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--tasks", type=int, default=10)
+    parser.add_argument("--tasks-per-family", type=int, default=4)
     parser.add_argument("--steps", type=int, nargs="+", default=[0, 5, 20, 50])
     parser.add_argument("--out", default="runs/meta_vs_darts")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(torch.get_num_threads())
     results, meta_seconds = [], {}
-    tasks = held_out_tasks(meta_config(args, 0, True), args.tasks)
+    tasks = held_out_tasks(meta_config(args, 0, True), args.tasks_per_family)
     for seed in range(args.seeds):
         metas = {}
         for method, use_encoder in (("taskdarts", True), ("no-encoder", False)):
@@ -117,50 +142,78 @@ def main() -> None:
             metas[method] = load_meta(str(run_dir), torch.device("cpu"))
         for method in METHODS:
             meta = metas["no-encoder" if method == "darts" else method]
-            for k, task in enumerate(tasks):
+            for k, (fam, task) in enumerate(tasks):
                 row = run_method(method, meta, meta.config, task, args.steps, seed * 1000 + k)
-                results.append({"seed": seed, "task": task.name, "method": method, **row})
-                print(f"seed {seed} {method:<11} task {k:>2} query acc "
-                      + " ".join(f"{s}:{row['history'][s]['query_acc']:.2f}" for s in args.steps), flush=True)
+                results.append({"seed": seed, "family": fam, "task": task.name, "method": method, **row})
+                print(f"seed {seed} {method:<11} {fam:<8} task {k:>2} query acc "
+                      + " ".join(f"{s}:{row['history'][s]['query_acc']:.2f}" for s in args.steps)
+                      + f"  zero-shot {row['zero_shot_genotype']}", flush=True)
     (out / "results.json").write_text(json.dumps({"args": vars(args), "meta_train_seconds": meta_seconds,
                                                   "results": results}, indent=1))
-    lines = report(results, args, meta_seconds)
+    table = NB201Table.load(args.nb201_table) if args.space == "nb201" and Path(args.nb201_table).is_file() else None
+    lines = report(results, args, meta_seconds, metas["taskdarts"].space, table)
     (out / "report.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
-def report(results, args, meta_seconds) -> list[str]:
+def report(results, args, meta_seconds, space, table) -> list[str]:
     seeds = sorted({r["seed"] for r in results})
+    families = list(dict.fromkeys(r["family"] for r in results))
+    top = max(args.steps)
 
-    def per_seed(method, fn):
-        return [fn([r for r in results if r["method"] == method and r["seed"] == s]) for s in seeds]
+    def per_seed(method, fn, fam=None):
+        return [fn([r for r in results if r["method"] == method and r["seed"] == s and fam in (None, r["family"])])
+                for s in seeds]
 
-    lines = [f"Held-out tasks: {args.tasks} (5-way, Omniglot held-out characters and MNIST), seeds: {len(seeds)}; "
-             f"{args.space} supernet C={args.init_channels}, {args.layers} cell(s) per stage; mean ± std over seeds.",
-             "", "Supernet query accuracy after K adaptation steps:", "",
-             "| method | " + " | ".join(f"K={s}" for s in args.steps) + " |",
-             "|---|" + "---|" * len(args.steps)]
+    def accuracy_table(title, key, fam=None):
+        rows = ["", title, "", "| method | " + " | ".join(f"K={s}" for s in args.steps) + " |",
+                "|---|" + "---|" * len(args.steps)]
+        for method in METHODS:
+            cells = [mean_std(per_seed(method, lambda rs, s=s: statistics.mean(r["history"][s][key] for r in rs), fam))
+                     for s in args.steps]
+            rows.append(f"| {method} | " + " | ".join(cells) + " |")
+        return rows
+
+    count = len(results) // len(seeds) // len(METHODS)
+    lines = [f"Held-out tasks: {count} (5-way; {args.tasks_per_family} each from {', '.join(families)}), seeds: "
+             f"{len(seeds)}; {args.space} supernet C={args.init_channels}, {args.layers} cell(s) per stage; "
+             f"mean ± std over seeds."]
+    lines += accuracy_table("Supernet query accuracy after K adaptation steps:", "query_acc")
+    lines += accuracy_table("Supernet test-split accuracy (images used neither for weights nor logits):", "test_acc")
+    for fam in families:
+        lines += accuracy_table(f"Test-split accuracy, {fam} tasks only:", "test_acc", fam)
+    lines += ["", f"Distinct genotypes over the {count} held-out tasks (and within each family, zero-shot):", "",
+              "| method | zero-shot | " + " | ".join(f"zero-shot, {f}" for f in families) + f" | after K={top} |",
+              "|---|---|" + "---|" * len(families) + "---|"]
     for method in METHODS:
-        cells = [mean_std(per_seed(method, lambda rows, s=s: statistics.mean(r["history"][s]["query_acc"] for r in rows)))
-                 for s in args.steps]
+        distinct = lambda key: (lambda rows: len({r[key] for r in rows}))  # noqa: E731
+        cells = [mean_std(per_seed(method, distinct("zero_shot_genotype")))]
+        cells += [mean_std(per_seed(method, distinct("zero_shot_genotype"), f)) for f in families]
+        cells.append(mean_std(per_seed(method, distinct("final_genotype"))))
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    lines += ["", "Supernet test-split accuracy (images used neither for weights nor logits):", "",
-              "| method | " + " | ".join(f"K={s}" for s in args.steps) + " |", "|---|" + "---|" * len(args.steps)]
-    for method in METHODS:
-        cells = [mean_std(per_seed(method, lambda rows, s=s: statistics.mean(r["history"][s]["test_acc"] for r in rows)))
-                 for s in args.steps]
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    lines += ["", f"Distinct genotypes over the {args.tasks} held-out tasks:", "",
-              "| method | zero-shot | after K=" + str(max(args.steps)) + " |", "|---|---|---|"]
-    for method in METHODS:
-        zero = per_seed(method, lambda rows: len({r["zero_shot_genotype"] for r in rows}))
-        final = per_seed(method, lambda rows: len({r["final_genotype"] for r in rows}))
-        lines.append(f"| {method} | {mean_std(zero)} | {mean_std(final)} |")
+    ops = space.ops
+    lines += ["", "Mean op probability (over edges, tasks and seeds) by family: the meta-learned zero-shot logits next "
+              f"to where a DARTS search from scratch ends after {top} steps on the same tasks:", "",
+              "| family | source | " + " | ".join(ops) + " |", "|---|---|" + "---|" * len(ops)]
+    for fam in families:
+        for method, key, label in (("taskdarts", "zero_shot_probs", "TaskDARTS zero-shot"),
+                                   ("no-encoder", "zero_shot_probs", "no-encoder zero-shot"),
+                                   ("darts", "final_probs", f"DARTS after {top} steps")):
+            probs = torch.tensor([r[key] for r in results if r["method"] == method and r["family"] == fam])
+            lines.append(f"| {fam} | {label} | " + " | ".join(f"{v:.3f}" for v in probs.mean((0, 1)).tolist()) + " |")
+    if table is not None and "cifar10" in families:
+        lines += ["", "NAS-Bench-201 CIFAR-10 test accuracy (%, 200 epochs, table lookup) of the cells proposed for "
+                  "the held-out CIFAR-10 tasks:", "", f"| method | zero-shot | after K={top} |", "|---|---|---|"]
+        for method in METHODS:
+            cells = [mean_std(per_seed(method, lambda rows, key=key: statistics.mean(
+                table.lookup(space.from_text(r[key])).cifar10 for r in rows), "cifar10"))
+                for key in ("zero_shot_genotype", "final_genotype")]
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
     zero_shot = [r["zero_shot_seconds"] for r in results if r["method"] == "taskdarts"]
     darts = [r["adapt_seconds"] for r in results if r["method"] == "darts"]
     lines += ["", "Wall-clock seconds per task (median):", "",
               f"- TaskDARTS zero-shot (embed, controller, derive): {statistics.median(zero_shot):.3f}",
-              f"- DARTS search of {max(args.steps)} steps from scratch: {statistics.median(darts):.1f}"]
+              f"- DARTS search of {top} steps from scratch: {statistics.median(darts):.1f}"]
     if meta_seconds:
         lines.append(f"- meta-training, once per seed and method ({args.meta_steps} meta-steps): "
                      f"{statistics.median(meta_seconds.values()):.0f}")
