@@ -14,6 +14,8 @@ logits (1e-3 N(0, 1)). Numbers: mean +- std over seeds of the mean over tasks. W
 shown three ways: distinct zero-shot genotypes (over all held-out tasks and within each family), each family's mean
 op probabilities next to what a DARTS search on that family's tasks prefers, and, for the CIFAR-10 tasks, the
 NAS-Bench-201 CIFAR-10 accuracy of the proposed cells (table lookup, when the table is there).
+`--no-initializer-ablation` adds TaskDARTS without the weight initializer (task-conditioned logits only), to tell
+what the conditioned architecture does from what the conditioned weights do. Finished meta-runs in --out are reused.
 
     python benchmarks/meta_vs_darts.py --out runs/meta_vs_darts            # about 45 min on 2 CPU cores
 """
@@ -41,15 +43,17 @@ from search_spaces.nb201_table import NB201Table  # noqa: E402
 from supernet.model import ArchLogits, create_supernet  # noqa: E402
 from supernet.runtime import RunDir  # noqa: E402
 
-METHODS = ("taskdarts", "no-encoder", "darts")
+# meta-trained methods: name -> (use_encoder, use_initializer); "darts" (from scratch) is always run
+META_METHODS = {"taskdarts": (True, True), "no-encoder": (False, True), "no-initializer": (True, False)}
 
 
-def meta_config(args, seed: int, use_encoder: bool) -> MetaConfig:
+def meta_config(args, seed: int, use_encoder: bool, use_initializer: bool = True) -> MetaConfig:
     return MetaConfig(space=args.space, tasks=[f"npz:{args.omniglot}", f"folder:{args.cifar}"],
                       test_tasks=[f"npz:{args.mnist}"], ways=5, shots=5, queries=5, tests=10, image_size=28,
                       channels=1, max_classes=5, layers=args.layers, init_channels=args.init_channels,
                       meta_steps=args.meta_steps, meta_batch=4, inner_steps=args.inner_steps, inner_batch=25,
-                      probe_tasks=8, log_every=10, seed=seed, use_encoder=use_encoder, device="cpu")
+                      probe_tasks=8, log_every=10, seed=seed, use_encoder=use_encoder,
+                      use_initializer=use_initializer, device="cpu")
 
 
 def family(spec: str) -> str:
@@ -123,24 +127,27 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--tasks-per-family", type=int, default=4)
     parser.add_argument("--steps", type=int, nargs="+", default=[0, 5, 20, 50])
+    parser.add_argument("--no-initializer-ablation", action="store_true",
+                        help="also meta-train TaskDARTS with --no-initializer (task-conditioned logits only)")
     parser.add_argument("--out", default="runs/meta_vs_darts")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    methods = ["taskdarts", "no-encoder"] + (["no-initializer"] if args.no_initializer_ablation else []) + ["darts"]
     results, meta_seconds = [], {}
     tasks = held_out_tasks(meta_config(args, 0, True), args.tasks_per_family)
     for seed in range(args.seeds):
         metas = {}
-        for method, use_encoder in (("taskdarts", True), ("no-encoder", False)):
+        for method in methods[:-1]:
             run_dir = out / f"{method}-seed{seed}"
-            config = meta_config(args, seed, use_encoder)
-            if not (run_dir / "checkpoint.pt").exists() or torch.load(run_dir / "checkpoint.pt",
-                                                                       weights_only=False)["step"] < args.meta_steps:
-                started = time.time()
-                run_meta_train(config, RunDir(run_dir), resume=(run_dir / "checkpoint.pt").exists(), progress=False)
-                meta_seconds[f"{method}-seed{seed}"] = time.time() - started
+            config = meta_config(args, seed, *META_METHODS[method])
+            checkpoint = run_dir / "checkpoint.pt"
+            if not checkpoint.exists() or torch.load(checkpoint, weights_only=False)["step"] < args.meta_steps:
+                run_meta_train(config, RunDir(run_dir), resume=checkpoint.exists(), progress=False)
+            steps = torch.load(checkpoint, weights_only=False)["metrics"]
+            meta_seconds[f"{method}-seed{seed}"] = sum(row["seconds"] for row in steps)  # also for finished runs
             metas[method] = load_meta(str(run_dir), torch.device("cpu"))
-        for method in METHODS:
+        for method in methods:
             meta = metas["no-encoder" if method == "darts" else method]
             for k, (fam, task) in enumerate(tasks):
                 row = run_method(method, meta, meta.config, task, args.steps, seed * 1000 + k)
@@ -151,12 +158,12 @@ def main() -> None:
     (out / "results.json").write_text(json.dumps({"args": vars(args), "meta_train_seconds": meta_seconds,
                                                   "results": results}, indent=1))
     table = NB201Table.load(args.nb201_table) if args.space == "nb201" and Path(args.nb201_table).is_file() else None
-    lines = report(results, args, meta_seconds, metas["taskdarts"].space, table)
+    lines = report(results, args, methods, meta_seconds, metas["taskdarts"].space, table)
     (out / "report.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
-def report(results, args, meta_seconds, space, table) -> list[str]:
+def report(results, args, methods, meta_seconds, space, table) -> list[str]:
     seeds = sorted({r["seed"] for r in results})
     families = list(dict.fromkeys(r["family"] for r in results))
     top = max(args.steps)
@@ -168,13 +175,13 @@ def report(results, args, meta_seconds, space, table) -> list[str]:
     def accuracy_table(title, key, fam=None):
         rows = ["", title, "", "| method | " + " | ".join(f"K={s}" for s in args.steps) + " |",
                 "|---|" + "---|" * len(args.steps)]
-        for method in METHODS:
+        for method in methods:
             cells = [mean_std(per_seed(method, lambda rs, s=s: statistics.mean(r["history"][s][key] for r in rs), fam))
                      for s in args.steps]
             rows.append(f"| {method} | " + " | ".join(cells) + " |")
         return rows
 
-    count = len(results) // len(seeds) // len(METHODS)
+    count = len(results) // len(seeds) // len(methods)
     lines = [f"Held-out tasks: {count} (5-way; {args.tasks_per_family} each from {', '.join(families)}), seeds: "
              f"{len(seeds)}; {args.space} supernet C={args.init_channels}, {args.layers} cell(s) per stage; "
              f"mean ± std over seeds."]
@@ -185,7 +192,7 @@ def report(results, args, meta_seconds, space, table) -> list[str]:
     lines += ["", f"Distinct genotypes over the {count} held-out tasks (and within each family, zero-shot):", "",
               "| method | zero-shot | " + " | ".join(f"zero-shot, {f}" for f in families) + f" | after K={top} |",
               "|---|---|" + "---|" * len(families) + "---|"]
-    for method in METHODS:
+    for method in methods:
         distinct = lambda key: (lambda rows: len({r[key] for r in rows}))  # noqa: E731
         cells = [mean_std(per_seed(method, distinct("zero_shot_genotype")))]
         cells += [mean_std(per_seed(method, distinct("zero_shot_genotype"), f)) for f in families]
@@ -196,15 +203,14 @@ def report(results, args, meta_seconds, space, table) -> list[str]:
               f"to where a DARTS search from scratch ends after {top} steps on the same tasks:", "",
               "| family | source | " + " | ".join(ops) + " |", "|---|---|" + "---|" * len(ops)]
     for fam in families:
-        for method, key, label in (("taskdarts", "zero_shot_probs", "TaskDARTS zero-shot"),
-                                   ("no-encoder", "zero_shot_probs", "no-encoder zero-shot"),
-                                   ("darts", "final_probs", f"DARTS after {top} steps")):
+        sources = [(m, "zero_shot_probs", f"{m} zero-shot") for m in methods[:-1]]
+        for method, key, label in sources + [("darts", "final_probs", f"DARTS after {top} steps")]:
             probs = torch.tensor([r[key] for r in results if r["method"] == method and r["family"] == fam])
             lines.append(f"| {fam} | {label} | " + " | ".join(f"{v:.3f}" for v in probs.mean((0, 1)).tolist()) + " |")
     if table is not None and "cifar10" in families:
         lines += ["", "NAS-Bench-201 CIFAR-10 test accuracy (%, 200 epochs, table lookup) of the cells proposed for "
                   "the held-out CIFAR-10 tasks:", "", f"| method | zero-shot | after K={top} |", "|---|---|---|"]
-        for method in METHODS:
+        for method in methods:
             cells = [mean_std(per_seed(method, lambda rows, key=key: statistics.mean(
                 table.lookup(space.from_text(r[key])).cifar10 for r in rows), "cifar10"))
                 for key in ("zero_shot_genotype", "final_genotype")]
@@ -215,7 +221,7 @@ def report(results, args, meta_seconds, space, table) -> list[str]:
               f"- TaskDARTS zero-shot (embed, controller, derive): {statistics.median(zero_shot):.3f}",
               f"- DARTS search of {top} steps from scratch: {statistics.median(darts):.1f}"]
     if meta_seconds:
-        lines.append(f"- meta-training, once per seed and method ({args.meta_steps} meta-steps): "
+        lines.append(f"- meta-training, once per seed and method ({args.meta_steps} meta-steps, sum of step times): "
                      f"{statistics.median(meta_seconds.values()):.0f}")
     return lines
 
