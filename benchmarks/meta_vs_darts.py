@@ -133,12 +133,13 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    methods = ["taskdarts", "no-encoder"] + (["no-initializer"] if args.no_initializer_ablation else []) + ["darts"]
+    meta_methods = ["taskdarts", "no-encoder"] + (["no-initializer"] if args.no_initializer_ablation else [])
+    methods = [*meta_methods, "darts"]
     results, meta_seconds = [], {}
     tasks = held_out_tasks(meta_config(args, 0, True), args.tasks_per_family)
     for seed in range(args.seeds):
         metas = {}
-        for method in methods[:-1]:
+        for method in meta_methods:
             run_dir = out / f"{method}-seed{seed}"
             config = meta_config(args, seed, *META_METHODS[method])
             checkpoint = run_dir / "checkpoint.pt"
@@ -192,8 +193,10 @@ def report(results, args, methods, meta_seconds, space, table) -> list[str]:
     lines += ["", f"Distinct genotypes over the {count} held-out tasks (and within each family, zero-shot):", "",
               "| method | zero-shot | " + " | ".join(f"zero-shot, {f}" for f in families) + f" | after K={top} |",
               "|---|---|" + "---|" * len(families) + "---|"]
+    def distinct(key):
+        return lambda rows: len({r[key] for r in rows})
+
     for method in methods:
-        distinct = lambda key: (lambda rows: len({r[key] for r in rows}))  # noqa: E731
         cells = [mean_std(per_seed(method, distinct("zero_shot_genotype")))]
         cells += [mean_std(per_seed(method, distinct("zero_shot_genotype"), f)) for f in families]
         cells.append(mean_std(per_seed(method, distinct("final_genotype"))))
@@ -203,7 +206,7 @@ def report(results, args, methods, meta_seconds, space, table) -> list[str]:
               f"to where a DARTS search from scratch ends after {top} steps on the same tasks:", "",
               "| family | source | " + " | ".join(ops) + " |", "|---|---|" + "---|" * len(ops)]
     for fam in families:
-        sources = [(m, "zero_shot_probs", f"{m} zero-shot") for m in methods[:-1]]
+        sources = [(m, "zero_shot_probs", f"{m} zero-shot") for m in methods if m != "darts"]
         for method, key, label in sources + [("darts", "final_probs", f"DARTS after {top} steps")]:
             probs = torch.tensor([r[key] for r in results if r["method"] == method and r["family"] == fam])
             lines.append(f"| {fam} | {label} | " + " | ".join(f"{v:.3f}" for v in probs.mean((0, 1)).tolist()) + " |")
