@@ -18,9 +18,12 @@ from typing import Any, Callable, Sequence
 
 import yaml
 
-from search_spaces import InputError, SPACES, get_space, load_genotype
+from run_kit import InputError, RunDiverged
+from run_kit.config import flag as _flag
+from search_spaces import SPACES, get_space, load_genotype
 
 EXIT_BAD_INPUT = 2
+EXIT_DIVERGED = 3
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -28,10 +31,6 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str):  # type: ignore[override]
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
 
 
 def _add_data_args(group) -> None:
@@ -213,42 +212,43 @@ def _emit(summary: dict) -> None:
         print(json.dumps(summary))
 
 
-def _run_dir(args: argparse.Namespace, dataset: str):
-    from supernet.runtime import RunDir
+def _run_dir(args: argparse.Namespace, dataset: str, marker: str = "checkpoint.pt"):
+    from run_kit.run_dir import RunDir
 
     if args.out:
-        return RunDir(args.out)
+        return RunDir(args.out, marker)
     if args.resume:
         raise InputError("--resume needs --out RUN_DIR")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise InputError("under torchrun every process must be given the same --out RUN_DIR")
     tag = "".join(c if c.isalnum() else "_" for c in Path(dataset).name)[:40]
-    return RunDir(Path("runs") / f"{args.command}-{tag}-{time.strftime('%Y%m%d-%H%M%S')}")
+    return RunDir(Path("runs") / f"{args.command}-{tag}-{time.strftime('%Y%m%d-%H%M%S')}", marker)
 
 
-def _resumed_config(args: argparse.Namespace, run) -> Any:
-    """A resumed run keeps the config it started with (only --device may change)."""
-    if not run.file("config.yaml").is_file():
-        raise InputError(f"cannot resume: {run.file('config.yaml')} does not exist")
-    config = args.config_class.from_dict(run.load_config())
-    if args.device:
-        config.device = args.device
-    return config
+def _prepare(args: argparse.Namespace, tag: Callable[[Any], str] = lambda config: config.dataset,
+             marker: str = "checkpoint.pt"):
+    """(config, run directory) of search, retrain, meta-train and compare: dataclass defaults < --config file < flags
+    for a fresh run; the saved config.yaml for a resumed one (only --device may change), validated before any work."""
+    config = resolve_config(args, args.config)
+    run = _run_dir(args, tag(config), marker)
+    if args.resume:
+        run.check(resume=True)
+        config = args.config_class.from_dict(run.load_config())
+        if args.device:
+            config.device = args.device
+    config.validate()
+    return config, run
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from meta.datasets import load_dataset
+    from image_sets import load_dataset
     from supernet.search import run_search
 
     if args.meta:
         return cmd_meta_search(args)
     if args.adapt_steps:
         raise InputError("--adapt-steps needs --meta META_CKPT")
-    config = resolve_config(args, args.config)
-    run = _run_dir(args, config.dataset)
-    if args.resume:
-        config = _resumed_config(args, run)
-    config.validate()
+    config, run = _prepare(args)
     data = load_dataset(config.dataset, "train", config.data_root, config.download, config.image_size)
     result = run_search(config, data, run, resume=args.resume, stop_after_epoch=args.stop_after_epoch,
                         progress=not args.no_progress)
@@ -282,11 +282,7 @@ def cmd_meta_search(args: argparse.Namespace) -> int:
 def cmd_meta_train(args: argparse.Namespace) -> int:
     from meta.meta_train import run_meta_train
 
-    config = resolve_config(args, args.config)
-    run = _run_dir(args, "-".join(config.tasks))
-    if args.resume:
-        config = _resumed_config(args, run)
-    config.validate()
+    config, run = _prepare(args, tag=lambda c: "-".join(c.tasks))
     result = run_meta_train(config, run, resume=args.resume, stop_after_step=args.stop_after_epoch,
                             progress=not args.no_progress)
     _emit({"run_dir": str(run.path), **result})
@@ -294,14 +290,10 @@ def cmd_meta_train(args: argparse.Namespace) -> int:
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
-    from meta.datasets import load_dataset
+    from image_sets import load_dataset
     from supernet.retrain import run_retrain
 
-    config = resolve_config(args, args.config)
-    run = _run_dir(args, config.dataset)
-    if args.resume:
-        config = _resumed_config(args, run)
-    config.validate()
+    config, run = _prepare(args)
     load_genotype(config.genotype)  # fail on a bad genotype before loading data
     train = load_dataset(config.dataset, "train", config.data_root, config.download, config.image_size)
     test = load_dataset(config.dataset, "test", config.data_root, config.download, config.image_size)
@@ -315,13 +307,13 @@ def derive_from_checkpoint(source: str):
     """(space, genotype) derived from the architecture logits stored in a search checkpoint."""
     import torch
 
-    from supernet.runtime import load_checkpoint
+    from run_kit.files import load_checkpoint
 
     path = Path(source)
     if not path.exists():
         raise InputError(f"{path} does not exist")
     state = load_checkpoint(path)
-    if not isinstance(state, dict) or "arch" not in state or "space" not in state:
+    if "arch" not in state or "space" not in state:
         raise InputError(f"{path} is not a search checkpoint (no architecture logits)")
     space = get_space(state["space"])
     prefix = "logits."
@@ -376,10 +368,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from evaluation.compare import Comparison
 
-    config = resolve_config(args, args.config)
-    run = _run_dir(args, config.dataset)
-    if args.resume:
-        config = _resumed_config(args, run)
+    config, run = _prepare(args, marker="config.yaml")
     out = run.path
     comparison = Comparison(config, out, progress=not args.no_progress)
     rows = comparison.run(resume=args.resume)
@@ -388,7 +377,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_nb201_lookup(args: argparse.Namespace) -> int:
-    from search_spaces.nb201_table import NB201Table
+    from evaluation.nb201_table import NB201Table
 
     space, genotype = load_genotype(args.arch)
     if space.name != "nb201":
@@ -415,9 +404,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except RunDiverged as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_DIVERGED
     except KeyboardInterrupt:
         print("interrupted; a run directory keeps its last finished epoch (continue with --resume)", file=sys.stderr)
         return 130
+    finally:
+        from run_kit.distributed import shutdown_distributed
+
+        shutdown_distributed()
 
 
 if __name__ == "__main__":

@@ -25,23 +25,20 @@ import argparse
 import json
 import random
 import statistics
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-SHARED = ROOT.parent / "shared" / "data"
+import torch
 
-import torch  # noqa: E402
+from evaluation.nb201_table import NB201Table
+from meta.adapt import adapt
+from meta.meta_train import load_meta, run_meta_train
+from meta.model import MetaConfig
+from meta.tasks import EpisodeDistribution, build_distributions
+from run_kit.run_dir import RunDir
+from supernet.model import ArchLogits, create_supernet
 
-from meta.adapt import adapt  # noqa: E402
-from meta.meta_train import load_meta, run_meta_train  # noqa: E402
-from meta.model import MetaConfig  # noqa: E402
-from meta.tasks import EpisodeDistribution, build_distributions  # noqa: E402
-from search_spaces.nb201_table import NB201Table  # noqa: E402
-from supernet.model import ArchLogits, create_supernet  # noqa: E402
-from supernet.runtime import RunDir  # noqa: E402
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
 # meta-trained methods: name -> (use_encoder, use_initializer); "darts" (from scratch) is always run
 META_METHODS = {"taskdarts": (True, True), "no-encoder": (False, True), "no-initializer": (True, False)}
@@ -86,12 +83,12 @@ def run_method(method, meta, config, task, steps, seed):
         fresh = create_supernet(meta.space, config.max_classes, config.channels, config.init_channels, config.layers)
         weights = {n: p.detach() for n, p in fresh.named_parameters()}
         buffers = {n: b.detach().clone() for n, b in fresh.named_buffers()}
-        logits = {k: v.detach() for k, v in ArchLogits(meta.space)().items()}
+        logits = {k: v.detach() for k, v in ArchLogits.random(meta.space)().items()}
     else:
         meta.eval()
         with torch.no_grad():
             z = meta.embed([task])[0]
-            weights, logits = meta.start(z)
+            logits, weights = meta.start(z)
         buffers = {n: b.detach().clone() for n, b in meta.supernet.named_buffers()}
     zero_shot = meta.space.to_text(meta.space.derive(logits))
     zero_shot_seconds = time.time() - started
@@ -143,9 +140,9 @@ def main() -> None:
             run_dir = out / f"{method}-seed{seed}"
             config = meta_config(args, seed, *META_METHODS[method])
             checkpoint = run_dir / "checkpoint.pt"
-            if not checkpoint.exists() or torch.load(checkpoint, weights_only=False)["step"] < args.meta_steps:
+            if not checkpoint.exists() or torch.load(checkpoint, weights_only=True)["step"] < args.meta_steps:
                 run_meta_train(config, RunDir(run_dir), resume=checkpoint.exists(), progress=False)
-            steps = torch.load(checkpoint, weights_only=False)["metrics"]
+            steps = torch.load(checkpoint, weights_only=True)["metrics"]
             meta_seconds[f"{method}-seed{seed}"] = sum(row["seconds"] for row in steps)  # also for finished runs
             metas[method] = load_meta(str(run_dir), torch.device("cpu"))
         for method in methods:

@@ -18,9 +18,6 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
 CONFIGS = {
     # name: space, channels C, layers, batch, image size, input channels
     "tiny": dict(space="darts", C=4, layers=3, batch=64, size=8, in_channels=1),
@@ -36,14 +33,14 @@ def measure(name: str, order: int, relax: str, steps: int, warmup: int, device_n
     from supernet.bilevel import BilevelOptimizer
     from supernet.model import ArchLogits, create_supernet
     from supernet.relaxation import create_relaxation
-    from supernet.runtime import pick_device
+    from run_kit.device import pick_device
 
     cfg = CONFIGS[name]
     device = pick_device(device_name)
     torch.manual_seed(0)
     space = get_space(cfg["space"])
     model = create_supernet(space, 10, cfg["in_channels"], cfg["C"], cfg["layers"], create_relaxation(relax)).to(device)
-    arch = ArchLogits(space).to(device)
+    arch = ArchLogits.random(space).to(device)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     w_opt = torch.optim.SGD(model.parameters(), 0.025, momentum=0.9, weight_decay=3e-4)

@@ -21,15 +21,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from tqdm import tqdm
 
-from meta.datasets import load_dataset
+from image_sets import load_dataset
+from run_kit import InputError
+from run_kit.config import config_from_dict, require_at_least
+from run_kit.files import atomic_write_text
+from run_kit.run_dir import RunDir
 from search_spaces import PUBLISHED, get_space, load_genotype
-from search_spaces.errors import InputError
 from search_spaces.plot import plot_genotype
 from supernet.retrain import RetrainConfig, run_retrain
-from supernet.runtime import RunDir, atomic_write_text, config_from_dict, require_at_least
 from supernet.search import SearchConfig, run_search
 
 SEARCH_METHODS = {"darts1": {"order": 1, "relax": "softmax"}, "darts2": {"order": 2, "relax": "softmax"},
@@ -53,7 +54,7 @@ class CompareConfig:
     retrain_epochs: int = 10
     retrain_layers: int = 8
     retrain_channels: int = 16
-    retrain_batch_size: int = 96
+    retrain_batch_size: int | None = None  # None: the space's recipe (DARTS 96, NAS-Bench-201 256)
     auxiliary: bool = False
     cutout: bool = False
     meta: str | None = None
@@ -64,11 +65,16 @@ class CompareConfig:
     def from_dict(cls, values: dict[str, Any]) -> "CompareConfig":
         return config_from_dict(cls, values, "compare")
 
+    def validate(self) -> None:
+        self.expanded_methods()
+
     def expanded_methods(self) -> list[str]:
         """Method names with `published` expanded; validated against the space."""
         get_space(self.space)
         require_at_least(self, 1, "seeds", "search_epochs", "layers", "init_channels", "batch_size",
-                         "retrain_layers", "retrain_channels", "retrain_batch_size")
+                         "retrain_layers", "retrain_channels")
+        if self.retrain_batch_size is not None:
+            require_at_least(self, 1, "retrain_batch_size")
         require_at_least(self, 0, "retrain_epochs")
         methods: list[str] = []
         for method in self.methods:
@@ -105,7 +111,7 @@ class Comparison:
         self.progress = progress
         self.table = None
         if config.nb201_table:
-            from search_spaces.nb201_table import NB201Table
+            from .nb201_table import NB201Table
 
             self.table = NB201Table.load(config.nb201_table)
         self.rows: list[dict[str, Any]] = []
@@ -116,26 +122,33 @@ class Comparison:
     def load_rows(self) -> None:
         path = self.out / "results.json"
         if path.is_file():
-            saved = json.loads(path.read_text())
-            if saved.get("config", {}).get("space") != self.config.space:
+            try:
+                saved = json.loads(path.read_text())
+                rows, space = saved["rows"], saved["config"]["space"]
+            except (ValueError, KeyError, TypeError):
+                raise InputError(f"{path} is not a comparison's results file") from None
+            if space != self.config.space:
                 raise InputError(f"{path} belongs to a comparison in another space")
-            self.rows = saved["rows"]
+            self.rows = rows
 
     def done(self, method: str, seed: int) -> bool:
         return any(r["method"] == method and r["seed"] == seed for r in self.rows)
 
     def run(self, resume: bool) -> list[dict[str, Any]]:
         c = self.config
-        if (self.out / "results.json").exists() and not resume:
-            raise InputError(f"{self.out} already holds a comparison; pass --resume to continue it")
+        run = RunDir(self.out, marker="config.yaml")
+        run.check(resume)
         train = load_dataset(c.dataset, "train", c.data_root, c.download, c.image_size)
         test = load_dataset(c.dataset, "test", c.data_root, c.download, c.image_size)
         self.space.check_image_size(train.image_size)
-        self.out.mkdir(parents=True, exist_ok=True)
-        if resume:
-            self.load_rows()
-        else:
-            atomic_write_text(self.out / "config.yaml", yaml.safe_dump(asdict(self.config), sort_keys=False))
+        with run.claim(resume):
+            if resume:
+                self.load_rows()
+            else:
+                run.save_config(asdict(self.config))
+            return self._run_pairs(train, test)
+
+    def _run_pairs(self, train, test) -> list[dict[str, Any]]:
         todo = [pair for pair in self.pairs() if not self.done(*pair)]
         started = time.time()
         bar = tqdm(todo, desc="compare", disable=not self.progress, unit="run")

@@ -15,8 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from supernet.batches import BatchStream, Preprocess
+from evaluation.accuracy import evaluate
+from image_sets import BatchStream, Preprocess, ordered_batches
 from supernet.bilevel import BilevelOptimizer
+from supernet.model import ArchLogits
 from supernet.relaxation import DiscreteRelaxation
 
 from .controller import sample_architecture
@@ -25,8 +27,8 @@ from .tasks import Task
 PIXEL_MEAN, PIXEL_STD = 0.5, 0.25  # fixed normalisation: tasks differ, and no task's statistics should leak in
 
 
-class TaskHead(nn.Module):
-    """The supernet restricted to a task's first n classes (the base classifier has `max_classes` outputs)."""
+class ClassSlice(nn.Module):
+    """The supernet's class scores cut to a task's first n classes (the base classifier has `max_classes` outputs)."""
 
     def __init__(self, supernet: nn.Module, num_classes: int):
         super().__init__()
@@ -37,25 +39,14 @@ class TaskHead(nn.Module):
         return self.supernet(x, logits, relaxation)[:, : self.num_classes]
 
 
-class LogitsHolder(nn.Module):
-    """Per-task architecture logits as parameters, started from the controller's output."""
-
-    def __init__(self, logits: dict[str, torch.Tensor]):
-        super().__init__()
-        self.logits = nn.ParameterDict({k: nn.Parameter(v.detach().clone()) for k, v in logits.items()})
-
-    def forward(self) -> dict[str, torch.Tensor]:
-        return dict(self.logits.items())
-
-
 def task_preprocess(channels: int) -> Preprocess:
     return Preprocess(torch.full((channels,), PIXEL_MEAN), torch.full((channels,), PIXEL_STD))
 
 
 @dataclass
 class Adapted:
-    head: TaskHead
-    logits: LogitsHolder
+    model: ClassSlice
+    logits: ArchLogits
     support_loss: float
     logit_loss: float
     history: dict[int, dict[str, float]]  # step -> query (and test) loss/accuracy at the steps in `record_at`
@@ -77,60 +68,55 @@ def adapt(work: nn.Module, weights: dict[str, torch.Tensor], buffers: dict[str, 
     At every step count in `record_at` (0 = the start) the supernet's query and test loss/accuracy are recorded.
     """
     load_weights(work, weights, buffers)
-    head = TaskHead(work, task.num_classes)
-    holder = LogitsHolder(logits).to(next(work.parameters()).device)
+    model = ClassSlice(work, task.num_classes)
+    arch = ArchLogits(logits).to(next(work.parameters()).device)
     w_opt = torch.optim.SGD(work.parameters(), config.inner_w_lr, momentum=config.inner_w_momentum,
                             weight_decay=config.inner_w_weight_decay)
-    a_opt = torch.optim.Adam(holder.parameters(), config.inner_logit_lr, betas=(0.5, 0.999))
+    a_opt = torch.optim.Adam(arch.parameters(), config.inner_logit_lr, betas=(0.5, 0.999))
     preprocess = task_preprocess(task.data.channels)
     support = BatchStream(task.data, task.support, config.inner_batch, seed * 2 + 1, preprocess, augment=False)
     query = BatchStream(task.data, task.query, config.inner_batch, seed * 2 + 2, preprocess, augment=False)
-    bilevel = BilevelOptimizer(head, holder, w_opt, a_opt, order=1, grad_clip=config.grad_clip)
+    bilevel = BilevelOptimizer(model, arch, w_opt, a_opt, order=1, grad_clip=config.grad_clip)
     support_loss = logit_loss = float("nan")
     history: dict[int, dict[str, float]] = {}
     work.train()
     for step in range(steps + 1):
         if step in record_at:
-            history[step] = _record(head, holder, task)
+            history[step] = _record(model, arch, task)
         if step == steps:
             break
         if mode == "relaxed":
             result = bilevel.step(next(support), next(query), lr=config.inner_w_lr)
             support_loss, logit_loss = result["weight_loss"], result["logit_loss"]
         else:
-            sample, _ = sample_architecture(holder(), generator)
+            sample, _ = sample_architecture(arch(), generator)
             x, y = next(support)
             w_opt.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(head(x, sample, DiscreteRelaxation()), y)
+            loss = F.cross_entropy(model(x, sample, DiscreteRelaxation()), y)
             loss.backward()
             nn.utils.clip_grad_norm_(work.parameters(), config.grad_clip)
             w_opt.step()
             support_loss = loss.item()
-    return Adapted(head, holder, support_loss, logit_loss, history)
+    return Adapted(model, arch, support_loss, logit_loss, history)
 
 
-def _record(head: "TaskHead", holder: LogitsHolder, task: Task) -> dict[str, float]:
-    logits = {k: v.detach() for k, v in holder().items()}
-    query_loss, query_acc = query_metrics(head, logits, task)
+def _record(model: ClassSlice, arch: ArchLogits, task: Task) -> dict[str, float]:
+    logits = {k: v.detach() for k, v in arch().items()}
+    query_loss, query_acc = split_metrics(model, logits, task)
     out = {"query_loss": query_loss, "query_acc": query_acc}
     if len(task.test):
-        out["test_loss"], out["test_acc"] = query_metrics(head, logits, task, split="test")
+        out["test_loss"], out["test_acc"] = split_metrics(model, logits, task, split="test")
     return out
 
 
-def query_batch(task: Task, split: str = "query") -> tuple[torch.Tensor, torch.Tensor]:
+def split_batch(task: Task, split: str = "query") -> tuple[torch.Tensor, torch.Tensor]:
+    """A whole split of the task as one batch (the meta-gradient's query loss)."""
     index = getattr(task, split).to(task.data.x.device)
     return task_preprocess(task.data.channels)(task.data.x[index]), task.data.y[index]
 
 
-def query_metrics(head: TaskHead, logits: dict[str, torch.Tensor], task: Task, relaxation=None,
+def split_metrics(model: ClassSlice, logits: dict[str, torch.Tensor], task: Task, relaxation=None,
                   chunk: int = 256, split: str = "query") -> tuple[float, float]:
-    """Loss and accuracy on a split (query by default), BN on batch statistics as during search (chunks)."""
-    x, y = query_batch(task, split)
-    total_loss, correct = 0.0, 0
-    with torch.no_grad():
-        for start in range(0, len(y), chunk):
-            out = head(x[start:start + chunk], logits, relaxation)
-            total_loss += F.cross_entropy(out, y[start:start + chunk], reduction="sum").item()
-            correct += (out.argmax(1) == y[start:start + chunk]).sum().item()
-    return total_loss / len(y), correct / len(y)
+    """Loss and accuracy on a split (query by default), BN on batch statistics as during search (in chunks)."""
+    batches = ordered_batches(task.data, getattr(task, split), chunk, task_preprocess(task.data.channels))
+    return evaluate(lambda x: model(x, logits, relaxation), batches)

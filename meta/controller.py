@@ -2,13 +2,15 @@
 
 alpha_t = reshape(W_t ReLU(W_1 z + b_1) + b_t, [edges, ops])  for each cell type t
 The logits are a policy over architectures: the supernet relaxes them (softmax / Gumbel), and in `reinforce` mode
-pi(a | z) = prod_e softmax(alpha_e)[a_e] is sampled and trained by policy gradient (see `PolicyGradient`).
+pi(a | z) = prod_e Categorical(softmax(alpha_e))[a_e] is sampled and trained by policy gradient (`PolicyGradient`).
 Output weights start at N(0, 1e-3^2) and biases at 0, so an untrained controller gives near-uniform logits.
 """
 from __future__ import annotations
 
 import torch
+from einops import rearrange
 from torch import nn
+from torch.distributions import Categorical
 
 from search_spaces import SearchSpace
 
@@ -27,28 +29,31 @@ class ArchController(nn.Module):
     def forward(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
         """z [B, D] -> {cell_type: [B, edges, ops]}."""
         h = self.trunk(z)
-        return {cell_type: head(h).view(-1, *self.shapes[cell_type]) for cell_type, head in self.heads.items()}
+        return {cell_type: rearrange(head(h), "b (edges ops) -> b edges ops", edges=self.shapes[cell_type][0])
+                for cell_type, head in self.heads.items()}
+
+
+def policy(logits: dict[str, torch.Tensor]) -> dict[str, Categorical]:
+    """pi(a) = prod over cell types and edges of Categorical(logits=alpha_e)."""
+    return {cell_type: Categorical(logits=value) for cell_type, value in logits.items()}
 
 
 def sample_architecture(logits: dict[str, torch.Tensor], generator: torch.Generator | None = None
                         ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Draw one op per edge from softmax(logits); returns (one-hot samples per cell type, log pi(a))."""
+    """Draw one op per edge from pi; returns (one-hot samples per cell type, log pi(a)). The draw itself uses
+    `generator` (the global RNG if None), so a seeded policy-gradient run repeats exactly."""
     samples, log_prob = {}, 0.0
-    for cell_type, value in logits.items():
-        probs = torch.softmax(value.detach().float(), dim=-1).cpu()
-        index = torch.multinomial(probs, 1, generator=generator).flatten().to(value.device)
-        samples[cell_type] = nn.functional.one_hot(index, value.shape[-1]).to(value.dtype)
-        log_prob = log_prob + torch.log_softmax(value, dim=-1).gather(-1, index[:, None]).sum()
+    for cell_type, dist in policy(logits).items():
+        index = torch.multinomial(dist.probs.detach().float().cpu(), 1, generator=generator).flatten()
+        index = index.to(logits[cell_type].device)
+        samples[cell_type] = nn.functional.one_hot(index, dist.param_shape[-1]).to(logits[cell_type].dtype)
+        log_prob = log_prob + dist.log_prob(index).sum()
     return samples, log_prob
 
 
 def policy_entropy(logits: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Sum over edges of the entropy of softmax(logits)."""
-    total = 0.0
-    for value in logits.values():
-        log_p = torch.log_softmax(value, dim=-1)
-        total = total - (log_p.exp() * log_p).sum()
-    return total
+    """H(pi): the sum over edges of the entropy of each edge's Categorical."""
+    return sum(dist.entropy().sum() for dist in policy(logits).values())
 
 
 class PolicyGradient:

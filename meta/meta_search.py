@@ -9,12 +9,14 @@ from typing import Any
 
 import torch
 
-from search_spaces.errors import InputError
+from run_kit import InputError
+from run_kit.device import pick_device, seed_everything
+from run_kit.files import atomic_write_text, save_checkpoint
+from run_kit.run_dir import RunDir
 from supernet.model import create_supernet
-from supernet.runtime import RunDir, atomic_torch_save, atomic_write_text, pick_device, seed_everything
 from supernet.search import logits_entropy
 
-from .adapt import adapt, query_metrics
+from .adapt import adapt, split_metrics
 from .meta_train import load_meta
 from .tasks import whole_dataset_task
 
@@ -45,34 +47,40 @@ def run_meta_search(config: MetaSearchConfig, run: RunDir, expect_space: str | N
     if task.num_classes > mc.max_classes:
         raise InputError(f"{config.dataset} has {task.num_classes} classes; this meta-checkpoint supports at most "
                          f"{mc.max_classes} (meta-train with --max-classes {task.num_classes})")
-    run.make()
-    run.save_config({**asdict(config), "space": mc.space, "image_size": mc.image_size, "channels": mc.channels})
-    log = run.logger("meta-search")
-    try:
-        started = time.time()
-        meta.eval()
-        with torch.no_grad():
-            z = meta.embed([task])[0]
-            weights, logits = meta.start(z)
-        buffers = {name: b.detach().clone() for name, b in meta.supernet.named_buffers()}
-        work = create_supernet(meta.space, mc.max_classes, mc.channels, mc.init_channels, mc.layers).to(device)
-        adapted = adapt(work, weights, buffers, logits, task, config.adapt_steps, mc, config.seed, mc.mode)
-        final_logits = {k: v.detach() for k, v in adapted.logits().items()}
-        genotype = meta.space.derive(final_logits)
-        seconds = time.time() - started
-        query_loss, query_acc = query_metrics(adapted.head, final_logits, task)
-        row = {"adapt_steps": config.adapt_steps, "query_loss": query_loss, "query_acc": query_acc,
-               **{f"entropy_{k}": v for k, v in logits_entropy(final_logits).items()}, "seconds": round(seconds, 3),
-               "genotype": meta.space.to_text(genotype)}
-        run.write_metrics([row])
-        atomic_torch_save({"kind": "taskdarts-adapted", "space": meta.space.name, "config": asdict(config),
-                           "arch": adapted.logits.state_dict(), "model": work.state_dict(),
-                           "embedding": z.cpu(), "genotype": meta.space.to_json(genotype)}, run.file("checkpoint.pt"))
-        atomic_write_text(run.file("embedding.json"), json.dumps({"task": task.name, "z": z.cpu().tolist()}) + "\n")
-        atomic_write_text(run.file("genotype.json"), meta.space.dumps(genotype) + "\n")
-        log.info(f"{'zero-shot' if config.adapt_steps == 0 else f'{config.adapt_steps}-step'} TaskDARTS search on "
-                 f"{task.name} ({task.num_classes} classes) in {seconds:.1f}s: supernet query accuracy "
-                 f"{query_acc:.4f}, genotype {row['genotype']}")
-        return {"genotype": meta.space.to_json(genotype), "query_acc": query_acc, "seconds": round(seconds, 3)}
-    finally:
-        run.close_logger("meta-search")
+    with run.claim(resume=False):
+        run.save_config({**asdict(config), "space": mc.space, "image_size": mc.image_size, "channels": mc.channels})
+        log = run.logger("meta-search")
+        try:
+            return _propose(config, meta, task, run, log, device)
+        finally:
+            run.close_logger("meta-search")
+
+
+def _propose(config: MetaSearchConfig, meta, task, run: RunDir, log, device: torch.device) -> dict[str, Any]:
+    """Embed the task, start from the controller's logits and the initializer's weights, adapt K steps, derive."""
+    mc = meta.config
+    started = time.time()
+    meta.eval()
+    with torch.no_grad():
+        z = meta.embed([task])[0]
+        start = meta.start(z)
+    buffers = {name: b.detach().clone() for name, b in meta.supernet.named_buffers()}
+    work = create_supernet(meta.space, mc.max_classes, mc.channels, mc.init_channels, mc.layers).to(device)
+    adapted = adapt(work, start.weights, buffers, start.logits, task, config.adapt_steps, mc, config.seed, mc.mode)
+    final_logits = {k: v.detach() for k, v in adapted.logits().items()}
+    genotype = meta.space.derive(final_logits)
+    seconds = time.time() - started
+    query_loss, query_acc = split_metrics(adapted.model, final_logits, task)
+    row = {"adapt_steps": config.adapt_steps, "query_loss": query_loss, "query_acc": query_acc,
+           **{f"entropy_{k}": v for k, v in logits_entropy(final_logits).items()}, "seconds": round(seconds, 3),
+           "genotype": meta.space.to_text(genotype)}
+    run.write_metrics([row])
+    save_checkpoint({"kind": "taskdarts-adapted", "space": meta.space.name, "config": asdict(config),
+                     "arch": adapted.logits.state_dict(), "model": work.state_dict(),
+                     "embedding": z.cpu(), "genotype": meta.space.to_json(genotype)}, run.checkpoint)
+    atomic_write_text(run.file("embedding.json"), json.dumps({"task": task.name, "z": z.cpu().tolist()}) + "\n")
+    atomic_write_text(run.file("genotype.json"), meta.space.dumps(genotype) + "\n")
+    log.info(f"{'zero-shot' if config.adapt_steps == 0 else f'{config.adapt_steps}-step'} TaskDARTS search on "
+             f"{task.name} ({task.num_classes} classes) in {seconds:.1f}s: supernet query accuracy "
+             f"{query_acc:.4f}, genotype {row['genotype']}")
+    return {"genotype": meta.space.to_json(genotype), "query_acc": query_acc, "seconds": round(seconds, 3)}

@@ -6,16 +6,16 @@ embedding for the `--no-encoder` ablation), the controller and the optional weig
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import torch
 from torch import nn
 from torch_geometric.data import Batch
 
+from run_kit import InputError
+from run_kit.config import config_from_dict, require_at_least
 from search_spaces import SearchSpace, get_space
-from search_spaces.errors import InputError
 from supernet.model import create_supernet
-from supernet.runtime import config_from_dict, require_at_least
 
 from .controller import ArchController
 from .encoder import ConstantEmbedding, TaskEncoder
@@ -93,6 +93,13 @@ class MetaConfig:
         return asdict(self)
 
 
+class TaskStart(NamedTuple):
+    """Where adaptation on a task starts: the controller's architecture logits and the initializer's weights."""
+
+    logits: dict[str, torch.Tensor]
+    weights: dict[str, torch.Tensor]
+
+
 class TaskDARTS(nn.Module):
     def __init__(self, config: MetaConfig):
         super().__init__()
@@ -134,9 +141,9 @@ class TaskDARTS(nn.Module):
             graphs.append(self.graph_builder(images, labels, task.num_classes))
         return self.encoder(Batch.from_data_list(graphs))
 
-    def start(self, z: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """(initial weights, architecture logits) for one task embedding z [D]."""
+    def start(self, z: torch.Tensor) -> TaskStart:
+        """(architecture logits, initial weights) for one task embedding z [D]."""
         logits = {cell_type: value[0] for cell_type, value in self.controller(z[None]).items()}
         base = {name: p.detach() for name, p in self.supernet.named_parameters()}
         weights = self.initializer(z, base) if self.initializer is not None else base
-        return weights, logits
+        return TaskStart(logits, weights)

@@ -17,10 +17,9 @@ from typing import Any, Sequence
 
 import torch
 
-from search_spaces.errors import InputError
-from supernet.batches import ImageData, split_indices
+from run_kit import InputError
+from image_sets import ImageData, load_dataset, resize, split_indices
 
-from .datasets import load_dataset, resize
 
 
 @dataclass

@@ -9,9 +9,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from run_kit import InputError
+
 from .base import SearchSpace
 from .darts import DartsSpace, Genotype
-from .errors import InputError
 from .nb201 import NB201Genotype, NB201Space
 from .published import PUBLISHED
 
@@ -73,6 +74,6 @@ def _parse_json(text: str, where: str) -> Any:
         raise InputError(f"malformed JSON in {where}: {err}") from None
 
 
-__all__ = ["SearchSpace", "DartsSpace", "NB201Space", "Genotype", "NB201Genotype", "InputError", "PUBLISHED",
+__all__ = ["SearchSpace", "DartsSpace", "NB201Space", "Genotype", "NB201Genotype", "PUBLISHED",
            "SPACES", "get_space", "space_of", "load_genotype", "genotype_from_json", "genotype_to_json",
            "genotype_to_text"]

@@ -7,7 +7,8 @@ from typing import Any, Mapping
 
 import torch
 
-from .errors import InputError
+from run_kit import InputError
+
 
 
 class SearchSpace(ABC):

@@ -10,8 +10,9 @@ from typing import Any, Mapping
 
 import torch
 
+from run_kit import InputError
+
 from .base import SearchSpace
-from .errors import InputError
 from .operations import DARTS_OPS
 
 Genotype = namedtuple("Genotype", "normal normal_concat reduce reduce_concat")
@@ -19,9 +20,11 @@ Genotype = namedtuple("Genotype", "normal normal_concat reduce reduce_concat")
 
 STEPS = 4
 CELL_TYPES = ("normal", "reduce")
+NODE_INPUTS = tuple(tuple(range(2 + node)) for node in range(STEPS))
+"""The states each intermediate node of a search cell reads: the 2 cell inputs and every earlier node."""
 
 
-def edge_index(node: int, source: int) -> int:
+def edge_row(node: int, source: int) -> int:
     """Row of edge `source -> node` in a logits tensor (node 0 has rows 0-1, node 1 rows 2-4, ...)."""
     return sum(2 + i for i in range(node)) + source
 
@@ -49,7 +52,7 @@ class DartsSpace(SearchSpace):
             weights[:, none] = -1.0
             pairs = []
             for node in range(STEPS):
-                rows = [weights[edge_index(node, j)] for j in range(2 + node)]
+                rows = [weights[edge_row(node, j)] for j in range(2 + node)]
                 strongest = sorted(range(2 + node), key=lambda j: -rows[j].max().item())[:2]
                 pairs += [(self.ops[int(rows[j].argmax())], j) for j in strongest]
             cells[cell_type] = pairs

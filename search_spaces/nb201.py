@@ -11,13 +11,16 @@ from typing import Any, Mapping
 
 import torch
 
+from run_kit import InputError
+
 from .base import SearchSpace
-from .errors import InputError
 from .operations import NB201_OPS
 
 NODES = 4
 EDGES = tuple((target, source) for target in range(1, NODES) for source in range(target))
 """(target, source) of each edge, in logits-row order."""
+NODE_INPUTS = tuple(tuple(range(target)) for target in range(1, NODES))
+"""The nodes each of nodes 1..3 reads: every earlier node."""
 
 
 @dataclass(frozen=True)

@@ -16,15 +16,22 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from .distributed import SINGLE, DistContext
+from run_kit.distributed import SINGLE, DistContext
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 LogitsFn = Callable[[], Mapping[str, torch.Tensor]]
-Reduce = Callable[[Sequence[torch.Tensor | None]], list[torch.Tensor | None]]
+Reduce = Callable[[Sequence[torch.Tensor]], list[torch.Tensor]]
 
 
-def _no_reduce(tensors: Sequence[torch.Tensor | None]) -> list[torch.Tensor | None]:
+def _no_reduce(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     return list(tensors)
+
+
+def _grad(loss: torch.Tensor, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """d loss / d inputs, with zeros (not None) for inputs the loss does not reach, so every data-parallel rank
+    averages the same list whatever ops it happened to run."""
+    grads = torch.autograd.grad(loss, list(inputs), allow_unused=True)
+    return [torch.zeros_like(x) if g is None else g for x, g in zip(inputs, grads)]
 
 
 def _loss(model: nn.Module, batch: Batch, logits: Mapping[str, torch.Tensor],
@@ -52,7 +59,7 @@ def second_order_logit_grads(model: nn.Module, logits: Mapping[str, torch.Tensor
     alphas = list(logits.values())
     names, params = _weights(model)
     detached = {k: v.detach() for k, v in logits.items()}
-    grads = reduce(torch.autograd.grad(_loss(model, weight_batch, detached), params, allow_unused=True))
+    grads = reduce(_grad(_loss(model, weight_batch, detached), params))
     momentum = weight_decay = 0.0
     if weight_optimizer is not None:
         group = weight_optimizer.param_groups[0]
@@ -60,16 +67,15 @@ def second_order_logit_grads(model: nn.Module, logits: Mapping[str, torch.Tensor
     unrolled = {}
     with torch.no_grad():
         for name, p, g in zip(names, params, grads):
-            step = (torch.zeros_like(p) if g is None else g) + weight_decay * p
+            step = g + weight_decay * p
             state = weight_optimizer.state.get(p, {}) if weight_optimizer is not None else {}
             if state.get("momentum_buffer") is not None:
                 step = step + momentum * state["momentum_buffer"]
             unrolled[name] = (p - lr * step).requires_grad_(True)
 
     val_loss = _loss(model, logit_batch, logits, unrolled)
-    out = reduce(torch.autograd.grad(val_loss, alphas + list(unrolled.values()), allow_unused=True))
-    direct = [torch.zeros_like(a) if g is None else g for a, g in zip(alphas, out[:len(alphas)])]
-    vector = [torch.zeros_like(p) if g is None else g for p, g in zip(params, out[len(alphas):])]
+    out = reduce(_grad(val_loss, alphas + list(unrolled.values())))
+    direct, vector = out[:len(alphas)], out[len(alphas):]
     hessian = reduce(_hessian_vector_product(model, logits, weight_batch, params, vector, fd_radius))
     return [d - lr * h for d, h in zip(direct, hessian)], val_loss.item()
 
@@ -82,17 +88,15 @@ def _hessian_vector_product(model, logits, batch, params, vector, r: float = 0.0
     with torch.no_grad():
         for p, v in zip(params, vector):
             p.add_(eps * v)
-    plus = torch.autograd.grad(_loss(model, batch, logits), alphas, allow_unused=True)
+    plus = _grad(_loss(model, batch, logits), alphas)
     with torch.no_grad():
         for p, v in zip(params, vector):
             p.sub_(2 * eps * v)
-    minus = torch.autograd.grad(_loss(model, batch, logits), alphas, allow_unused=True)
+    minus = _grad(_loss(model, batch, logits), alphas)
     with torch.no_grad():
         for p, v in zip(params, vector):
             p.add_(eps * v)
-    zero = torch.zeros_like
-    return [((zero(a) if gp is None else gp) - (zero(a) if gm is None else gm)) / (2 * eps)
-            for a, gp, gm in zip(alphas, plus, minus)]
+    return [(gp - gm) / (2 * eps) for gp, gm in zip(plus, minus)]
 
 
 class BilevelOptimizer:
@@ -123,8 +127,7 @@ class BilevelOptimizer:
         alphas = list(logits.values())
         if self.order == 1:
             loss = _loss(self.model, logit_batch, logits)
-            grads = [torch.zeros_like(a) if g is None else g
-                     for a, g in zip(alphas, self.dist.average(torch.autograd.grad(loss, alphas, allow_unused=True)))]
+            grads = self.dist.average(_grad(loss, alphas))
             value = loss.item()
         else:
             grads, value = second_order_logit_grads(self.model, logits, weight_batch, logit_batch, lr,

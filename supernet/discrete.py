@@ -8,43 +8,37 @@ from typing import Any
 
 import torch
 from torch import nn
+from torchvision.ops import stochastic_depth
 
-from search_spaces import Genotype, NB201Genotype, space_of
+from search_spaces import Genotype, NB201Genotype, nb201, space_of
 from search_spaces.operations import DARTS_OPS, NB201_OPS, Identity
 
-from .skeleton import (ResNetBasicBlock, darts_cells, darts_preprocess, darts_reduction_layers, darts_stem, nb201_head,
-                       nb201_stages, nb201_stem)
-
-
-def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
-    """Zero whole samples of a branch with probability p and rescale the rest by 1/(1-p)."""
-    if drop_prob <= 0.0:
-        return x
-    keep = 1.0 - drop_prob
-    mask = torch.empty(x.size(0), 1, 1, 1, device=x.device, dtype=x.dtype).bernoulli_(keep)
-    return x / keep * mask
+from .skeleton import (ResNetBasicBlock, cell_walk, darts_cells, darts_preprocess, darts_reduction_layers, nb201_head,
+                       nb201_stages, stem)
 
 
 class DartsEvalCell(nn.Module):
+    """Node i = the sum of its 2 chosen edges; drop-path (whole samples zeroed with probability p, the rest scaled by
+    1/(1-p)) on every non-identity op while training; output = concat of the `concat` nodes."""
+
     def __init__(self, genotype: Genotype, slot):
         super().__init__()
         self.reduction = slot.reduction
         pairs = genotype.reduce if slot.reduction else genotype.normal
         self.concat = list(genotype.reduce_concat if slot.reduction else genotype.normal_concat)
         self.preprocess0, self.preprocess1 = darts_preprocess(slot, affine=True)
-        self.sources = [j for _, j in pairs]
+        self.node_inputs = [[pairs[2 * node][1], pairs[2 * node + 1][1]] for node in range(len(pairs) // 2)]
         self.ops = nn.ModuleList(DARTS_OPS[op](slot.c, 2 if slot.reduction and j < 2 else 1, True) for op, j in pairs)
 
+    def _edge(self, k: int, h: torch.Tensor, drop_prob: float) -> torch.Tensor:
+        h = self.ops[k](h)
+        if isinstance(self.ops[k], Identity):
+            return h
+        return stochastic_depth(h, drop_prob, "row", self.training)
+
     def forward(self, s0, s1, drop_prob: float):
-        states = [self.preprocess0(s0), self.preprocess1(s1)]
-        for node in range(len(self.ops) // 2):
-            total = 0
-            for k in (2 * node, 2 * node + 1):
-                h = self.ops[k](states[self.sources[k]])
-                if self.training and not isinstance(self.ops[k], Identity):
-                    h = drop_path(h, drop_prob)
-                total = total + h
-            states.append(total)
+        states = cell_walk([self.preprocess0(s0), self.preprocess1(s1)], self.node_inputs,
+                           lambda k, h: self._edge(k, h, drop_prob))
         return torch.cat([states[i] for i in self.concat], dim=1)
 
 
@@ -77,7 +71,7 @@ class DartsNetwork(nn.Module):
         super().__init__()
         self.genotype = genotype
         self.drop_path_prob = 0.0
-        self.stem = darts_stem(in_channels, stem_multiplier * C)
+        self.stem = stem(in_channels, stem_multiplier * C)
         slots = list(darts_cells(C, layers, stem_multiplier, len(genotype.normal_concat), len(genotype.reduce_concat)))
         self.cells = nn.ModuleList(DartsEvalCell(genotype, slot) for slot in slots)
         self.aux_position = darts_reduction_layers(layers)[1]
@@ -102,18 +96,12 @@ class DartsNetwork(nn.Module):
 
 
 class NB201Cell(nn.Module):
-    def __init__(self, genotype: NB201Genotype, C: int, nodes: int = 4):
+    def __init__(self, genotype: NB201Genotype, C: int):
         super().__init__()
-        self.nodes = nodes
         self.ops = nn.ModuleList(NB201_OPS[op](C, 1, True) for op in genotype.ops)
 
     def forward(self, x):
-        states = [x]
-        offset = 0
-        for _ in range(1, self.nodes):
-            states.append(sum(self.ops[offset + j](h) for j, h in enumerate(states)))
-            offset += len(states) - 1
-        return states[-1]
+        return cell_walk([x], nb201.NODE_INPUTS, lambda k, h: self.ops[k](h))[-1]
 
 
 class NB201Network(nn.Module):
@@ -124,7 +112,7 @@ class NB201Network(nn.Module):
         self.genotype = genotype
         self.drop_path_prob = 0.0  # not used by NAS-Bench-201 training; kept so trainers treat both alike
         self.auxiliary_head = None
-        self.stem = nb201_stem(in_channels, C)
+        self.stem = stem(in_channels, C)
         self.cells = nn.Sequential(*(NB201Cell(genotype, c_out) if kind == "cell" else ResNetBasicBlock(c_in, c_out)
                                      for kind, c_in, c_out in nb201_stages(C, layers)))
         self.lastact, self.classifier = nb201_head(4 * C, num_classes)

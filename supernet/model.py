@@ -12,12 +12,11 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
-from search_spaces import SearchSpace
+from search_spaces import SearchSpace, darts, nb201
 from search_spaces.operations import DARTS_OPS, NB201_OPS, POOL_OPS, OpFactory, Zero
 
 from .relaxation import SoftmaxRelaxation
-from .skeleton import (ResNetBasicBlock, darts_cells, darts_preprocess, darts_stem, nb201_head, nb201_stages,
-                       nb201_stem)
+from .skeleton import ResNetBasicBlock, cell_walk, darts_cells, darts_preprocess, nb201_head, nb201_stages, stem
 
 
 class MixedOp(nn.Module):
@@ -49,40 +48,56 @@ def _edge_weights(relaxation, logits: Mapping[str, torch.Tensor], sample: bool
     return out
 
 
-class DartsSearchCell(nn.Module):
-    """2 inputs, `steps` nodes; node i = sum over its inputs j of mixed(state j); output = concat of the nodes."""
+class SearchCell(nn.Module):
+    """A search cell of either space: node i = sum over the states it reads of mixed_edge(state)."""
 
-    def __init__(self, op_names: Sequence[str], steps: int, slot):
+    def __init__(self, registry: Mapping[str, OpFactory], op_names: Sequence[str], node_inputs, C: int,
+                 strides: Sequence[int], bn_after_pool: bool):
         super().__init__()
+        self.node_inputs = node_inputs
+        self.edges = nn.ModuleList(MixedOp(registry, op_names, C, stride, bn_after_pool) for stride in strides)
+
+    def walk(self, states: list[torch.Tensor], weights: torch.Tensor, active: list | None) -> list[torch.Tensor]:
+        return cell_walk(states, self.node_inputs,
+                         lambda k, h: self.edges[k](h, weights[k], None if active is None else active[k]))
+
+
+class DartsSearchCell(SearchCell):
+    """2 inputs, 4 nodes reading the inputs and every earlier node; output = concat of the nodes."""
+
+    def __init__(self, op_names: Sequence[str], slot):
+        strides = [2 if slot.reduction and j < 2 else 1 for inputs in darts.NODE_INPUTS for j in inputs]
+        super().__init__(DARTS_OPS, op_names, darts.NODE_INPUTS, slot.c, strides, bn_after_pool=True)
         self.reduction = slot.reduction
-        self.steps = steps
         self.preprocess0, self.preprocess1 = darts_preprocess(slot, affine=False)
-        self.edges = nn.ModuleList(
-            MixedOp(DARTS_OPS, op_names, slot.c, 2 if slot.reduction and j < 2 else 1, bn_after_pool=True)
-            for i in range(steps) for j in range(2 + i))
 
     def forward(self, s0, s1, weights: torch.Tensor, active: list | None):
-        states = [self.preprocess0(s0), self.preprocess1(s1)]
-        offset = 0
-        for _ in range(self.steps):
-            states.append(sum(self.edges[offset + j](h, weights[offset + j],
-                                                     None if active is None else active[offset + j])
-                              for j, h in enumerate(states)))
-            offset += len(states) - 1
+        states = self.walk([self.preprocess0(s0), self.preprocess1(s1)], weights, active)
         return torch.cat(states[2:], dim=1)
+
+
+class NB201SearchCell(SearchCell):
+    """node_i = sum_{j<i} mixed_{i<-j}(node_j), output = node_3; search BN without affine."""
+
+    def __init__(self, op_names: Sequence[str], C: int):
+        super().__init__(NB201_OPS, op_names, nb201.NODE_INPUTS, C, [1] * len(nb201.EDGES), bn_after_pool=False)
+
+    def forward(self, x, weights: torch.Tensor, active: list | None):
+        return self.walk([x], weights, active)[-1]
 
 
 class DartsSupernet(nn.Module):
     """The DARTS search network: stem (3C), `layers` cells with reductions at layers//3 and 2*layers//3, GAP, linear."""
 
     def __init__(self, space: SearchSpace, num_classes: int, in_channels: int = 3, C: int = 16, layers: int = 8,
-                 steps: int = 4, stem_multiplier: int = 3, relaxation=None):
+                 stem_multiplier: int = 3, relaxation=None):
         super().__init__()
         self.space = space
         self.relaxation = relaxation or SoftmaxRelaxation()
-        self.stem = darts_stem(in_channels, stem_multiplier * C)
+        self.stem = stem(in_channels, stem_multiplier * C)
+        steps = len(darts.NODE_INPUTS)
         slots = list(darts_cells(C, layers, stem_multiplier, steps, steps))
-        self.cells = nn.ModuleList(DartsSearchCell(space.ops, steps, slot) for slot in slots)
+        self.cells = nn.ModuleList(DartsSearchCell(space.ops, slot) for slot in slots)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(steps * slots[-1].c, num_classes)
 
@@ -96,26 +111,6 @@ class DartsSupernet(nn.Module):
         return self.classifier(self.pool(s1).flatten(1))
 
 
-class NB201SearchCell(nn.Module):
-    """node_i = sum_{j<i} mixed_{i<-j}(node_j), output = node_3; search BN without affine."""
-
-    def __init__(self, op_names: Sequence[str], C: int, nodes: int = 4):
-        super().__init__()
-        self.nodes = nodes
-        self.edges = nn.ModuleList(MixedOp(NB201_OPS, op_names, C, 1, bn_after_pool=False)
-                                   for i in range(1, nodes) for _ in range(i))
-
-    def forward(self, x, weights: torch.Tensor, active: list | None):
-        states = [x]
-        offset = 0
-        for _ in range(1, self.nodes):
-            states.append(sum(self.edges[offset + j](h, weights[offset + j],
-                                                     None if active is None else active[offset + j])
-                              for j, h in enumerate(states)))
-            offset += len(states) - 1
-        return states[-1]
-
-
 class NB201Supernet(nn.Module):
     """NAS-Bench-201 skeleton (C=16, N=5 by default) with every cell a search cell."""
 
@@ -124,7 +119,7 @@ class NB201Supernet(nn.Module):
         super().__init__()
         self.space = space
         self.relaxation = relaxation or SoftmaxRelaxation()
-        self.stem = nb201_stem(in_channels, C)
+        self.stem = stem(in_channels, C)
         self.cells = nn.ModuleList(NB201SearchCell(space.ops, c_out) if kind == "cell" else ResNetBasicBlock(c_in, c_out)
                                    for kind, c_in, c_out in nb201_stages(C, layers))
         self.lastact, self.classifier = nb201_head(4 * C, num_classes)
@@ -149,15 +144,18 @@ def create_supernet(space: SearchSpace, num_classes: int, in_channels: int, C: i
 
 
 class ArchLogits(nn.Module):
-    """Free architecture logits for a plain DARTS search, kept as parameters so they checkpoint and move with `.to()`.
+    """Architecture logits as parameters, so they checkpoint, move with `.to()` and are what an optimiser steps:
+    the free logits of a plain search (`ArchLogits.random`) or a task's logits during adaptation, started from the
+    controller's output."""
 
-    Initialised to 1e-3 * N(0, 1), as the DARTS reference does.
-    """
-
-    def __init__(self, space: SearchSpace, init_std: float = 1e-3):
+    def __init__(self, initial: Mapping[str, torch.Tensor]):
         super().__init__()
-        self.logits = nn.ParameterDict({cell_type: nn.Parameter(init_std * torch.randn(*shape))
-                                        for cell_type, shape in space.logits_shapes().items()})
+        self.logits = nn.ParameterDict({k: nn.Parameter(v.detach().clone()) for k, v in initial.items()})
+
+    @classmethod
+    def random(cls, space: SearchSpace, init_std: float = 1e-3) -> "ArchLogits":
+        """init_std * N(0, 1), as the DARTS reference initialises its alphas."""
+        return cls({cell_type: init_std * torch.randn(*shape) for cell_type, shape in space.logits_shapes().items()})
 
     def forward(self) -> dict[str, torch.Tensor]:
         return dict(self.logits.items())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from search_spaces.errors import InputError
+from run_kit import InputError
 
 
 class SoftmaxRelaxation:
@@ -19,20 +19,42 @@ class SoftmaxRelaxation:
     def __call__(self, logits: torch.Tensor, sample: bool = True) -> torch.Tensor:
         return F.softmax(logits, dim=-1)
 
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
 
 class GumbelRelaxation:
-    """Hard straight-through Gumbel-softmax with temperature `tau` (the search anneals it 10 -> 0.1)."""
+    """Hard straight-through Gumbel-softmax with temperature `tau` (the search anneals it 10 -> 0.1).
+
+    The noise comes from the relaxation's own generator, seeded with `seed`: data-parallel ranks seeded alike sample
+    the same cell at every step by construction, and a checkpoint carries the generator's state.
+    """
 
     hard = True
 
-    def __init__(self, tau: float = 10.0):
+    def __init__(self, tau: float = 10.0, seed: int = 0):
         self.tau = tau
+        self.generator = torch.Generator().manual_seed(seed)
 
     def __call__(self, logits: torch.Tensor, sample: bool = True) -> torch.Tensor:
         """A Gumbel sample while training; the argmax op (no noise) when `sample` is False, for evaluation."""
         if not sample:
             return F.one_hot(logits.argmax(-1), logits.shape[-1]).to(logits.dtype)
-        return F.gumbel_softmax(logits, tau=self.tau, hard=True, dim=-1)
+        exponential = torch.empty(logits.shape, dtype=torch.float64).exponential_(generator=self.generator)
+        gumbels = -exponential.log().to(device=logits.device, dtype=logits.dtype)
+        soft = F.softmax((logits + gumbels) / self.tau, dim=-1)
+        hard = F.one_hot(soft.argmax(-1), logits.shape[-1]).to(soft.dtype)
+        return hard - soft.detach() + soft
+
+    def state_dict(self) -> dict:
+        return {"tau": self.tau, "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.tau = state["tau"]
+        self.generator.set_state(state["generator"])
 
 
 class DiscreteRelaxation:
@@ -48,10 +70,10 @@ class DiscreteRelaxation:
 RELAXATIONS = {"softmax": SoftmaxRelaxation, "gumbel": GumbelRelaxation}
 
 
-def create_relaxation(name: str) -> SoftmaxRelaxation | GumbelRelaxation:
+def create_relaxation(name: str, seed: int = 0) -> SoftmaxRelaxation | GumbelRelaxation:
     if name not in RELAXATIONS:
         raise InputError(f"unknown relaxation '{name}'; known: {', '.join(RELAXATIONS)}")
-    return RELAXATIONS[name]()
+    return GumbelRelaxation(seed=seed) if name == "gumbel" else SoftmaxRelaxation()
 
 
 def gumbel_tau(epoch: int, epochs: int, tau_max: float = 10.0, tau_min: float = 0.1) -> float:

@@ -1,25 +1,30 @@
-"""A plain DARTS search: free architecture logits, bilevel optimisation, one genotype per epoch, exact resume."""
+"""A plain DARTS search: free architecture logits, bilevel optimisation, one genotype per epoch, exact resume.
+
+`SearchJob` is one search; `run_search` runs it through the shared resumable driver (run_kit.loop), which writes
+config.yaml, log.txt, metrics.csv and checkpoint.pt; the job adds genotype.json at every checkpoint.
+"""
 from __future__ import annotations
 
-import json
-import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from tqdm import tqdm
 
+from evaluation.accuracy import evaluate
+from image_sets import Augment, BatchStream, ImageData, Preprocess, channel_stats, ordered_batches, split_indices
+from run_kit import InputError
+from run_kit.config import config_from_dict, require_at_least, require_fraction, require_positive
+from run_kit.device import pick_device, seed_everything
+from run_kit.distributed import SINGLE, DistContext, init_distributed
+from run_kit.loop import check_finite, run_job
+from run_kit.run_dir import RunDir
 from search_spaces import SearchSpace, get_space
-from search_spaces.errors import InputError
 
-from .batches import Augment, BatchStream, ImageData, Preprocess, channel_stats, evaluate, ordered_batches, split_indices
 from .bilevel import BilevelOptimizer
-from .distributed import SINGLE, DistContext, init_distributed
 from .model import ArchLogits, create_supernet
 from .relaxation import create_relaxation, gumbel_tau
-from .runtime import (RunDir, atomic_torch_save, atomic_write_text, config_from_dict, pick_device, require_at_least,
-                      rng_state, seed_everything, set_rng_state, start_run)
 
 
 @dataclass
@@ -57,9 +62,7 @@ class SearchConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "SearchConfig":
-        config = config_from_dict(cls, values, "search")
-        config.logit_betas = tuple(config.logit_betas)  # YAML gives a list
-        return config
+        return config_from_dict(cls, values, "search")
 
     def validate(self) -> None:
         get_space(self.space)
@@ -69,7 +72,12 @@ class SearchConfig:
         if self.order == 2 and self.relax != "softmax":
             raise InputError("--order 2 needs --relax softmax: the unrolled step differentiates through the "
                              "relaxed mixture, and GDAS-style hard sampling is first order")
-        require_at_least(self, 1, "epochs", "layers", "init_channels", "batch_size")
+        require_at_least(self, 1, "epochs", "layers", "init_channels", "batch_size", "eval_batch_size")
+        require_positive(self, "w_lr", "logit_lr", "tau_max", "tau_min", "grad_clip")
+        require_at_least(self, 0, "w_lr_min", "w_weight_decay", "logit_weight_decay", "logit_init_std")
+        require_fraction(self, "w_momentum", "logit_betas")
+        if self.w_lr_min > self.w_lr:
+            raise InputError(f"--w-lr-min {self.w_lr_min} exceeds --w-lr {self.w_lr}")
 
 
 def logits_entropy(logits: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -81,13 +89,18 @@ def logits_entropy(logits: dict[str, torch.Tensor]) -> dict[str, float]:
     return out
 
 
-class SearchState:
+class SearchJob:
     """The objects of one search, built identically for a fresh run and for a resume."""
 
+    name, unit = "search", "epoch"
+
     def __init__(self, config: SearchConfig, data: ImageData, device: torch.device, dist: DistContext = SINGLE):
-        self.config = config
+        config.validate()
+        dist.check_batch(config.batch_size)
+        self.config, self.dist, self.device = config, dist, device
         self.space: SearchSpace = get_space(config.space)
         self.space.check_image_size(data.image_size)
+        self.data_name = data.name
         self.data = data.to(device)
         self.weight_indices, self.logit_indices = split_indices(len(data), [0.5, 0.5], seed=config.seed)
         mean, std = channel_stats(data)
@@ -99,12 +112,12 @@ class SearchState:
                                          self.train_preprocess, augment=config.augment, shard=shard)
         self.logit_stream = BatchStream(self.data, self.logit_indices, config.batch_size, config.seed * 2 + 2,
                                         self.train_preprocess, augment=config.augment, shard=shard)
-        self.relaxation = create_relaxation(config.relax)
+        self.relaxation = create_relaxation(config.relax, seed=config.seed)
         self.model = create_supernet(self.space, data.num_classes, data.channels, config.init_channels, config.layers,
                                      self.relaxation).to(device)
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.arch = ArchLogits(self.space, config.logit_init_std).to(device)
+        self.arch = ArchLogits.random(self.space, config.logit_init_std).to(device)
         self.weight_optimizer = torch.optim.SGD(self.model.parameters(), config.w_lr, momentum=config.w_momentum,
                                                 weight_decay=config.w_weight_decay)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.weight_optimizer, config.epochs,
@@ -113,45 +126,61 @@ class SearchState:
                                                 weight_decay=config.logit_weight_decay)
         self.bilevel = BilevelOptimizer(self.model, self.arch, self.weight_optimizer, self.logit_optimizer,
                                         config.order, config.grad_clip, dist)
-        self.epoch = 0
+        self.total = config.epochs
+        self.done = 0
         self.metrics: list[dict[str, Any]] = []
 
+    def describe(self) -> str:
+        return (f"search {self.config.space} on {self.data_name}: {len(self.data)} training images "
+                f"({len(self.weight_indices)} weights / {len(self.logit_indices)} logits), {self.data.channels}x"
+                f"{self.data.image_size}x{self.data.image_size}, {self.data.num_classes} classes, device {self.device}, "
+                f"{sum(p.numel() for p in self.model.parameters()) / 1e6:.3f} M supernet parameters"
+                + (f", {self.dist.world_size} data-parallel processes" if self.dist.enabled else ""))
+
     def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "model": self.model.state_dict(), "arch": self.arch.state_dict(),
+        return {"epoch": self.done, "model": self.model.state_dict(), "arch": self.arch.state_dict(),
                 "weight_optimizer": self.weight_optimizer.state_dict(),
                 "logit_optimizer": self.logit_optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "weight_stream": self.weight_stream.state_dict(), "logit_stream": self.logit_stream.state_dict(),
-                "rng": rng_state(), "metrics": self.metrics, "config": asdict(self.config), "space": self.space.name,
+                "relaxation": self.relaxation.state_dict(), "metrics": self.metrics, "space": self.space.name,
                 "genotype": self.space.to_json(self.genotype())}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("space") != self.space.name:
             raise InputError(f"checkpoint is for the {state.get('space')} space, not {self.space.name}")
-        self.model.load_state_dict(state["model"])
-        self.arch.load_state_dict(state["arch"])
+        try:
+            self.model.load_state_dict(state["model"])
+            self.arch.load_state_dict(state["arch"])
+        except RuntimeError:
+            raise InputError("the checkpoint's supernet does not match this configuration (other --layers, "
+                             "--init-channels, classes or channels)") from None
         self.weight_optimizer.load_state_dict(state["weight_optimizer"])
         self.logit_optimizer.load_state_dict(state["logit_optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.weight_stream.load_state_dict(state["weight_stream"])
         self.logit_stream.load_state_dict(state["logit_stream"])
-        set_rng_state(state["rng"])
-        self.epoch = state["epoch"]
+        self.relaxation.load_state_dict(state["relaxation"])
+        self.done = state["epoch"]
         self.metrics = list(state["metrics"])
 
     def genotype(self):
         return self.space.derive(self.arch())
 
-    def run_epoch(self, progress: bool) -> dict[str, Any]:
+    def run_unit(self, progress: bool) -> dict[str, Any]:
+        """One epoch: a pass over the weight half, each step a logits step then a weight step."""
         config, started = self.config, time.time()
         lr = self.scheduler.get_last_lr()[0]
         if self.relaxation.hard:
-            self.relaxation.tau = gumbel_tau(self.epoch, config.epochs, config.tau_max, config.tau_min)
+            self.relaxation.tau = gumbel_tau(self.done, config.epochs, config.tau_max, config.tau_min)
         self.model.train()
         sums = {"logit_loss": 0.0, "weight_loss": 0.0, "weight_acc": 0.0}
         steps = self.weight_stream.batches_per_pass
-        for _ in tqdm(range(steps), desc=f"search epoch {self.epoch + 1}/{config.epochs}", leave=False,
-                      disable=not progress):
+        for step in tqdm(range(steps), desc=f"search epoch {self.done + 1}/{config.epochs}", leave=False,
+                         disable=not progress):
             result = self.bilevel.step(next(self.weight_stream), next(self.logit_stream), lr)
+            where = f"epoch {self.done + 1}, step {step + 1}"
+            check_finite([result["logit_loss"], result["weight_loss"]], "training loss", where)
+            check_finite(self.arch().values(), "architecture logits", where)
             for key in sums:
                 sums[key] += result[key]
         self.scheduler.step()
@@ -160,8 +189,8 @@ class SearchState:
         val_loss, val_acc = evaluate(lambda x: self.model(x, logits),
                                      ordered_batches(self.data, self.logit_indices, config.eval_batch_size,
                                                      self.eval_preprocess))
-        self.epoch += 1
-        row: dict[str, Any] = {"epoch": self.epoch, "lr": lr, "train_loss": sums["weight_loss"] / steps,
+        self.done += 1
+        row: dict[str, Any] = {"epoch": self.done, "lr": lr, "train_loss": sums["weight_loss"] / steps,
                                "train_acc": sums["weight_acc"] / steps, "logit_loss": sums["logit_loss"] / steps,
                                "val_loss": val_loss, "val_acc": val_acc}
         if self.relaxation.hard:
@@ -171,6 +200,30 @@ class SearchState:
         row["genotype"] = self.space.to_text(self.genotype())
         self.metrics.append(row)
         return row
+
+    def log_line(self, row: dict[str, Any]) -> str:
+        return (f"epoch {row['epoch']}/{self.config.epochs} train_acc {row['train_acc']:.4f} val_acc "
+                f"{row['val_acc']:.4f} ({row['seconds']:.1f}s) genotype {row['genotype']}")
+
+    def replicated(self) -> tuple[str, list[torch.Tensor]]:
+        return "architecture logits and supernet weights", [*self.arch.parameters(), *self.model.parameters()]
+
+    def start_files(self) -> dict[str, str]:
+        return {}
+
+    def checkpoint_files(self) -> dict[str, str]:
+        return {"genotype.json": self.space.dumps(self.genotype()) + "\n"}
+
+    def final_files(self) -> dict[str, str]:
+        return {}
+
+    def final_lines(self, run_path) -> list[str]:
+        return []
+
+    def result(self) -> dict[str, Any]:
+        return {"epoch": self.done, "genotype": self.space.to_json(self.genotype()),
+                "val_acc": self.metrics[-1]["val_acc"] if self.metrics else None,
+                "search_seconds": round(sum(row["seconds"] for row in self.metrics), 2)}
 
 
 def run_search(config: SearchConfig, data: ImageData, run: RunDir, resume: bool = False,
@@ -184,33 +237,5 @@ def run_search(config: SearchConfig, data: ImageData, run: RunDir, resume: bool 
     dist, device = init_distributed(pick_device(config.device))
     seed_everything(config.seed)
     run.check(resume)
-    state = SearchState(config, data, device, dist)
-    main = dist.is_main
-    try:
-        log = start_run(run, "search", state, config, resume, main)
-        if not resume:
-            log.info(f"search {config.space} on {data.name}: {len(data)} training images "
-                     f"({len(state.weight_indices)} weights / {len(state.logit_indices)} logits), {data.channels}x"
-                     f"{data.image_size}x{data.image_size}, {data.num_classes} classes, device {device}, "
-                     f"{sum(p.numel() for p in state.model.parameters()) / 1e6:.3f} M supernet parameters"
-                     + (f", {dist.world_size} data-parallel processes" if dist.enabled else ""))
-        while state.epoch < config.epochs:
-            row = state.run_epoch(progress and main)
-            if dist.enabled:
-                if not dist.identical(list(state.arch.parameters())):
-                    raise RuntimeError("architecture logits differ between data-parallel processes")
-                log.info(f"architecture logits identical on all {dist.world_size} processes")
-            if main:
-                run.write_metrics(state.metrics)
-                atomic_torch_save(state.state_dict(), run.file("checkpoint.pt"))
-                atomic_write_text(run.file("genotype.json"), state.space.dumps(state.genotype()) + "\n")
-            log.info(f"epoch {row['epoch']}/{config.epochs} train_acc {row['train_acc']:.4f} val_acc "
-                     f"{row['val_acc']:.4f} ({row['seconds']:.1f}s) genotype {row['genotype']}")
-            if stop_after_epoch is not None and state.epoch >= stop_after_epoch and state.epoch < config.epochs:
-                log.info(f"stopping after epoch {state.epoch} as asked; continue with --resume")
-                break
-        return {"epoch": state.epoch, "genotype": json.loads(state.space.dumps(state.genotype())),
-                "val_acc": state.metrics[-1]["val_acc"] if state.metrics else math.nan,
-                "search_seconds": round(sum(row["seconds"] for row in state.metrics), 2)}
-    finally:
-        run.close_logger("search")
+    job = SearchJob(config, data, device, dist)
+    return run_job(job, run, resume, stop_after_epoch, progress, dist=dist)

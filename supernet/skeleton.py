@@ -1,9 +1,11 @@
-"""Macro skeletons shared by the search supernets and the discrete networks, so both lay out cells identically."""
+"""What the search supernets and the discrete networks share, so both lay out cells identically: the cell walk,
+the stem, the DARTS channel bookkeeping and cell-input preprocessing, and the NAS-Bench-201 stages and head."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator, Sequence
 
+import torch
 from torch import nn
 
 from search_spaces.operations import FactorizedReduce, ReLUConvBN
@@ -18,8 +20,27 @@ class DartsCellSlot:
     reduction_prev: bool
 
 
-def darts_stem(in_channels: int, c_stem: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(in_channels, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem))
+def cell_walk(states: list[torch.Tensor], node_inputs: Sequence[Sequence[int]],
+              edge: Callable[[int, torch.Tensor], torch.Tensor]) -> list[torch.Tensor]:
+    """Every cell of both spaces, searched or discrete: node i = sum over its inputs j of edge_k(state j).
+
+    `states` holds the cell's inputs; `node_inputs[i]` lists the states node i reads; edges are numbered k = 0, 1, ...
+    in that order (the logits-row order). Returns `states` with every node appended.
+    """
+    k = 0
+    for inputs in node_inputs:
+        total = None
+        for j in inputs:
+            h = edge(k, states[j])
+            total = h if total is None else total + h
+            k += 1
+        states.append(total)
+    return states
+
+
+def stem(in_channels: int, c_out: int) -> nn.Sequential:
+    """conv 3x3 + BN, the stem of both the DARTS and the NAS-Bench-201 networks."""
+    return nn.Sequential(nn.Conv2d(in_channels, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out))
 
 
 def darts_reduction_layers(layers: int) -> tuple[int, int]:
@@ -75,10 +96,6 @@ def nb201_stages(C: int, cells_per_stage: int) -> Iterator[tuple[str, int, int]]
             yield "block", c // 2, c
         for _ in range(cells_per_stage):
             yield "cell", c, c
-
-
-def nb201_stem(in_channels: int, C: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(in_channels, C, 3, padding=1, bias=False), nn.BatchNorm2d(C))
 
 
 def nb201_head(c: int, num_classes: int) -> tuple[nn.Module, nn.Module]:

@@ -30,7 +30,7 @@ def test_search_run_directory_holds_everything(search_run):
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert {"train_loss", "train_acc", "val_loss", "val_acc", "entropy_normal", "entropy_reduce", "genotype"} <= set(rows[0])
     assert rows[-1]["genotype"].startswith("Genotype(")
-    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
     assert {"model", "arch", "weight_optimizer", "logit_optimizer", "scheduler", "epoch", "rng"} <= set(state)
     genotype = json.loads((out / "genotype.json").read_text())
     assert genotype == summary["genotype"] and genotype["space"] == "darts"
@@ -52,7 +52,7 @@ def test_interrupted_search_resumes_to_the_identical_result(search_run, tmp_path
     assert len(list(csv.DictReader((out / "metrics.csv").open()))) == 1
     code, _, stderr = run_cli("search", "--out", str(out), "--resume", "--no-progress")
     assert code == 0, stderr
-    a, b = torch.load(full / "checkpoint.pt", weights_only=False), torch.load(out / "checkpoint.pt", weights_only=False)
+    a, b = torch.load(full / "checkpoint.pt", weights_only=True), torch.load(out / "checkpoint.pt", weights_only=True)
     for key in a["arch"]:
         assert torch.equal(a["arch"][key], b["arch"][key])
     for key in a["model"]:
@@ -69,8 +69,8 @@ def test_gumbel_search_on_nb201_resumes_exactly(tmp_path):
     assert run_cli(*args, "--out", str(tmp_path / "full"))[0] == 0
     assert run_cli(*args, "--out", str(tmp_path / "cut"), "--stop-after-epoch", "1")[0] == 0
     assert run_cli("search", "--out", str(tmp_path / "cut"), "--resume", "--no-progress")[0] == 0
-    a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=False)
-    b = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)
+    a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)
+    b = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)
     assert torch.equal(a["arch"]["logits.cell"], b["arch"]["logits.cell"])
     rows = list(csv.DictReader((tmp_path / "full" / "metrics.csv").open()))
     assert float(rows[0]["tau"]) == 10.0 and float(rows[1]["tau"]) == pytest.approx(0.1)
@@ -124,7 +124,7 @@ def test_retrain_reports_accuracy_size_and_flops_and_resumes(tmp_path, search_ru
 
 def test_retrain_nb201_string_learns_digits(tmp_path):
     code, stdout, stderr = run_cli("retrain", "--genotype", NB201_EXAMPLE, "--layers", "1", "--init-channels", "8",
-                                   "--epochs", "4", "--no-progress", "--out", str(tmp_path / "run"))
+                                   "--epochs", "4", "--batch-size", "96", "--no-progress", "--out", str(tmp_path / "run"))
     assert code == 0, stderr
     assert json.loads(stdout.splitlines()[-1])["test_acc"] > 0.5
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
-from meta.datasets import load_dataset, stratified_holdout
-from search_spaces import InputError
-from supernet.batches import Augment, BatchStream, ImageData, Preprocess, split_indices
+from image_sets import load_dataset, stratified_holdout
+from run_kit import InputError
+from image_sets import Augment, BatchStream, ImageData, Preprocess, split_indices
 
 
 def _write_idx(path, array: np.ndarray, gz: bool = False):

@@ -5,7 +5,7 @@ import sys
 
 import torch
 
-from supernet.batches import BatchStream, ImageData, Preprocess
+from image_sets import BatchStream, ImageData, Preprocess
 
 from .helpers import ROOT
 
@@ -39,7 +39,7 @@ def test_data_parallel_second_order_search_keeps_logits_identical_on_every_rank(
                       "--order", "2", "--no-progress", "--out", str(out))
     assert result.returncode == 0, result.stderr[-2000:]
     log = (out / "log.txt").read_text()
-    assert log.count("architecture logits identical on all 2 processes") == 2 and "2 data-parallel" in log
+    assert log.count("architecture logits and supernet weights identical on all 2 processes") == 2 and "2 data-parallel" in log
     summaries = [line for line in result.stdout.splitlines() if line.startswith("{")]
     assert len(summaries) == 1  # rank 0 alone reports
     assert json.loads(summaries[0])["genotype"] == json.loads((out / "genotype.json").read_text())
@@ -47,7 +47,7 @@ def test_data_parallel_second_order_search_keeps_logits_identical_on_every_rank(
 
 def test_data_parallel_retraining_matches_a_single_process_within_noise(tmp_path):
     args = ("retrain", "--genotype", NB201_EXAMPLE, "--layers", "1", "--init-channels", "8", "--epochs", "4",
-            "--no-progress")
+            "--batch-size", "96", "--no-progress")
     single = subprocess.run([sys.executable, str(ROOT / "train.py"), *args, "--out", str(tmp_path / "one")],
                             capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert single.returncode == 0, single.stderr[-2000:]

@@ -8,7 +8,7 @@ from torch_geometric.data import Batch
 
 from meta.controller import ArchController, PolicyGradient, sample_architecture
 from meta.encoder import RunningStandardizer, TaskEncoder
-from meta.meta_train import MetaTrainer
+from meta.meta_train import MetaTrainJob
 from meta.model import MetaConfig, TaskDARTS
 from meta.task_graph import ATTRIBUTES, TaskGraphBuilder
 from meta.tasks import build_distributions
@@ -93,8 +93,8 @@ def test_standardizer_keeps_two_kinds_of_task_at_unit_scale_when_batches_hold_on
 
 def test_meta_gradient_reaches_every_encoder_controller_and_initializer_parameter():
     config = MetaConfig(space="nb201", layers=1, init_channels=4, meta_batch=2, inner_steps=1, probe_tasks=1)
-    trainer = MetaTrainer(config, torch.device("cpu"))
-    trainer.meta_step()
+    trainer = MetaTrainJob(config, torch.device("cpu"))
+    trainer.run_unit(False)
     for module in (trainer.model.encoder, trainer.model.graph_builder, trainer.model.controller,
                    trainer.model.initializer):
         for name, p in module.named_parameters():
@@ -159,7 +159,7 @@ def test_no_encoder_ablation_gives_every_task_the_same_start(digits_tasks):
     tasks = [digits_tasks[0].sample(random.Random(k)) for k in range(3)]
     z = model.embed(tasks)
     assert torch.equal(z[0], z[1]) and torch.equal(z[1], z[2])
-    weights, _ = model.start(z[0])
+    weights = model.start(z[0]).weights
     assert all(torch.equal(weights[n], p) for n, p in model.supernet.named_parameters())
 
 
@@ -187,8 +187,8 @@ def test_meta_train_resumes_to_identical_state(meta_run, tmp_path):
     assert run_cli("meta-train", *TINY_META, "--meta-steps", "3", "--out", str(out), "--stop-after-epoch", "1")[0] == 0
     code, _, stderr = run_cli("meta-train", "--out", str(out), "--resume", "--no-progress")
     assert code == 0, stderr
-    a = torch.load(meta_run / "checkpoint.pt", weights_only=False)
-    b = torch.load(out / "checkpoint.pt", weights_only=False)
+    a = torch.load(meta_run / "checkpoint.pt", weights_only=True)
+    b = torch.load(out / "checkpoint.pt", weights_only=True)
     assert a["step"] == b["step"] == 3
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
@@ -200,7 +200,7 @@ def test_reinforce_mode_and_ablations_run(tmp_path):
     assert code == 0, stderr
     rows = list(csv.DictReader((tmp_path / "r" / "metrics.csv").open()))
     assert rows[-1]["baseline"] != ""
-    state = torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=False)
+    state = torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=True)
     assert not any(k.startswith(("initializer", "graph_builder")) for k in state["model"])
 
 

@@ -4,9 +4,10 @@ import json
 
 import pytest
 
-from search_spaces import InputError, get_space
+from evaluation.nb201_table import NB201Table
+from run_kit import InputError
+from search_spaces import get_space
 from search_spaces.nb201 import NB201Genotype
-from search_spaces.nb201_table import NB201Table
 
 from .helpers import SHARED_DATA, run_cli
 

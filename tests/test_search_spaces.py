@@ -3,9 +3,10 @@ import json
 import pytest
 import torch
 
-from search_spaces import (PUBLISHED, Genotype, InputError, NB201Genotype, genotype_from_json, genotype_to_json,
+from run_kit import InputError
+from search_spaces import (PUBLISHED, Genotype, NB201Genotype, genotype_from_json, genotype_to_json,
                            get_space, load_genotype)
-from search_spaces.darts import edge_index
+from search_spaces.darts import edge_row
 from search_spaces.nb201 import EDGES
 from supernet.discrete import count_flops_m, count_parameters_m, create_network
 
@@ -96,19 +97,19 @@ def test_darts_derivation_rule_on_hand_made_logits():
     logits = _uniform_darts_logits()
     normal = logits["normal"]
     # node 0 (inputs 0, 1): both edges kept whatever their strength; the best non-none op each
-    normal[edge_index(0, 0), ops.index("sep_conv_3x3")] = 2.0
-    normal[edge_index(0, 1), ops.index("max_pool_3x3")] = 1.0
+    normal[edge_row(0, 0), ops.index("sep_conv_3x3")] = 2.0
+    normal[edge_row(0, 1), ops.index("max_pool_3x3")] = 1.0
     # node 1: 'none' dominates edge 1->node1, but 'none' never counts; strongest are edge 2 (dil 5x5) then edge 0
-    normal[edge_index(1, 1), ops.index("none")] = 9.0
-    normal[edge_index(1, 2), ops.index("dil_conv_5x5")] = 3.0
-    normal[edge_index(1, 0), ops.index("skip_connect")] = 1.5
+    normal[edge_row(1, 1), ops.index("none")] = 9.0
+    normal[edge_row(1, 2), ops.index("dil_conv_5x5")] = 3.0
+    normal[edge_row(1, 0), ops.index("skip_connect")] = 1.5
     # node 2: inputs 3 and 1 win
-    normal[edge_index(2, 3), ops.index("avg_pool_3x3")] = 2.5
-    normal[edge_index(2, 1), ops.index("sep_conv_5x5")] = 2.0
-    normal[edge_index(2, 0), ops.index("sep_conv_5x5")] = 0.5
+    normal[edge_row(2, 3), ops.index("avg_pool_3x3")] = 2.5
+    normal[edge_row(2, 1), ops.index("sep_conv_5x5")] = 2.0
+    normal[edge_row(2, 0), ops.index("sep_conv_5x5")] = 0.5
     # node 3: inputs 4 and 0
-    normal[edge_index(3, 4), ops.index("dil_conv_3x3")] = 4.0
-    normal[edge_index(3, 0), ops.index("sep_conv_3x3")] = 3.0
+    normal[edge_row(3, 4), ops.index("dil_conv_3x3")] = 4.0
+    normal[edge_row(3, 0), ops.index("sep_conv_3x3")] = 3.0
     genotype = darts.derive(logits)
     assert genotype.normal == [("sep_conv_3x3", 0), ("max_pool_3x3", 1), ("dil_conv_5x5", 2), ("skip_connect", 0),
                                ("avg_pool_3x3", 3), ("sep_conv_5x5", 1), ("dil_conv_3x3", 4), ("sep_conv_3x3", 0)]
@@ -120,10 +121,10 @@ def test_darts_derivation_compares_edges_after_softmax():
     ops = darts.ops
     logits = _uniform_darts_logits()
     reduce = logits["reduce"]
-    reduce[edge_index(1, 0), ops.index("sep_conv_3x3")] = 3.0
-    reduce[edge_index(1, 0), ops.index("none")] = 6.0  # softmax weight of sep_conv small
-    reduce[edge_index(1, 1), ops.index("avg_pool_3x3")] = 2.0
-    reduce[edge_index(1, 2), ops.index("max_pool_3x3")] = 1.0
+    reduce[edge_row(1, 0), ops.index("sep_conv_3x3")] = 3.0
+    reduce[edge_row(1, 0), ops.index("none")] = 6.0  # softmax weight of sep_conv small
+    reduce[edge_row(1, 1), ops.index("avg_pool_3x3")] = 2.0
+    reduce[edge_row(1, 2), ops.index("max_pool_3x3")] = 1.0
     genotype = darts.derive(logits)
     assert genotype.reduce[2:4] == [("avg_pool_3x3", 1), ("max_pool_3x3", 2)]
 

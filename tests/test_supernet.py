@@ -17,7 +17,7 @@ def test_supernet_forward_takes_logits_and_returns_class_scores(space_name, laye
     space = get_space(space_name)
     model = create_supernet(space, num_classes=5, in_channels=1, C=4, layers=layers,
                             relaxation=create_relaxation(relax))
-    arch = ArchLogits(space)
+    arch = ArchLogits.random(space)
     with torch.no_grad():  # a hard sample of 'none' on every edge into a node would zero the cell and its gradients
         for value in arch.parameters():
             value[:, space.ops.index("none")] = -10.0
@@ -31,12 +31,12 @@ def test_supernet_owns_no_architecture_parameters_and_logits_are_in_a_state_dict
     space = get_space("darts")
     model = create_supernet(space, 10, 3, 4, 3)
     assert not any("logit" in name or "alpha" in name for name, _ in model.named_parameters())
-    arch = ArchLogits(space)
+    arch = ArchLogits.random(space)
     state = arch.state_dict()
     assert set(state) == {"logits.normal", "logits.reduce"} and state["logits.normal"].shape == (14, 8)
     arch64 = arch.to(torch.float64)
     assert all(v.dtype == torch.float64 for v in arch64().values())
-    fresh = ArchLogits(space)
+    fresh = ArchLogits.random(space)
     fresh.load_state_dict(state)
     assert all(torch.equal(fresh()[k], arch()[k]) for k in state_keys(space))
 
@@ -62,7 +62,7 @@ def test_gumbel_relaxation_runs_only_the_sampled_op_on_each_edge():
         if isinstance(module, MixedOp):
             for k, op in enumerate(module.ops):
                 op.register_forward_hook(lambda m, i, o, k=k: calls.append(k))
-    arch = ArchLogits(space)
+    arch = ArchLogits.random(space)
     out = model(torch.randn(2, 1, 8, 8), arch())
     edges = sum(isinstance(m, MixedOp) for m in model.modules())
     assert len(calls) == edges  # one op per edge, not eight
@@ -102,7 +102,7 @@ def _tiny_problem(space_name):
     torch.manual_seed(0)
     space = get_space(space_name)
     model = create_supernet(space, 3, 1, 4, 3 if space_name == "darts" else 1).double()
-    arch = ArchLogits(space, init_std=0.5).double()
+    arch = ArchLogits.random(space, init_std=0.5).double()
     batch = lambda: (torch.randn(8, 1, 8, 8, dtype=torch.float64), torch.randint(0, 3, (8,)))  # noqa: E731
     weight_batch, logit_batch = batch(), batch()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9, weight_decay=3e-4)
@@ -145,7 +145,7 @@ def test_second_order_with_darts_eps_is_accurate_where_the_loss_is_smooth():
 def test_bilevel_step_moves_logits_and_weights_on_their_own_splits(order):
     space = get_space("nb201")
     model = create_supernet(space, 3, 1, 4, 1)
-    arch = ArchLogits(space)
+    arch = ArchLogits.random(space)
     w_opt = torch.optim.SGD(model.parameters(), 0.05, momentum=0.9, weight_decay=3e-4)
     a_opt = torch.optim.Adam(arch.parameters(), 0.01, betas=(0.5, 0.999))
     bilevel = BilevelOptimizer(model, arch, w_opt, a_opt, order=order)

@@ -1,4 +1,4 @@
-"""In-memory image data and the resumable batch streams the search and retraining loops read.
+"""The resumable batch streams the search, retraining and meta-learning loops read.
 
 Images stay uint8 on the compute device; a batch is converted, augmented (random crop with padding, optional
 horizontal flip, cutout) and normalised there, so CPU and CUDA runs take the same path and no worker processes
@@ -7,50 +7,11 @@ are needed. Every random draw comes from a generator seeded by (seed, pass, posi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import torch
 
-
-@dataclass
-class ImageData:
-    """A labelled image set: x uint8 [N, C, H, W], y int64 [N] in 0..num_classes-1."""
-
-    x: torch.Tensor
-    y: torch.Tensor
-    classes: list[str]
-    name: str = ""
-    hflip: bool = False  # natural images may be mirrored; digits and letters may not
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    @property
-    def channels(self) -> int:
-        return self.x.shape[1]
-
-    @property
-    def image_size(self) -> int:
-        return self.x.shape[-1]
-
-    def __len__(self) -> int:
-        return self.x.shape[0]
-
-    def to(self, device: torch.device) -> "ImageData":
-        return ImageData(self.x.to(device), self.y.to(device), self.classes, self.name, self.hflip)
-
-    def subset(self, indices: torch.Tensor) -> "ImageData":
-        indices = indices.to(self.x.device)
-        return ImageData(self.x[indices], self.y[indices], self.classes, self.name, self.hflip)
-
-
-def channel_stats(data: ImageData) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and std in [0, 1] units, from the data the model trains on."""
-    x = data.x.float().div_(255)
-    mean = x.mean(dim=(0, 2, 3))
-    std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)
-    return mean, std
+from .data import ImageData
 
 
 @dataclass
@@ -154,21 +115,3 @@ def ordered_batches(data: ImageData, indices: torch.Tensor | None, batch_size: i
         yield preprocess(data.x[chosen]), data.y[chosen]
 
 
-def split_indices(n: int, fractions: Sequence[float], seed: int) -> list[torch.Tensor]:
-    """A seeded random partition of range(n) into len(fractions) parts of the given sizes."""
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    sizes = [int(round(f * n)) for f in fractions[:-1]]
-    sizes.append(n - sum(sizes))
-    return list(torch.split(perm, sizes))
-
-
-@torch.no_grad()
-def evaluate(forward, batches) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of `forward(x) -> class logits` over `batches`."""
-    total_loss, correct, count = 0.0, 0, 0
-    for x, y in batches:
-        out = forward(x)
-        total_loss += torch.nn.functional.cross_entropy(out, y, reduction="sum").item()
-        correct += (out.argmax(1) == y).sum().item()
-        count += len(y)
-    return total_loss / max(count, 1), correct / max(count, 1)

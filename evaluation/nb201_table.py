@@ -8,8 +8,8 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InputError
-from .nb201 import NB201Genotype, NB201Space
+from run_kit import InputError
+from search_spaces.nb201 import NB201Genotype, NB201Space
 
 COLUMNS = {"cifar10": "CIFAR10TestAccuracy200Epochs", "cifar100": "CIFAR100TestAccuracy200Epochs",
            "imagenet16_120": "ImageNetTestAccuracy200Epochs"}

@@ -11,13 +11,11 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from search_spaces.errors import InputError
-from supernet.batches import ImageData
+from run_kit import InputError
 
-HOLDOUT_FRACTION = 0.2
-HOLDOUT_SEED = 0
+from .data import ImageData, resize, stratified_holdout
+
 SPLITS = ("train", "test")
 
 
@@ -44,36 +42,9 @@ def _from_arrays(x: np.ndarray | torch.Tensor, y, classes: list[str] | None, nam
     return ImageData(x.contiguous(), y, list(classes), name, hflip)
 
 
-def stratified_holdout(y: torch.Tensor, fraction: float = HOLDOUT_FRACTION, seed: int = HOLDOUT_SEED
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(train indices, test indices): `fraction` of every class, drawn with a fixed seed."""
-    generator = torch.Generator().manual_seed(seed)
-    train, test = [], []
-    for label in torch.unique(y).tolist():
-        members = torch.nonzero(y == label).flatten()
-        members = members[torch.randperm(len(members), generator=generator)]
-        cut = int(round(fraction * len(members)))
-        test.append(members[:cut])
-        train.append(members[cut:])
-    return torch.cat(train).sort().values, torch.cat(test).sort().values
-
-
 def _holdout_split(data: ImageData, split: str) -> ImageData:
     train, test = stratified_holdout(data.y)
     return data.subset(train if split == "train" else test)
-
-
-def resize(data: ImageData, image_size: int | None) -> ImageData:
-    if image_size is None or (data.x.shape[-2] == image_size and data.x.shape[-1] == image_size):
-        return data
-    if image_size < 1:
-        raise InputError(f"--image-size must be positive, got {image_size}")
-    chunks = []
-    for start in range(0, len(data), 4096):
-        x = data.x[start:start + 4096].float()
-        x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", antialias=True, align_corners=False)
-        chunks.append(x.round_().clamp_(0, 255).to(torch.uint8))
-    return ImageData(torch.cat(chunks), data.y, data.classes, data.name, data.hflip)
 
 
 def _digits(split: str, root: str, download: bool) -> ImageData:

@@ -1,0 +1,56 @@
+"""Device choice, seeding and the RNG state a checkpoint carries (as tensors and plain values only, so checkpoints
+load with `weights_only=True`)."""
+from __future__ import annotations
+
+import random
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from .errors import InputError
+
+
+def pick_device(name: str | None = None) -> torch.device:
+    """`auto` (or None) picks CUDA when present, else CPU; anything else must name an available device."""
+    if name in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InputError(f"unknown device '{name}'; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device '{name}' asked for, but CUDA is not available here; use --device cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise InputError(f"device '{name}' is not supported; use auto, cpu, cuda or cuda:N")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    name, keys, position, has_gauss, gauss = np.random.get_state()
+    state = {"python": random.getstate(), "numpy": (name, torch.from_numpy(keys.astype(np.int64)), position,
+                                                    has_gauss, gauss),
+             "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    random.setstate(_tuples(state["python"]))
+    name, keys, position, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, gauss))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _tuples(value: Any) -> Any:
+    """random.setstate wants the tuples getstate gave, which a checkpoint may hand back as lists."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value

@@ -1,0 +1,71 @@
+"""Atomic files and checkpoints.
+
+Every file is written to a temporary file beside its target and renamed over it, so a reader (or a resumed run)
+never sees half a file; files get the permissions the user's umask gives, like any other tool's output. Checkpoints
+are data, never code: they load with `weights_only=True`, and a file that needs anything beyond tensors and plain
+Python values is refused.
+"""
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import InputError
+
+
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _read_umask()
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o666 & ~UMASK)  # mkstemp makes 0600 files; outputs follow the umask like everything else
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A checkpoint file (or a run directory's checkpoint.pt) as a dict, loaded without running any code."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoint.pt"
+    if not path.is_file():
+        raise InputError(f"no checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise InputError(f"refusing {path}: it holds objects other than tensors and plain data, which could run "
+                         f"code when loaded; TaskDARTS checkpoints never do") from None
+    except Exception as err:  # a truncated or foreign file: say which, not a pickle traceback
+        raise InputError(f"cannot read checkpoint {path}: {type(err).__name__}") from None
+    if not isinstance(state, dict):
+        raise InputError(f"{path} is not a TaskDARTS checkpoint")
+    return state
