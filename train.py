@@ -241,7 +241,6 @@ def _prepare(args: argparse.Namespace, tag: Callable[[Any], str] = lambda config
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from image_sets import load_dataset
     from supernet.search import run_search
 
     if args.meta:
@@ -249,7 +248,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.adapt_steps:
         raise InputError("--adapt-steps needs --meta META_CKPT")
     config, run = _prepare(args)
-    data = load_dataset(config.dataset, "train", config.data_root, config.download, config.image_size)
+    data = config.load("train")
     result = run_search(config, data, run, resume=args.resume, stop_after_epoch=args.stop_after_epoch,
                         progress=not args.no_progress)
     _emit({"run_dir": str(run.path), **result})
@@ -290,13 +289,11 @@ def cmd_meta_train(args: argparse.Namespace) -> int:
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
-    from image_sets import load_dataset
     from supernet.retrain import run_retrain
 
     config, run = _prepare(args)
     load_genotype(config.genotype)  # fail on a bad genotype before loading data
-    train = load_dataset(config.dataset, "train", config.data_root, config.download, config.image_size)
-    test = load_dataset(config.dataset, "test", config.data_root, config.download, config.image_size)
+    train, test = config.load("train"), config.load("test")
     result = run_retrain(config, train, test, run, resume=args.resume, stop_after_epoch=args.stop_after_epoch,
                          progress=not args.no_progress)
     _emit({"run_dir": str(run.path), **result})

@@ -23,9 +23,9 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from image_sets import load_dataset
+from image_sets import DataOptions
 from run_kit import InputError
-from run_kit.config import config_from_dict, require_at_least
+from run_kit.config import Config, require_at_least
 from run_kit.files import atomic_write_text
 from run_kit.run_dir import RunDir
 from search_spaces import PUBLISHED, get_space, load_genotype
@@ -39,12 +39,10 @@ METHOD_HELP = "darts1, darts2, gdas, random, published (DARTS_V1 and DARTS_V2), 
 
 
 @dataclass
-class CompareConfig:
+class CompareConfig(DataOptions, Config):
+    kind = "compare"
+
     space: str = "darts"
-    dataset: str = "digits"
-    data_root: str = "data"
-    download: bool = False
-    image_size: int | None = None
     methods: list[str] = field(default_factory=lambda: ["darts1", "gdas", "random"])
     seeds: int = 3
     search_epochs: int = 8
@@ -61,9 +59,6 @@ class CompareConfig:
     nb201_table: str | None = None
     device: str = "auto"
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "CompareConfig":
-        return config_from_dict(cls, values, "compare")
 
     def validate(self) -> None:
         self.expanded_methods()
@@ -138,8 +133,7 @@ class Comparison:
         c = self.config
         run = RunDir(self.out, marker="config.yaml")
         run.check(resume)
-        train = load_dataset(c.dataset, "train", c.data_root, c.download, c.image_size)
-        test = load_dataset(c.dataset, "test", c.data_root, c.download, c.image_size)
+        train, test = c.load("train"), c.load("test")
         self.space.check_image_size(train.image_size)
         with run.claim(resume):
             if resume:

@@ -46,6 +46,21 @@ class ImageData:
         return ImageData(self.x[indices], self.y[indices], self.classes, self.name, self.hflip)
 
 
+@dataclass
+class DataOptions:
+    """Which data set a run reads: the options search, retrain and compare share (a base of their configs)."""
+
+    dataset: str = "digits"
+    data_root: str = "data"
+    download: bool = False
+    image_size: int | None = None  # None keeps the data set's own size
+
+    def load(self, split: str) -> "ImageData":
+        from .loaders import load_dataset
+
+        return load_dataset(self.dataset, split, self.data_root, self.download, self.image_size)
+
+
 def channel_stats(data: ImageData) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and std in [0, 1] units, from the data the model trains on."""
     x = data.x.float().div_(255)

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from run_kit import InputError
 from run_kit.device import pick_device, seed_everything
 from run_kit.files import load_checkpoint
-from run_kit.loop import check_finite, run_job
+from run_kit.loop import Job, check_finite, run_job
 from run_kit.run_dir import RunDir
 from supernet.model import create_supernet
 from supernet.relaxation import DiscreteRelaxation
@@ -35,7 +35,7 @@ from .model import MetaConfig, TaskDARTS
 from .tasks import build_distributions
 
 
-class MetaTrainJob:
+class MetaTrainJob(Job):
     name, unit = "meta-train", "meta-step"
 
     def __init__(self, config: MetaConfig, device: torch.device):
@@ -179,14 +179,8 @@ class MetaTrainJob:
     def start_files(self) -> dict[str, str]:
         return {"task_split.json": json.dumps(self.split.as_dict(), indent=1) + "\n"}
 
-    def checkpoint_files(self) -> dict[str, str]:
-        return {}
 
-    def final_files(self) -> dict[str, str]:
-        return {}
 
-    def final_lines(self, run_path) -> list[str]:
-        return []
 
     def result(self) -> dict[str, Any]:
         last = self.metrics[-1] if self.metrics else {}

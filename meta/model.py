@@ -13,7 +13,7 @@ from torch import nn
 from torch_geometric.data import Batch
 
 from run_kit import InputError
-from run_kit.config import config_from_dict, require_at_least
+from run_kit.config import Config, require_at_least
 from search_spaces import SearchSpace, get_space
 from supernet.model import create_supernet
 
@@ -25,9 +25,11 @@ from .tasks import Task
 
 
 @dataclass
-class MetaConfig:
+class MetaConfig(Config):
     """Defaults: 3-way class-subset tasks of the embedded digits (7 meta-train / 3 meta-test classes), a tiny
     DARTS-space supernet, a few minutes on 2 CPU cores."""
+
+    kind = "meta-train"
 
     space: str = "darts"
     tasks: list[str] = field(default_factory=lambda: ["digits"])
@@ -72,9 +74,6 @@ class MetaConfig:
     seed: int = 0
     device: str = "auto"
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "MetaConfig":
-        return config_from_dict(cls, values, "meta-train")
 
     def validate(self) -> None:
         get_space(self.space)

@@ -9,13 +9,24 @@ import math
 import types
 import typing
 from dataclasses import fields
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 from .errors import InputError
 
 
 def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
+
+
+class Config:
+    """Base of the config dataclasses (search, retrain, meta-train, compare): `from_dict` with every value checked.
+    Subclasses name their `kind` for messages."""
+
+    kind: ClassVar[str] = "run"
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]):
+        return config_from_dict(cls, values, cls.kind)
 
 
 def config_from_dict(cls, values: Mapping[str, Any], what: str):
@@ -38,6 +49,15 @@ def _coerce(name: str, value: Any, annotation: Any) -> Any:
         raise InputError(f"{flag(name)} must be {_describe(annotation)}, got {value!r}"[:300]) from None
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+SCALARS = {bool: lambda v: isinstance(v, bool), int: lambda v: _is_number(v) and isinstance(v, int),
+           float: lambda v: _is_number(v) and math.isfinite(v), str: lambda v: isinstance(v, str)}
+"""Which values a scalar field accepts: no bool for a number (YAML `yes`), no NaN or infinity for a float."""
+
+
 def _as(value: Any, annotation: Any) -> Any:
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType):
@@ -49,21 +69,9 @@ def _as(value: Any, annotation: Any) -> Any:
             except TypeError:
                 continue
         raise TypeError
-    if annotation is bool:
-        if isinstance(value, bool):
-            return value
-        raise TypeError
-    if annotation is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise TypeError
-    if annotation is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            return float(value)
-        raise TypeError
-    if annotation is str:
-        if isinstance(value, str):
-            return value
+    if annotation in SCALARS:
+        if SCALARS[annotation](value):
+            return float(value) if annotation is float else value
         raise TypeError
     if origin is list:
         if isinstance(value, (list, tuple)):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterable, Protocol
+from typing import Any, Iterable
 
 import torch
 from tqdm import tqdm
@@ -24,7 +24,9 @@ from .files import atomic_write_text, load_checkpoint, save_checkpoint
 from .run_dir import RunDir
 
 
-class Job(Protocol):
+class Job:
+    """What the driver runs. Search, retrain and meta-train subclass it; the file and log hooks default to none."""
+
     name: str               # "search", "retrain", "meta-train": the checkpoint's kind and the log's name
     unit: str               # "epoch" or "meta-step"
     total: int              # units in the whole run
@@ -32,17 +34,46 @@ class Job(Protocol):
     config: Any             # a dataclass, saved as config.yaml
     metrics: list[dict[str, Any]]
 
-    def describe(self) -> str: ...                     # the first log line of a fresh run
-    def run_unit(self, progress: bool) -> dict[str, Any]: ...  # one unit; appends and returns its metrics row
-    def log_line(self, row: dict[str, Any]) -> str: ...
-    def state_dict(self) -> dict[str, Any]: ...
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
-    def replicated(self) -> tuple[str, list[torch.Tensor]]: ...  # what every data-parallel rank must hold alike
-    def start_files(self) -> dict[str, str]: ...       # written once when a fresh run starts
-    def checkpoint_files(self) -> dict[str, str]: ...  # written with every checkpoint
-    def final_files(self) -> dict[str, str]: ...       # written once the run is complete
-    def final_lines(self, run_path: Path) -> list[str]: ...  # logged once the run is complete
-    def result(self) -> dict[str, Any]: ...            # the summary the command prints
+    def describe(self) -> str:
+        """The first log line of a fresh run."""
+        raise NotImplementedError
+
+    def run_unit(self, progress: bool) -> dict[str, Any]:
+        """One unit of work; appends its metrics row to `metrics` and returns it."""
+        raise NotImplementedError
+
+    def log_line(self, row: dict[str, Any]) -> str:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def replicated(self) -> tuple[str, list[torch.Tensor]]:
+        """What every data-parallel rank must hold alike, and its name for the log."""
+        raise NotImplementedError
+
+    def result(self) -> dict[str, Any]:
+        """The summary the command prints."""
+        raise NotImplementedError
+
+    def start_files(self) -> dict[str, str]:
+        """Written once when a fresh run starts."""
+        return {}
+
+    def checkpoint_files(self) -> dict[str, str]:
+        """Written with every checkpoint."""
+        return {}
+
+    def final_files(self) -> dict[str, str]:
+        """Written once the run is complete."""
+        return {}
+
+    def final_lines(self, run_path: Path) -> list[str]:
+        """Logged once the run is complete."""
+        return []
 
 
 def check_finite(values: Iterable[float | torch.Tensor], what: str, where: str) -> None:

@@ -18,12 +18,12 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from evaluation.accuracy import evaluate
-from image_sets import Augment, BatchStream, ImageData, Preprocess, channel_stats, ordered_batches
+from image_sets import Augment, BatchStream, DataOptions, ImageData, Preprocess, channel_stats, ordered_batches
 from run_kit import InputError
-from run_kit.config import config_from_dict, require_at_least, require_fraction, require_positive
+from run_kit.config import Config, require_at_least, require_fraction, require_positive
 from run_kit.device import pick_device, seed_everything
 from run_kit.distributed import SINGLE, DistContext, init_distributed
-from run_kit.loop import check_finite, run_job
+from run_kit.loop import Job, check_finite, run_job
 from run_kit.run_dir import RunDir
 from search_spaces import load_genotype
 
@@ -39,15 +39,13 @@ RECIPES = {
 
 
 @dataclass
-class RetrainConfig:
+class RetrainConfig(DataOptions, Config):
     """Defaults fit the embedded `digits` set; pass --layers 20 --init-channels 36 --epochs 600 --auxiliary --cutout
     on CIFAR-10 for the DARTS paper's evaluation. Unset (None) values come from the space's recipe."""
 
+    kind = "retrain"
+
     genotype: str = "DARTS_V2"
-    dataset: str = "digits"
-    data_root: str = "data"
-    download: bool = False
-    image_size: int | None = None
     epochs: int = 10
     layers: int = 8
     init_channels: int = 16
@@ -68,9 +66,6 @@ class RetrainConfig:
     channels_last: bool = True
     device: str = "auto"
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "RetrainConfig":
-        return config_from_dict(cls, values, "retrain")
 
     def validate(self) -> None:
         require_at_least(self, 1, "epochs", "layers", "init_channels", "eval_batch_size")
@@ -96,7 +91,7 @@ class RetrainConfig:
             {"nesterov": recipe["nesterov"]}
 
 
-class RetrainJob:
+class RetrainJob(Job):
     name, unit = "retrain", "epoch"
 
     def __init__(self, config: RetrainConfig, train: ImageData, test: ImageData, device: torch.device,
@@ -197,11 +192,7 @@ class RetrainJob:
     def replicated(self) -> tuple[str, list[torch.Tensor]]:
         return "network weights", list(self.model.parameters())
 
-    def start_files(self) -> dict[str, str]:
-        return {}
 
-    def checkpoint_files(self) -> dict[str, str]:
-        return {}
 
     def final_files(self) -> dict[str, str]:
         return {"result.json": json.dumps(self.result(), indent=1) + "\n"}

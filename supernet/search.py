@@ -13,12 +13,13 @@ import torch
 from tqdm import tqdm
 
 from evaluation.accuracy import evaluate
-from image_sets import Augment, BatchStream, ImageData, Preprocess, channel_stats, ordered_batches, split_indices
+from image_sets import (Augment, BatchStream, DataOptions, ImageData, Preprocess, channel_stats, ordered_batches,
+                        split_indices)
 from run_kit import InputError
-from run_kit.config import config_from_dict, require_at_least, require_fraction, require_positive
+from run_kit.config import Config, require_at_least, require_fraction, require_positive
 from run_kit.device import pick_device, seed_everything
 from run_kit.distributed import SINGLE, DistContext, init_distributed
-from run_kit.loop import check_finite, run_job
+from run_kit.loop import Job, check_finite, run_job
 from run_kit.run_dir import RunDir
 from search_spaces import SearchSpace, get_space
 
@@ -28,15 +29,13 @@ from .relaxation import create_relaxation, gumbel_tau
 
 
 @dataclass
-class SearchConfig:
+class SearchConfig(DataOptions, Config):
     """Everything that decides a search's result. Defaults: a small DARTS-space search on `digits` (about 2 min
     on 2 CPU cores) with the DARTS reference's optimiser settings; configs/darts_cifar10.yaml is the paper's run."""
 
+    kind = "search"
+
     space: str = "darts"
-    dataset: str = "digits"
-    data_root: str = "data"
-    download: bool = False
-    image_size: int | None = None  # None keeps the data set's own size
     epochs: int = 8
     order: int = 1
     relax: str = "softmax"
@@ -60,9 +59,6 @@ class SearchConfig:
     channels_last: bool = True  # NHWC convolutions: 1.2-1.9x faster search steps on CPU (benchmarks/search_step.py)
     device: str = "auto"
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "SearchConfig":
-        return config_from_dict(cls, values, "search")
 
     def validate(self) -> None:
         get_space(self.space)
@@ -89,7 +85,7 @@ def logits_entropy(logits: dict[str, torch.Tensor]) -> dict[str, float]:
     return out
 
 
-class SearchJob:
+class SearchJob(Job):
     """The objects of one search, built identically for a fresh run and for a resume."""
 
     name, unit = "search", "epoch"
@@ -208,17 +204,11 @@ class SearchJob:
     def replicated(self) -> tuple[str, list[torch.Tensor]]:
         return "architecture logits and supernet weights", [*self.arch.parameters(), *self.model.parameters()]
 
-    def start_files(self) -> dict[str, str]:
-        return {}
 
     def checkpoint_files(self) -> dict[str, str]:
         return {"genotype.json": self.space.dumps(self.genotype()) + "\n"}
 
-    def final_files(self) -> dict[str, str]:
-        return {}
 
-    def final_lines(self, run_path) -> list[str]:
-        return []
 
     def result(self) -> dict[str, Any]:
         return {"epoch": self.done, "genotype": self.space.to_json(self.genotype()),
