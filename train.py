@@ -206,6 +206,12 @@ def _is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def _error(err: Exception) -> None:
+    """One line on stderr (from rank 0 only under torchrun: every rank meets the same bad input)."""
+    if _is_main_process():
+        print(f"error: {err}", file=sys.stderr)
+
+
 def _emit(summary: dict) -> None:
     """The one-line JSON summary on stdout (rank 0 only under torchrun)."""
     if _is_main_process():
@@ -399,10 +405,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
+        _error(err)
         return EXIT_BAD_INPUT
     except RunDiverged as err:
-        print(f"error: {err}", file=sys.stderr)
+        _error(err)
         return EXIT_DIVERGED
     except KeyboardInterrupt:
         print("interrupted; a run directory keeps its last finished epoch (continue with --resume)", file=sys.stderr)

@@ -93,6 +93,10 @@ class MetaTrainJob(Job):
         space = self.model.space
         return len({space.to_text(space.derive({k: v[i] for k, v in logits.items()})) for i in range(len(self.probes))})
 
+    def task_seed(self, i: int) -> int:
+        """The seed of task i's batch streams in the coming meta-step."""
+        return self.config.seed * 1_000_003 + self.done * 97 + i
+
     def run_unit(self, progress: bool) -> dict[str, Any]:
         """One meta-step over a meta-batch of tasks."""
         config, started = self.config, time.time()
@@ -107,9 +111,8 @@ class MetaTrainJob(Job):
         policy_loss = None
         for i, task in enumerate(tasks):
             start = self.model.start(z[i])
-            seed = config.seed * 1_000_003 + self.done * 97 + i
             adapted = adapt(self.work, start.weights, base_buffers, start.logits, task, config.inner_steps, config,
-                            seed, config.mode)
+                            self.task_seed(i), config.mode)
             params = list(self.work.parameters())
             x, y = split_batch(task)
             if config.mode == "relaxed":
