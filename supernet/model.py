@@ -48,42 +48,42 @@ def _edge_weights(relaxation, logits: Mapping[str, torch.Tensor], sample: bool
     return out
 
 
-class SearchCell(nn.Module):
-    """A search cell of either space: node i = sum over the states it reads of mixed_edge(state)."""
-
-    def __init__(self, registry: Mapping[str, OpFactory], op_names: Sequence[str], node_inputs, C: int,
-                 strides: Sequence[int], bn_after_pool: bool):
-        super().__init__()
-        self.node_inputs = node_inputs
-        self.edges = nn.ModuleList(MixedOp(registry, op_names, C, stride, bn_after_pool) for stride in strides)
-
-    def walk(self, states: list[torch.Tensor], weights: torch.Tensor, active: list | None) -> list[torch.Tensor]:
-        return cell_walk(states, self.node_inputs,
-                         lambda k, h: self.edges[k](h, weights[k], None if active is None else active[k]))
+def mixed_edges(registry: Mapping[str, OpFactory], op_names: Sequence[str], C: int, strides: Sequence[int],
+                bn_after_pool: bool) -> nn.ModuleList:
+    return nn.ModuleList(MixedOp(registry, op_names, C, stride, bn_after_pool) for stride in strides)
 
 
-class DartsSearchCell(SearchCell):
+def walk_mixed(edges: nn.ModuleList, node_inputs, states: list[torch.Tensor], weights: torch.Tensor,
+               active: list | None) -> list[torch.Tensor]:
+    """The cell walk of a search cell: edge k is the mixed op k under the edge's weights (or its sampled op)."""
+    return cell_walk(states, node_inputs, lambda k, h: edges[k](h, weights[k], None if active is None else active[k]))
+
+
+class DartsSearchCell(nn.Module):
     """2 inputs, 4 nodes reading the inputs and every earlier node; output = concat of the nodes."""
 
     def __init__(self, op_names: Sequence[str], slot):
-        strides = [2 if slot.reduction and j < 2 else 1 for inputs in darts.NODE_INPUTS for j in inputs]
-        super().__init__(DARTS_OPS, op_names, darts.NODE_INPUTS, slot.c, strides, bn_after_pool=True)
+        super().__init__()
         self.reduction = slot.reduction
         self.preprocess0, self.preprocess1 = darts_preprocess(slot, affine=False)
+        strides = [2 if slot.reduction and j < 2 else 1 for inputs in darts.NODE_INPUTS for j in inputs]
+        self.edges = mixed_edges(DARTS_OPS, op_names, slot.c, strides, bn_after_pool=True)
 
     def forward(self, s0, s1, weights: torch.Tensor, active: list | None):
-        states = self.walk([self.preprocess0(s0), self.preprocess1(s1)], weights, active)
+        states = walk_mixed(self.edges, darts.NODE_INPUTS, [self.preprocess0(s0), self.preprocess1(s1)], weights,
+                            active)
         return torch.cat(states[2:], dim=1)
 
 
-class NB201SearchCell(SearchCell):
+class NB201SearchCell(nn.Module):
     """node_i = sum_{j<i} mixed_{i<-j}(node_j), output = node_3; search BN without affine."""
 
     def __init__(self, op_names: Sequence[str], C: int):
-        super().__init__(NB201_OPS, op_names, nb201.NODE_INPUTS, C, [1] * len(nb201.EDGES), bn_after_pool=False)
+        super().__init__()
+        self.edges = mixed_edges(NB201_OPS, op_names, C, [1] * len(nb201.EDGES), bn_after_pool=False)
 
     def forward(self, x, weights: torch.Tensor, active: list | None):
-        return self.walk([x], weights, active)[-1]
+        return walk_mixed(self.edges, nb201.NODE_INPUTS, [x], weights, active)[-1]
 
 
 class DartsSupernet(nn.Module):
