@@ -410,6 +410,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RunDiverged as err:
         _error(err)
         return EXIT_DIVERGED
+    except OSError as err:  # a path the user named cannot be read or written (permissions, a file in the way, full disk)
+        _error(f"{err.strerror or err}: {err.filename}" if err.filename else err)
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted; a run directory keeps its last finished epoch (continue with --resume)", file=sys.stderr)
         return 130

@@ -61,6 +61,7 @@ class CompareConfig(DataOptions, Config):
 
 
     def validate(self) -> None:
+        super().validate()
         self.expanded_methods()
 
     def expanded_methods(self) -> list[str]:

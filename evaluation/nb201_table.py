@@ -39,6 +39,17 @@ class NB201Table:
         path = Path(path)
         if not path.is_file():
             raise InputError(f"NAS-Bench-201 table {path} does not exist")
+        try:
+            rows = cls._read(path)
+        except (UnicodeDecodeError, csv.Error) as err:
+            raise InputError(f"{path} is not a NAS-Bench-201 table (not a CSV text file: "
+                             f"{str(err).splitlines()[0][:120]})") from None
+        if len(rows) != NUM_CELLS:
+            raise InputError(f"{path} holds {len(rows)} architectures; a NAS-Bench-201 table has all {NUM_CELLS}")
+        return cls(rows, str(path))
+
+    @staticmethod
+    def _read(path: Path) -> dict[NB201Genotype, NB201Accuracy]:
         space = NB201Space()
         rows: dict[NB201Genotype, NB201Accuracy] = {}
         with path.open(newline="") as handle:
@@ -50,14 +61,14 @@ class NB201Table:
                 try:
                     genotype = space.from_text(row[ARCH_COLUMN])
                     accuracy = NB201Accuracy(*(float(row[c]) for c in COLUMNS.values()))
-                except (InputError, ValueError, TypeError) as err:
+                except (InputError, ValueError, TypeError, AttributeError) as err:
                     raise InputError(f"{path}, line {line}: {err}") from None
                 if genotype in rows:
                     raise InputError(f"{path}, line {line}: architecture {row[ARCH_COLUMN]} appears twice")
+                if len(rows) >= NUM_CELLS:
+                    raise InputError(f"{path} holds more than the {NUM_CELLS} architectures of NAS-Bench-201")
                 rows[genotype] = accuracy
-        if len(rows) != NUM_CELLS:
-            raise InputError(f"{path} holds {len(rows)} architectures; a NAS-Bench-201 table has all {NUM_CELLS}")
-        return cls(rows, str(path))
+        return rows
 
     def lookup(self, genotype: NB201Genotype) -> NB201Accuracy:
         return self.rows[NB201Space().validate(genotype)]

@@ -8,9 +8,16 @@ import torch
 import torch.nn.functional as F
 
 from run_kit import InputError
+from run_kit.device import require_memory
 
 HOLDOUT_FRACTION = 0.2
 HOLDOUT_SEED = 0
+MAX_IMAGE_SIZE = 4096
+
+
+def check_image_size(size: int) -> None:
+    if not 1 <= size <= MAX_IMAGE_SIZE:
+        raise InputError(f"--image-size must be between 1 and {MAX_IMAGE_SIZE}, got {size}")
 
 
 @dataclass
@@ -22,6 +29,7 @@ class ImageData:
     classes: list[str]
     name: str = ""
     hflip: bool = False  # natural images may be mirrored; digits and letters may not
+    notes: tuple[str, ...] = ()  # what loading changed (remapped labels), for the run's log
 
     @property
     def num_classes(self) -> int:
@@ -39,11 +47,11 @@ class ImageData:
         return self.x.shape[0]
 
     def to(self, device: torch.device) -> "ImageData":
-        return ImageData(self.x.to(device), self.y.to(device), self.classes, self.name, self.hflip)
+        return ImageData(self.x.to(device), self.y.to(device), self.classes, self.name, self.hflip, self.notes)
 
     def subset(self, indices: torch.Tensor) -> "ImageData":
         indices = indices.to(self.x.device)
-        return ImageData(self.x[indices], self.y[indices], self.classes, self.name, self.hflip)
+        return ImageData(self.x[indices], self.y[indices], self.classes, self.name, self.hflip, self.notes)
 
 
 @dataclass
@@ -54,6 +62,10 @@ class DataOptions:
     data_root: str = "data"
     download: bool = False
     image_size: int | None = None  # None keeps the data set's own size
+
+    def validate(self) -> None:
+        if self.image_size is not None:
+            check_image_size(self.image_size)
 
     def load(self, split: str) -> "ImageData":
         from .loaders import load_dataset
@@ -94,11 +106,11 @@ def stratified_holdout(y: torch.Tensor, fraction: float = HOLDOUT_FRACTION, seed
 def resize(data: ImageData, image_size: int | None) -> ImageData:
     if image_size is None or (data.x.shape[-2] == image_size and data.x.shape[-1] == image_size):
         return data
-    if image_size < 1:
-        raise InputError(f"--image-size must be positive, got {image_size}")
+    check_image_size(image_size)
+    require_memory(len(data) * data.channels * image_size ** 2, f"{len(data)} images of {image_size} px")
     chunks = []
     for start in range(0, len(data), 4096):
         x = data.x[start:start + 4096].float()
         x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", antialias=True, align_corners=False)
         chunks.append(x.round_().clamp_(0, 255).to(torch.uint8))
-    return ImageData(torch.cat(chunks), data.y, data.classes, data.name, data.hflip)
+    return ImageData(torch.cat(chunks), data.y, data.classes, data.name, data.hflip, data.notes)

@@ -3,11 +3,15 @@
 Every loader returns an `ImageData` held in memory as uint8, resized to `image_size` when one is given. Search uses
 only the training split; the test split is the data set's own, or a fixed stratified holdout (seed 0, 20 %) where
 the data set has none, so every run and method sees the same test images.
+
+User files are checked before anything is allocated from them: labels must be integers; labels that are not
+0..n-1 (say 0, 1000, 2000) are remapped to 0..n-1 in sorted order, and the data set's `notes` say so; a data set
+needs at least 2 classes; sizes that cannot fit in memory are refused.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -19,31 +23,54 @@ from .data import ImageData, resize, stratified_holdout
 SPLITS = ("train", "test")
 
 
-def _from_arrays(x: np.ndarray | torch.Tensor, y, classes: list[str] | None, name: str, hflip: bool = False
-                 ) -> ImageData:
-    x = torch.as_tensor(np.asarray(x))
-    if x.dtype != torch.uint8:
+def _check_labels(y: np.ndarray, name: str) -> np.ndarray:
+    y = np.asarray(y)
+    if y.dtype.kind == "f":
+        raise InputError(f"{name}: labels are floating point ({y.dtype}); store integer class ids")
+    if y.dtype.kind not in "iu":
+        raise InputError(f"{name}: labels must be integers, got {y.dtype}")
+    y = y.reshape(-1)
+    if len(y) and y.min() < 0:
+        raise InputError(f"{name}: labels must be non-negative integers, got {int(y.min())}")
+    return y
+
+
+def _from_arrays(x: np.ndarray, y: np.ndarray, name: str, class_names: Sequence[str] | None = None,
+                 labels: np.ndarray | None = None, hflip: bool = False) -> ImageData:
+    """Images [N,H,W] or [N,H,W,C] uint8 and integer labels -> ImageData with labels 0..n-1.
+
+    `labels`: every label the data set uses (train and test together), so both splits map labels alike;
+    `class_names[label]` names an original label where given."""
+    x = np.asarray(x)
+    if x.dtype != np.uint8:
         raise InputError(f"{name}: images must be uint8, got {x.dtype}")
-    if x.dim() == 3:
-        x = x[:, None]
-    elif x.dim() == 4:
-        x = x.permute(0, 3, 1, 2)
-    else:
+    if x.ndim not in (3, 4):
         raise InputError(f"{name}: images must be [N,H,W] or [N,H,W,C], got shape {tuple(x.shape)}")
-    y = torch.as_tensor(np.asarray(y)).long().flatten()
+    y = _check_labels(y, name)
     if len(y) != len(x):
         raise InputError(f"{name}: {len(x)} images but {len(y)} labels")
     if len(y) == 0:
         raise InputError(f"{name}: no images")
-    if y.min() < 0:
-        raise InputError(f"{name}: labels must be non-negative integers")
-    num_classes = int(y.max()) + 1
-    classes = classes or [str(k) for k in range(num_classes)]
-    return ImageData(x.contiguous(), y, list(classes), name, hflip)
+    labels = np.unique(y) if labels is None else labels
+    if len(labels) < 2:
+        raise InputError(f"{name}: a classification data set needs at least 2 classes, got {len(labels)}")
+    notes = []
+    if not np.array_equal(labels, np.arange(len(labels))):
+        shown = ", ".join(str(int(v)) for v in labels[:5]) + (", ..." if len(labels) > 5 else "")
+        notes.append(f"{name}: labels {{{shown}}} are not 0..{len(labels) - 1}; remapped in sorted order")
+    names = [str(class_names[int(v)]) if class_names is not None and int(v) < len(class_names) else str(int(v))
+             for v in labels]
+    images = torch.from_numpy(np.ascontiguousarray(x))
+    images = images[:, None] if images.dim() == 3 else images.permute(0, 3, 1, 2)
+    remapped = torch.from_numpy(np.searchsorted(labels, y).astype(np.int64))
+    return ImageData(images.contiguous(), remapped, names, name, hflip, tuple(notes))
 
 
 def _holdout_split(data: ImageData, split: str) -> ImageData:
     train, test = stratified_holdout(data.y)
+    if len(test) == 0 or len(train) == 0:
+        raise InputError(f"{data.name}: {len(data)} images are too few for a 20 % test holdout; give more images "
+                         f"(or separate test images)")
     return data.subset(train if split == "train" else test)
 
 
@@ -52,7 +79,7 @@ def _digits(split: str, root: str, download: bool) -> ImageData:
 
     digits = load_digits()
     x = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)
-    return _holdout_split(_from_arrays(x, digits.target, [str(k) for k in range(10)], "digits"), split)
+    return _holdout_split(_from_arrays(x, digits.target, "digits"), split)
 
 
 def _torchvision(cls_name: str, hflip: bool) -> Callable[[str, str, bool], ImageData]:
@@ -75,7 +102,8 @@ def _torchvision(cls_name: str, hflip: bool) -> Callable[[str, str, bool], Image
         if isinstance(x, torch.Tensor):
             x = x.numpy()
         classes = [str(c) for c in getattr(dataset, "classes", [])] or None
-        return _from_arrays(np.asarray(x, dtype=np.uint8), labels, classes, cls_name.lower(), hflip)
+        return _from_arrays(np.asarray(x, dtype=np.uint8), np.asarray(labels), cls_name.lower(), classes,
+                            labels=np.arange(len(classes)) if classes else None, hflip=hflip)
 
     return load
 
@@ -86,17 +114,37 @@ def _npz(path: str) -> Callable[[str, str, bool], ImageData]:
         if not file.is_file():
             raise InputError(f"npz data set {file} does not exist")
         try:
-            arrays = np.load(file, allow_pickle=False)
-        except (OSError, ValueError) as err:
-            raise InputError(f"cannot read npz data set {file}: {err}") from None
-        if "x" not in arrays or "y" not in arrays:
-            raise InputError(f"npz data set {file} needs arrays 'x' (uint8 [N,H,W] or [N,H,W,C]) and 'y' (int)")
-        if "x_test" in arrays and "y_test" in arrays:
-            keys = ("x", "y") if split == "train" else ("x_test", "y_test")
-            return _from_arrays(arrays[keys[0]], arrays[keys[1]], None, file.stem)
-        return _holdout_split(_from_arrays(arrays["x"], arrays["y"], None, file.stem), split)
+            with np.load(file, allow_pickle=False) as arrays:
+                if "x" not in arrays or "y" not in arrays:
+                    raise InputError(f"npz data set {file} needs arrays 'x' (uint8 [N,H,W] or [N,H,W,C]) and 'y' "
+                                     f"(int)")
+                has_test = "x_test" in arrays and "y_test" in arrays
+                pairs = [("x", "y"), ("x_test", "y_test")] if has_test else [("x", "y")]
+                loaded = {k: arrays[k] for pair in pairs for k in pair}
+                names = arrays["class_names"] if "class_names" in arrays else None
+        except (OSError, ValueError, EOFError) as err:  # not a zip, a truncated one, object arrays (pickles)
+            raise InputError(f"cannot read npz data set {file}: {str(err).splitlines()[0][:200]}") from None
+        if names is not None and names.dtype.kind not in "US":
+            names = None
+        names = None if names is None else names.tolist()
+        labels = np.unique(np.concatenate([_check_labels(loaded[y], file.stem) for _, y in pairs]))
+        splits = [_from_arrays(loaded[x], loaded[y], f"{file.stem} ({x}, {y})" if has_test else file.stem, names,
+                               labels) for x, y in pairs]  # both checked, whichever split is asked for
+        return splits[SPLITS.index(split)] if has_test else _holdout_split(splits[0], split)
 
     return load
+
+
+def _open_image(file: str):
+    """A decoded PIL image; a file that is not a readable image is named in the error."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(file) as image:
+            image.load()
+            return image
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise InputError(f"cannot read image {file}: {str(err).splitlines()[0][:200] or type(err).__name__}") from None
 
 
 def _folder(path: str, image_size: int | None) -> Callable[[str, str, bool], ImageData]:
@@ -106,19 +154,20 @@ def _folder(path: str, image_size: int | None) -> Callable[[str, str, bool], Ima
         if not Path(path).is_dir():
             raise InputError(f"image folder {path} does not exist")
         try:
-            folder = ImageFolder(path)
+            folder = ImageFolder(path, loader=lambda file: file)  # finds classes and files; we decode them below
         except (FileNotFoundError, RuntimeError) as err:
             raise InputError(f"cannot read image folder {path}: {err}") from None
-        images = [folder.loader(file) for file, _ in folder.samples]
-        mode = "L" if all(im.mode in ("L", "1") for im in images) else "RGB"
+        images = [_open_image(file) for file, _ in folder.samples]
+        grey = all(im.mode in ("L", "1", "I;16", "I") for im in images)
+        mode = "L" if grey else "RGB"  # grey folders stay grey (one channel, no flips); anything else is RGB
         sizes = {im.size for im in images}
         if image_size is None and len(sizes) > 1:
             raise InputError(f"images in {path} differ in size ({len(sizes)} sizes); pass --image-size")
         size = (image_size, image_size) if image_size is not None else None
         arrays = [np.asarray(im.convert(mode).resize(size) if size and im.size != size else im.convert(mode))
                   for im in images]
-        data = _from_arrays(np.stack(arrays), [label for _, label in folder.samples], list(folder.classes),
-                            Path(path).name, hflip=mode == "RGB")
+        data = _from_arrays(np.stack(arrays), np.array([label for _, label in folder.samples]), Path(path).name,
+                            list(folder.classes), labels=np.arange(len(folder.classes)), hflip=not grey)
         return _holdout_split(data, split)
 
     return load

@@ -12,8 +12,9 @@ import torch
 from torch import nn
 from torch_geometric.data import Batch
 
+from image_sets.data import check_image_size
 from run_kit import InputError
-from run_kit.config import Config, require_at_least
+from run_kit.config import Config, require_at_least, require_fraction, require_positive
 from search_spaces import SearchSpace, get_space
 from supernet.model import create_supernet
 
@@ -82,10 +83,15 @@ class MetaConfig(Config):
         require_at_least(self, 1, "meta_steps", "meta_batch", "ways", "shots", "queries", "layers", "init_channels",
                          "samples", "log_every", "inner_batch", "probe_tasks")
         require_at_least(self, 0, "inner_steps", "tests")
+        require_positive(self, "inner_w_lr", "inner_logit_lr", "meta_lr", "reptile_lr", "grad_clip")
+        require_fraction(self, "reptile_lr", closed=True)
+        require_fraction(self, "inner_w_momentum", "baseline_momentum", "meta_test_fraction")
+        require_at_least(self, 0, "inner_w_weight_decay", "entropy_weight")
         if self.ways > self.max_classes:
             raise InputError(f"--ways {self.ways} exceeds --max-classes {self.max_classes}")
         if not self.tasks:
             raise InputError("--tasks needs at least one task spec")
+        check_image_size(self.image_size)
         get_space(self.space).check_image_size(self.image_size)
 
     def as_dict(self) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 load with `weights_only=True`)."""
 from __future__ import annotations
 
+import os
 import random
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -24,6 +25,30 @@ def pick_device(name: str | None = None) -> torch.device:
     if device.type not in ("cpu", "cuda"):
         raise InputError(f"device '{name}' is not supported; use auto, cpu, cuda or cuda:N")
     return device
+
+
+def memory_bytes(device: torch.device | None = None) -> int:
+    """Physical memory of the machine (CPU) or of the GPU."""
+    if device is not None and device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def require_memory(nbytes: float, what: str, device: torch.device | None = None) -> None:
+    """Refuse, before allocating, what could not fit: an absurd option must not exhaust the machine."""
+    available = memory_bytes(device)
+    if nbytes > available:
+        raise InputError(f"{what} would need about {nbytes / 2**30:,.1f} GiB, more than the "
+                         f"{available / 2**30:,.1f} GiB of {'this GPU' if device is not None and device.type == 'cuda' else 'this machine'}")
+
+
+def require_model_fits(build: Callable[[], torch.nn.Module], what: str, device: torch.device | None = None,
+                       copies: int = 4) -> None:
+    """Build the model on the meta device (no memory) and refuse it if `copies` fp32 copies of its parameters
+    (weights, gradients, optimiser state, an unrolled copy) would not fit: absurd --layers or --init-channels."""
+    with torch.device("meta"):
+        params = sum(p.numel() for p in build().parameters())
+    require_memory(copies * 4 * params, f"{what} ({params / 1e6:,.1f} M parameters)", device)
 
 
 def seed_everything(seed: int) -> None:

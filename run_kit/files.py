@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -61,11 +62,14 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise InputError(f"no checkpoint at {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise InputError(f"refusing {path}: it holds objects other than tensors and plain data, which could run "
-                         f"code when loaded; TaskDARTS checkpoints never do") from None
+    except pickle.UnpicklingError as err:
+        hostile = re.search(r"GLOBAL (\S+)", str(err))
+        if hostile:
+            raise InputError(f"refusing {path}: it asks to load {hostile.group(1).rstrip('.')}, which could run code; "
+                             f"TaskDARTS checkpoints hold only tensors and plain data") from None
+        raise InputError(f"cannot read checkpoint {path}: not a checkpoint, or a corrupted one") from None
     except Exception as err:  # a truncated or foreign file: say which, not a pickle traceback
-        raise InputError(f"cannot read checkpoint {path}: {type(err).__name__}") from None
+        raise InputError(f"cannot read checkpoint {path}: {type(err).__name__} (truncated or corrupted?)") from None
     if not isinstance(state, dict):
         raise InputError(f"{path} is not a TaskDARTS checkpoint")
     return state

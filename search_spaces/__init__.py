@@ -16,6 +16,8 @@ from .darts import DartsSpace, Genotype
 from .nb201 import NB201Genotype, NB201Space
 from .published import PUBLISHED
 
+MAX_GENOTYPE_FILE = 1_000_000  # bytes
+
 SPACES: dict[str, SearchSpace] = {space.name: space for space in (DartsSpace(), NB201Space())}
 
 
@@ -33,7 +35,7 @@ def space_of(genotype: Any) -> SearchSpace:
 
 
 def genotype_from_json(data: Any) -> tuple[SearchSpace, Any]:
-    if not isinstance(data, dict) or "space" not in data:
+    if not isinstance(data, dict) or not isinstance(data.get("space"), str):
         raise InputError("genotype JSON must be an object with a 'space' field ('darts' or 'nb201')")
     space = get_space(str(data["space"]))
     return space, space.from_json(data)
@@ -59,10 +61,17 @@ def load_genotype(spec: str) -> tuple[SearchSpace, Any]:
     if text.startswith("{"):
         return genotype_from_json(_parse_json(text, "genotype"))
     path = Path(text)
-    if path.is_dir():
+    if len(text) < 4096 and path.is_dir():
         path = path / "genotype.json"
-    if path.is_file():
-        return genotype_from_json(_parse_json(path.read_text(), str(path)))
+    if len(text) < 4096 and path.is_file():
+        if path.stat().st_size > MAX_GENOTYPE_FILE:
+            raise InputError(f"{path} is {path.stat().st_size:,} bytes; a genotype file is a few hundred")
+        try:
+            content = path.read_text()
+        except UnicodeDecodeError:
+            raise InputError(f"{path} is not a genotype JSON file (not text)") from None
+        return genotype_from_json(_parse_json(content, str(path)))
+    text = text if len(text) < 200 else text[:200] + "..."
     raise InputError(f"cannot read genotype '{text}': not a file, run directory, published name "
                      f"({', '.join(PUBLISHED)}), Genotype(...) string or NAS-Bench-201 string")
 
@@ -72,6 +81,8 @@ def _parse_json(text: str, where: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as err:
         raise InputError(f"malformed JSON in {where}: {err}") from None
+    except RecursionError:
+        raise InputError(f"malformed JSON in {where}: nested too deeply") from None
 
 
 __all__ = ["SearchSpace", "DartsSpace", "NB201Space", "Genotype", "NB201Genotype", "PUBLISHED",

@@ -19,6 +19,7 @@ Genotype = namedtuple("Genotype", "normal normal_concat reduce reduce_concat")
 """`normal`/`reduce`: 2 `(op, input_index)` pairs per intermediate node; inputs 0, 1 are the cell inputs."""
 
 STEPS = 4
+MAX_TEXT = 10_000  # characters; a genotype string is a few hundred
 CELL_TYPES = ("normal", "reduce")
 NODE_INPUTS = tuple(tuple(range(2 + node)) for node in range(STEPS))
 """The states each intermediate node of a search cell reads: the 2 cell inputs and every earlier node."""
@@ -66,13 +67,15 @@ class DartsSpace(SearchSpace):
         for cell_type in self.cell_types:
             pairs = genotype._asdict()[cell_type]
             if not isinstance(pairs, (list, tuple)) or len(pairs) != 2 * STEPS:
+                got = len(pairs) if isinstance(pairs, (list, tuple)) else type(pairs).__name__
                 raise InputError(f"DARTS genotype '{cell_type}' needs {2 * STEPS} (op, input) pairs "
-                                 f"(2 per node, {STEPS} nodes), got {len(pairs) if hasattr(pairs, '__len__') else pairs}")
+                                 f"(2 per node, {STEPS} nodes), got {got}")
             checked = []
             for k, pair in enumerate(pairs):
                 if not isinstance(pair, (list, tuple)) or len(pair) != 2 or not isinstance(pair[0], str) \
                         or isinstance(pair[1], bool) or not isinstance(pair[1], int):
-                    raise InputError(f"DARTS genotype '{cell_type}' entry {k} must be (op, input_index), got {pair!r}")
+                    raise InputError(f"DARTS genotype '{cell_type}' entry {k} must be (op, input_index), got "
+                                     f"{pair!r}"[:300])
                 op, source = pair
                 self.check_op(op)
                 if op == "none":
@@ -83,13 +86,15 @@ class DartsSpace(SearchSpace):
                                      f"0..{1 + node}, got {source}")
                 checked.append((op, source))
             concat = genotype._asdict()[f"{cell_type}_concat"]
-            try:
-                concat = [int(i) for i in concat]
-            except (TypeError, ValueError):
-                raise InputError(f"DARTS genotype '{cell_type}_concat' must be a list of node indices, got {concat!r}")
-            if not concat or any(not 0 <= i < 2 + STEPS for i in concat) or len(set(concat)) != len(concat):
-                raise InputError(f"DARTS genotype '{cell_type}_concat' must list distinct nodes in 0..{1 + STEPS}, "
-                                 f"got {concat}")
+            nodes = list(range(2, 2 + STEPS))
+            if not isinstance(concat, (list, tuple)) or not all(
+                    isinstance(i, int) and not isinstance(i, bool) for i in concat):
+                raise InputError(f"DARTS genotype '{cell_type}_concat' must be a list of whole node numbers, "
+                                 f"got {concat!r}"[:300])
+            if not concat or any(i not in nodes for i in concat) or len(set(concat)) != len(concat):
+                raise InputError(f"DARTS genotype '{cell_type}_concat' must list distinct intermediate nodes "
+                                 f"{nodes[0]}..{nodes[-1]} (0 and 1 are the cell's inputs), got {list(concat)}"[:300])
+            concat = list(concat)
             fields[cell_type], fields[f"{cell_type}_concat"] = checked, concat
         return Genotype(**fields)
 
@@ -116,10 +121,14 @@ class DartsSpace(SearchSpace):
 
         Concats may be lists or `range(a, b)`, as in the reference's genotypes.py.
         """
+        if len(text) > MAX_TEXT:
+            raise InputError(f"a DARTS genotype string is a few hundred characters, got {len(text):,}")
         try:
             tree = ast.parse(text.strip(), mode="eval").body
         except SyntaxError as err:
             raise InputError(f"malformed DARTS genotype string: {err.msg}") from None
+        except (RecursionError, MemoryError, ValueError):
+            raise InputError("malformed DARTS genotype string: nested too deeply") from None
         if not (isinstance(tree, ast.Call) and isinstance(tree.func, ast.Name) and tree.func.id == "Genotype"):
             raise InputError("a DARTS genotype string must look like Genotype(normal=[...], normal_concat=[...], "
                              "reduce=[...], reduce_concat=[...])")
@@ -150,16 +159,24 @@ class DartsSpace(SearchSpace):
         missing = [name for name in Genotype._fields if name not in data]
         if missing:
             raise InputError(f"DARTS genotype JSON misses {', '.join(missing)}")
-        return self.validate(Genotype(**{name: [tuple(p) if isinstance(p, list) else p for p in data[name]]
-                                         if name in self.cell_types else data[name] for name in Genotype._fields}))
+        fields = {}
+        for name in Genotype._fields:
+            value = data[name]
+            if name in self.cell_types and isinstance(value, list):
+                value = [tuple(p) if isinstance(p, list) else p for p in value]
+            fields[name] = value
+        return self.validate(Genotype(**fields))
 
 
 def _literal(name: str, node: ast.expr) -> Any:
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "range":
         try:
-            return list(range(*[ast.literal_eval(arg) for arg in node.args]))
+            bounds = range(*[ast.literal_eval(arg) for arg in node.args])
         except (ValueError, TypeError):
             raise InputError(f"malformed range in DARTS genotype field '{name}'") from None
+        if len(bounds) > 2 + STEPS:  # checked before the list is built: range(0, 10**9) must not allocate
+            raise InputError(f"DARTS genotype field '{name}': {bounds} has more entries than a cell has nodes")
+        return list(bounds)
     try:
         return ast.literal_eval(node)
     except ValueError:

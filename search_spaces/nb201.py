@@ -77,6 +77,8 @@ class NB201Space(SearchSpace):
     def from_text(self, text: str) -> NB201Genotype:
         """Parse `|op~0|+|op~0|op~1|+|op~0|op~1|op~2|`; each node must list every earlier node once, in order."""
         text = text.strip()
+        if len(text) > 1000:
+            raise InputError(f"a NAS-Bench-201 string is about 100 characters, got {len(text):,}")
         groups = text.split("+")
         if len(groups) != NODES - 1:
             raise InputError(f"a NAS-Bench-201 string has {NODES - 1} '+'-separated node groups, got {len(groups)}: "
@@ -105,6 +107,6 @@ class NB201Space(SearchSpace):
         return {"space": self.name, "arch": self.to_text(genotype)}
 
     def from_json(self, data: Mapping[str, Any]) -> NB201Genotype:
-        if "arch" not in data:
+        if not isinstance(data.get("arch"), str):
             raise InputError("NAS-Bench-201 genotype JSON needs an 'arch' string")
-        return self.from_text(str(data["arch"]))
+        return self.from_text(data["arch"])

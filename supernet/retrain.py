@@ -21,13 +21,14 @@ from evaluation.accuracy import evaluate
 from image_sets import Augment, BatchStream, DataOptions, ImageData, Preprocess, channel_stats, ordered_batches
 from run_kit import InputError
 from run_kit.config import Config, require_at_least, require_fraction, require_positive
-from run_kit.device import pick_device, seed_everything
+from run_kit.device import pick_device, require_memory, require_model_fits, seed_everything
 from run_kit.distributed import SINGLE, DistContext, init_distributed
 from run_kit.loop import Job, check_finite, run_job
 from run_kit.run_dir import RunDir
 from search_spaces import load_genotype
 
 from .discrete import count_flops_m, count_parameters_m, create_network
+from .skeleton import activation_bytes_lower_bound
 
 RECIPES = {
     "darts": {"lr": 0.025, "weight_decay": 3e-4, "nesterov": False, "drop_path_prob": 0.2, "batch_size": 96,
@@ -68,6 +69,7 @@ class RetrainConfig(DataOptions, Config):
 
 
     def validate(self) -> None:
+        super().validate()
         require_at_least(self, 1, "epochs", "layers", "init_channels", "eval_batch_size")
         for name in ("batch_size", "cutout_length"):
             if getattr(self, name) is not None:
@@ -100,9 +102,10 @@ class RetrainJob(Job):
         self.config, self.dist, self.device = config, dist, device
         self.space, self.genotype = load_genotype(config.genotype)
         self.recipe = config.resolved(self.space.name)
+        self.asked_batch = self.recipe["batch_size"]
+        self.recipe["batch_size"] = min(self.asked_batch, len(train))
         dist.check_batch(self.recipe["batch_size"])
         self.space.check_image_size(train.image_size)
-        self.data_name = train.name
         self.train, self.test = train.to(device), test.to(device)
         size = train.image_size
         mean, std = channel_stats(train)
@@ -112,8 +115,14 @@ class RetrainJob(Job):
         self.stream = BatchStream(self.train, torch.arange(len(train)), self.recipe["batch_size"], config.seed,
                                   Preprocess(mean, std, augment, config.channels_last),
                                   augment=config.augment or config.cutout, shard=(dist.rank, dist.world_size))
-        self.model = create_network(self.genotype, train.num_classes, train.channels, config.init_channels,
-                                    config.layers, config.auxiliary, size).to(device)
+        build = lambda: create_network(self.genotype, train.num_classes, train.channels, config.init_channels,  # noqa
+                                       config.layers, config.auxiliary, size)
+        require_model_fits(build, "the network", device)
+        edges = len(self.genotype.normal) if self.space.name == "darts" else self.space.num_edges
+        require_memory(activation_bytes_lower_bound(self.space.name, config.init_channels, config.layers, edges,
+                                                    self.recipe["batch_size"], size),
+                       f"a training step at batch {self.recipe['batch_size']} and {size} px", device)
+        self.model = build().to(device)
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.SGD(self.model.parameters(), self.recipe["lr"], momentum=config.momentum,
@@ -129,10 +138,12 @@ class RetrainJob(Job):
     def describe(self) -> str:
         r = self.recipe
         clip = f"clip {r['grad_clip']}" if r["grad_clip"] else "no gradient clipping"
-        return (f"retrain {self.space.to_text(self.genotype)} on {self.data_name}: {len(self.train)} train / "
-                f"{len(self.test)} test images, {self.params_m:.3f} M parameters, {self.flops_m:.1f} M FLOPs, "
-                f"device {self.device}; lr {r['lr']}, batch {r['batch_size']}, wd {r['weight_decay']}, "
-                f"{clip}")
+        batch = f"batch {r['batch_size']}" + (f" (asked {self.asked_batch}: the training split holds only "
+                                              f"{len(self.train)} images)" if r["batch_size"] < self.asked_batch else "")
+        return "; ".join([*self.train.notes, (
+            f"retrain {self.space.to_text(self.genotype)} on {self.train.name}: {len(self.train)} train / "
+            f"{len(self.test)} test images, {self.params_m:.3f} M parameters, {self.flops_m:.1f} M FLOPs, "
+            f"device {self.device}; lr {r['lr']}, {batch}, wd {r['weight_decay']}, {clip}")])
 
     def state_dict(self) -> dict[str, Any]:
         return {"epoch": self.done, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
@@ -207,6 +218,7 @@ class RetrainJob(Job):
         return {"space": self.space.name, "genotype": self.space.to_text(self.genotype),
                 "epochs": self.done, "test_acc": last.get("test_acc"), "test_loss": last.get("test_loss"),
                 "params_m": round(self.params_m, 6), "flops_m": round(self.flops_m, 3), "seed": self.config.seed,
+                "batch_size": self.recipe["batch_size"],
                 "train_seconds": round(sum(row["seconds"] for row in self.metrics), 2)}
 
 

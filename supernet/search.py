@@ -17,7 +17,7 @@ from image_sets import (Augment, BatchStream, DataOptions, ImageData, Preprocess
                         split_indices)
 from run_kit import InputError
 from run_kit.config import Config, require_at_least, require_fraction, require_positive
-from run_kit.device import pick_device, seed_everything
+from run_kit.device import pick_device, require_memory, require_model_fits, seed_everything
 from run_kit.distributed import SINGLE, DistContext, init_distributed
 from run_kit.loop import Job, check_finite, run_job
 from run_kit.run_dir import RunDir
@@ -26,6 +26,7 @@ from search_spaces import SearchSpace, get_space
 from .bilevel import BilevelOptimizer
 from .model import ArchLogits, create_supernet
 from .relaxation import create_relaxation, gumbel_tau
+from .skeleton import activation_bytes_lower_bound
 
 
 @dataclass
@@ -61,6 +62,7 @@ class SearchConfig(DataOptions, Config):
 
 
     def validate(self) -> None:
+        super().validate()
         get_space(self.space)
         create_relaxation(self.relax)
         if self.order not in (1, 2):
@@ -92,25 +94,30 @@ class SearchJob(Job):
 
     def __init__(self, config: SearchConfig, data: ImageData, device: torch.device, dist: DistContext = SINGLE):
         config.validate()
-        dist.check_batch(config.batch_size)
         self.config, self.dist, self.device = config, dist, device
         self.space: SearchSpace = get_space(config.space)
         self.space.check_image_size(data.image_size)
-        self.data_name = data.name
         self.data = data.to(device)
         self.weight_indices, self.logit_indices = split_indices(len(data), [0.5, 0.5], seed=config.seed)
+        self.batch_size = min(config.batch_size, len(self.weight_indices), len(self.logit_indices))
+        dist.check_batch(self.batch_size)
         mean, std = channel_stats(data)
         augment = Augment(crop_padding=max(data.image_size // 8, 1), hflip=data.hflip) if config.augment else Augment()
         self.train_preprocess = Preprocess(mean, std, augment, config.channels_last)
         self.eval_preprocess = Preprocess(mean, std, channels_last=config.channels_last)
         shard = (dist.rank, dist.world_size)
-        self.weight_stream = BatchStream(self.data, self.weight_indices, config.batch_size, config.seed * 2 + 1,
+        self.weight_stream = BatchStream(self.data, self.weight_indices, self.batch_size, config.seed * 2 + 1,
                                          self.train_preprocess, augment=config.augment, shard=shard)
-        self.logit_stream = BatchStream(self.data, self.logit_indices, config.batch_size, config.seed * 2 + 2,
+        self.logit_stream = BatchStream(self.data, self.logit_indices, self.batch_size, config.seed * 2 + 2,
                                         self.train_preprocess, augment=config.augment, shard=shard)
         self.relaxation = create_relaxation(config.relax, seed=config.seed)
-        self.model = create_supernet(self.space, data.num_classes, data.channels, config.init_channels, config.layers,
-                                     self.relaxation).to(device)
+        build = lambda: create_supernet(self.space, data.num_classes, data.channels, config.init_channels,  # noqa: E731
+                                        config.layers, self.relaxation)
+        require_model_fits(build, "the supernet", device)
+        require_memory(activation_bytes_lower_bound(self.space.name, config.init_channels, config.layers,
+                                                    self.space.num_edges, self.batch_size, data.image_size),
+                       f"a search step at batch {self.batch_size} and {data.image_size} px", device)
+        self.model = build().to(device)
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.arch = ArchLogits.random(self.space, config.logit_init_std).to(device)
@@ -127,11 +134,14 @@ class SearchJob(Job):
         self.metrics: list[dict[str, Any]] = []
 
     def describe(self) -> str:
-        return (f"search {self.config.space} on {self.data_name}: {len(self.data)} training images "
-                f"({len(self.weight_indices)} weights / {len(self.logit_indices)} logits), {self.data.channels}x"
-                f"{self.data.image_size}x{self.data.image_size}, {self.data.num_classes} classes, device {self.device}, "
-                f"{sum(p.numel() for p in self.model.parameters()) / 1e6:.3f} M supernet parameters"
-                + (f", {self.dist.world_size} data-parallel processes" if self.dist.enabled else ""))
+        batch = f"batch {self.batch_size}" + (f" (--batch-size {self.config.batch_size} is more than a half of the "
+                                              f"data holds)" if self.batch_size < self.config.batch_size else "")
+        return "; ".join([*self.data.notes, (
+            f"search {self.config.space} on {self.data.name}: {len(self.data)} training images "
+            f"({len(self.weight_indices)} weights / {len(self.logit_indices)} logits), {self.data.channels}x"
+            f"{self.data.image_size}x{self.data.image_size}, {self.data.num_classes} classes, {batch}, device "
+            f"{self.device}, {sum(p.numel() for p in self.model.parameters()) / 1e6:.3f} M supernet parameters"
+            + (f", {self.dist.world_size} data-parallel processes" if self.dist.enabled else ""))])
 
     def state_dict(self) -> dict[str, Any]:
         return {"epoch": self.done, "model": self.model.state_dict(), "arch": self.arch.state_dict(),
@@ -211,7 +221,7 @@ class SearchJob(Job):
 
 
     def result(self) -> dict[str, Any]:
-        return {"epoch": self.done, "genotype": self.space.to_json(self.genotype()),
+        return {"epoch": self.done, "batch_size": self.batch_size, "genotype": self.space.to_json(self.genotype()),
                 "val_acc": self.metrics[-1]["val_acc"] if self.metrics else None,
                 "search_seconds": round(sum(row["seconds"] for row in self.metrics), 2)}
 

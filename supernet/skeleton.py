@@ -100,3 +100,23 @@ def nb201_stages(C: int, cells_per_stage: int) -> Iterator[tuple[str, int, int]]
 
 def nb201_head(c: int, num_classes: int) -> tuple[nn.Module, nn.Module]:
     return nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=True)), nn.Linear(c, num_classes)
+
+
+def cell_feature_maps(space: str, C: int, layers: int) -> list[tuple[int, int]]:
+    """(channels, downsampling factor) of the node maps of every cell of the space's network."""
+    if space == "darts":
+        maps, factor = [], 1
+        for slot in darts_cells(C, layers, 3, 4, 4):
+            factor *= 2 if slot.reduction else 1
+            maps.append((slot.c, factor))
+        return maps
+    factors = {C: 1, 2 * C: 2, 4 * C: 4}
+    return [(c_out, factors[c_out]) for kind, _, c_out in nb201_stages(C, layers) if kind == "cell"]
+
+
+def activation_bytes_lower_bound(space: str, C: int, layers: int, edges_per_cell: int, batch: int,
+                                 image_size: int) -> int:
+    """What a training step keeps at the least: every edge of every cell holds one fp32 map of its cell's size for
+    backward (real networks hold several). Refusing what exceeds memory by this bound never refuses a run that fits."""
+    return sum(4 * batch * edges_per_cell * c * (-(-image_size // factor)) ** 2
+               for c, factor in cell_feature_maps(space, C, layers))
