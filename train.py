@@ -66,12 +66,23 @@ def build_parser() -> OneLineParser:
     group.add_argument("--space", choices=sorted(SPACES))
     group.add_argument("--epochs", type=int)
     group.add_argument("--order", type=int, choices=(1, 2), help="1: first-order, 2: unrolled second-order")
-    group.add_argument("--relax", choices=("softmax", "gumbel"), help="softmax (DARTS) or hard Gumbel (GDAS)")
+    group.add_argument("--relax", choices=("softmax", "gumbel", "dirichlet"),
+                       help="softmax (DARTS), hard Gumbel (GDAS) or Dirichlet (DrNAS)")
     group.add_argument("--layers", type=int, help="cells (darts) or cells per stage (nb201)")
     group.add_argument("--init-channels", type=int)
     group.add_argument("--batch-size", type=int)
     group.add_argument("--augment", action=argparse.BooleanOptionalAction)
     group.add_argument("--channels-last", action=argparse.BooleanOptionalAction, help="NHWC layout (default on)")
+    group.add_argument("--partial-channels", type=int, metavar="K", help="PC-DARTS: 1/K of the channels through the "
+                                                                         "mixed ops (default 1: all)")
+    group.add_argument("--edge-normalization", action=argparse.BooleanOptionalAction,
+                       help="PC-DARTS: per-edge weights, softmax over each node's inputs")
+    group.add_argument("--logit-warmup-epochs", type=int, help="train weights only for this many epochs first")
+    group.add_argument("--logit-regularizer", choices=("none", "beta"), help="beta: beta-DARTS's beta-decay")
+    group.add_argument("--regularizer-weight", type=float, help="beta-decay lambda at the last epoch (default 50)")
+    group.add_argument("--proxy", choices=("naswot", "synflow"),
+                       help="training-free search: score --candidates random cells at initialisation, keep the best")
+    group.add_argument("--candidates", type=int, help="cells a training-free search scores (default 100)")
     opt = search.add_argument_group("optimisers (DARTS defaults)")
     for name in ("w_lr", "w_lr_min", "w_momentum", "w_weight_decay", "grad_clip", "logit_lr", "logit_weight_decay",
                  "logit_init_std", "tau_max", "tau_min"):
@@ -148,11 +159,12 @@ def build_parser() -> OneLineParser:
     compare.add_argument("--config", help="YAML file of defaults")
     group = compare.add_argument_group("methods")
     group.add_argument("--space", choices=sorted(SPACES))
-    group.add_argument("--methods", nargs="+", metavar="METHOD", help="darts1 darts2 gdas random published "
-                                                                       "DARTS_V2 ... taskdarts-0 taskdarts-K")
+    group.add_argument("--methods", nargs="+", metavar="METHOD",
+                       help="darts1 darts2 gdas pcdarts beta-darts drnas naswot[-N] synflow[-N] random published "
+                            "DARTS_V2 ... taskdarts-0 taskdarts-K")
     group.add_argument("--meta", metavar="META_CKPT", help="meta-checkpoint for the taskdarts-K methods")
     group.add_argument("--nb201-table", metavar="PATH", help="NATS-Bench topology CSV: add benchmark accuracies")
-    for name in ("seeds", "search_epochs", "layers", "init_channels", "batch_size", "retrain_epochs",
+    for name in ("seeds", "search_epochs", "candidates", "layers", "init_channels", "batch_size", "retrain_epochs",
                  "retrain_layers", "retrain_channels", "retrain_batch_size"):
         group.add_argument(_flag(name), type=int)
     group.add_argument("--auxiliary", action=argparse.BooleanOptionalAction)

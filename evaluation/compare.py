@@ -33,9 +33,34 @@ from search_spaces.plot import plot_genotype
 from supernet.retrain import RetrainConfig, run_retrain
 from supernet.search import SearchConfig, run_search
 
-SEARCH_METHODS = {"darts1": {"order": 1, "relax": "softmax"}, "darts2": {"order": 2, "relax": "softmax"},
-                  "gdas": {"order": 1, "relax": "gumbel"}}
-METHOD_HELP = "darts1, darts2, gdas, random, published (DARTS_V1 and DARTS_V2), a published name, taskdarts-K"
+SEARCH_METHODS = {
+    "darts1": {"order": 1, "relax": "softmax"},
+    "darts2": {"order": 2, "relax": "softmax"},
+    "gdas": {"relax": "gumbel"},
+    "pcdarts": {"partial_channels": 4, "edge_normalization": True, "logit_warmup_fraction": 0.3},
+    "beta-darts": {"logit_regularizer": "beta"},
+    "drnas": {"relax": "dirichlet"},
+    "naswot": {"proxy": "naswot"},
+    "synflow": {"proxy": "synflow"},
+}
+"""Search settings per method; anything else is the search's default. PC-DARTS freezes the logits for the first 30 %
+of the epochs (15 of 50 in the paper). `naswot-N` / `synflow-N` name the number of candidates, overriding
+--candidates."""
+METHOD_HELP = ("darts1, darts2, gdas, pcdarts, beta-darts, drnas, naswot[-N], synflow[-N], random, published "
+               "(DARTS_V1 and DARTS_V2), a published name, taskdarts-K")
+
+
+def search_settings(method: str, epochs: int, candidates: int) -> dict[str, Any] | None:
+    """SearchConfig overrides of a searching method (None if `method` does not search)."""
+    name, _, count = method.partition("-") if method.split("-")[0] in ("naswot", "synflow") else (method, "", "")
+    if name not in SEARCH_METHODS or (count and not count.isdigit()):
+        return None
+    settings = dict(SEARCH_METHODS[name])
+    if "logit_warmup_fraction" in settings:
+        settings["logit_warmup_epochs"] = round(settings.pop("logit_warmup_fraction") * epochs)
+    if "proxy" in settings:
+        settings["candidates"] = int(count) if count else candidates
+    return settings
 
 
 @dataclass
@@ -46,6 +71,7 @@ class CompareConfig(DataOptions, Config):
     methods: list[str] = field(default_factory=lambda: ["darts1", "gdas", "random"])
     seeds: int = 3
     search_epochs: int = 8
+    candidates: int = 100  # cells the training-free methods (naswot, synflow) score
     layers: int = 5
     init_channels: int = 8
     batch_size: int = 64
@@ -68,7 +94,7 @@ class CompareConfig(DataOptions, Config):
         """Method names with `published` expanded; validated against the space."""
         get_space(self.space)
         require_at_least(self, 1, "seeds", "search_epochs", "layers", "init_channels", "batch_size",
-                         "retrain_layers", "retrain_channels")
+                         "retrain_layers", "retrain_channels", "candidates")
         if self.retrain_batch_size is not None:
             require_at_least(self, 1, "retrain_batch_size")
         require_at_least(self, 0, "retrain_epochs")
@@ -84,7 +110,7 @@ class CompareConfig(DataOptions, Config):
                         raise InputError(f"method '{name}': use taskdarts-K with K the adaptation steps, e.g. taskdarts-0")
                     if not self.meta:
                         raise InputError(f"method '{name}' needs --meta META_CKPT")
-                elif name not in SEARCH_METHODS and name != "random" and name not in PUBLISHED:
+                elif search_settings(name, 1, 1) is None and name != "random" and name not in PUBLISHED:
                     raise InputError(f"unknown method '{name}'; known: {METHOD_HELP}")
                 if name not in methods:
                     methods.append(name)
@@ -164,10 +190,11 @@ class Comparison:
         pair_dir = self.out / method / f"seed{seed}"
         search_dir = pair_dir / "search"
         search_seconds = 0.0
-        if method in SEARCH_METHODS:
+        settings = search_settings(method, c.search_epochs, c.candidates)
+        if settings is not None:
             config = SearchConfig(space=c.space, dataset=c.dataset, data_root=c.data_root, image_size=c.image_size,
                                   epochs=c.search_epochs, layers=c.layers, init_channels=c.init_channels,
-                                  batch_size=c.batch_size, seed=seed, device=c.device, **SEARCH_METHODS[method])
+                                  batch_size=c.batch_size, seed=seed, device=c.device, **settings)
             result = run_search(config, train, RunDir(search_dir), resume=(search_dir / "checkpoint.pt").exists(),
                                 progress=False)
             genotype = self.space.from_json(result["genotype"])

@@ -3,18 +3,25 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 
 from run_kit import InputError
 
+Mixing = Callable[[torch.Tensor], torch.Tensor]
+
+
+def edge_key(cell_type: str) -> str:
+    """The key of a cell type's per-edge logits (PC-DARTS edge normalisation) in a logits dict."""
+    return f"{cell_type}_edges"
 
 
 class SearchSpace(ABC):
     """A cell search space: which cell types there are, their edges and candidate ops, and genotype forms.
 
-    Architecture logits are a dict `cell_type -> tensor [num_edges, num_ops]`; columns follow `ops`.
+    Architecture logits are a dict `cell_type -> tensor [num_edges, num_ops]`; columns follow `ops`. With edge
+    normalisation (PC-DARTS) the dict also holds `<cell_type>_edges -> tensor [num_edges]`, one logit per edge.
     """
 
     name: str
@@ -22,18 +29,51 @@ class SearchSpace(ABC):
     cell_types: tuple[str, ...]
     num_edges: int
     num_reductions: int  # spatial halvings of the macro skeleton; bounds the smallest usable image
+    node_inputs: tuple[tuple[int, ...], ...]  # the states each node of a search cell reads, in logits-row order
 
-    def logits_shapes(self) -> dict[str, tuple[int, int]]:
-        return {cell_type: (self.num_edges, len(self.ops)) for cell_type in self.cell_types}
+    def logits_shapes(self, edge_logits: bool = False) -> dict[str, tuple[int, ...]]:
+        shapes: dict[str, tuple[int, ...]] = {ct: (self.num_edges, len(self.ops)) for ct in self.cell_types}
+        if edge_logits:
+            shapes.update({edge_key(ct): (self.num_edges,) for ct in self.cell_types})
+        return shapes
 
     def check_logits(self, logits: Mapping[str, torch.Tensor]) -> None:
-        expected = self.logits_shapes()
+        expected = self.logits_shapes(edge_logits=edge_key(self.cell_types[0]) in logits)
         if set(logits) != set(expected):
-            raise InputError(f"{self.name} logits need cell types {sorted(expected)}, got {sorted(logits)}")
-        for cell_type, shape in expected.items():
-            if tuple(logits[cell_type].shape) != shape:
-                raise InputError(f"{self.name} logits for '{cell_type}' must have shape {shape}, "
-                                 f"got {tuple(logits[cell_type].shape)}")
+            raise InputError(f"{self.name} logits need {sorted(expected)}, got {sorted(logits)}")
+        for key, shape in expected.items():
+            if tuple(logits[key].shape) != shape:
+                raise InputError(f"{self.name} logits for '{key}' must have shape {shape}, "
+                                 f"got {tuple(logits[key].shape)}")
+
+    def edge_weights(self, logits: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+        """PC-DARTS edge normalisation: per node, softmax of the edge logits over that node's inputs,
+        gamma_(i<-j) = exp(beta_(i<-j)) / sum_(j' in inputs(i)) exp(beta_(i<-j')). None without edge logits."""
+        if edge_key(self.cell_types[0]) not in logits:
+            return None
+        out = {}
+        for cell_type in self.cell_types:
+            beta, parts, start = logits[edge_key(cell_type)], [], 0
+            for inputs in self.node_inputs:
+                parts.append(torch.softmax(beta[start:start + len(inputs)], dim=0))
+                start += len(inputs)
+            out[cell_type] = torch.cat(parts)
+        return out
+
+    def derive(self, logits: Mapping[str, torch.Tensor], mixing: Mixing | None = None) -> Any:
+        """The genotype the logits stand for, by the space's rule applied to the op weights
+        w_e = mixing(alpha_e) (softmax unless a relaxation gives its own expected weights, as DrNAS's Dirichlet
+        mean), each scaled by its edge weight gamma_e under edge normalisation (which then enters the ranking)."""
+        self.check_logits(logits)
+        mixing = mixing or (lambda value: torch.softmax(value, dim=-1))
+        edges = self.edge_weights(logits)
+        weights = {}
+        for cell_type in self.cell_types:
+            w = mixing(logits[cell_type].detach().float().cpu())
+            if edges is not None:
+                w = w * edges[cell_type].detach().float().cpu()[:, None]
+            weights[cell_type] = w
+        return self.derive_from_weights(weights)
 
     def min_image_size(self) -> int:
         return 2 ** self.num_reductions
@@ -48,8 +88,12 @@ class SearchSpace(ABC):
             raise InputError(f"unknown op '{op}' for the {self.name} space; known: {', '.join(self.ops)}")
 
     @abstractmethod
-    def derive(self, logits: Mapping[str, torch.Tensor]) -> Any:
-        """The discrete genotype the logits stand for (the space's own rule)."""
+    def derive_from_weights(self, weights: Mapping[str, torch.Tensor]) -> Any:
+        """The space's derivation rule on op weights {cell_type: [edges, ops]}."""
+
+    @abstractmethod
+    def logits_of(self, genotype: Any, strength: float = 10.0) -> dict[str, torch.Tensor]:
+        """Logits that derive back to `genotype` (a discrete choice stored where a search stores its logits)."""
 
     @abstractmethod
     def validate(self, genotype: Any) -> Any:

@@ -36,24 +36,24 @@ class DartsSpace(SearchSpace):
     cell_types = CELL_TYPES
     num_edges = sum(2 + i for i in range(STEPS))
     num_reductions = 2
+    node_inputs = NODE_INPUTS
 
     def owns(self, genotype: Any) -> bool:
         return isinstance(genotype, Genotype)
 
-    def derive(self, logits: Mapping[str, torch.Tensor]) -> Genotype:
-        """Per node, the 2 incoming edges whose best non-`none` softmax weight is largest, each with that op.
+    def derive_from_weights(self, weights: Mapping[str, torch.Tensor]) -> Genotype:
+        """Per node, the 2 incoming edges whose best non-`none` weight is largest, each with that op.
 
         Ties go to the lower input index; the pairs of a node are listed strongest first, as the reference does.
         """
-        self.check_logits(logits)
         none = self.ops.index("none")
         cells = {}
         for cell_type in self.cell_types:
-            weights = torch.softmax(logits[cell_type].detach().float().cpu(), dim=-1)
-            weights[:, none] = -1.0
+            weights_t = weights[cell_type].clone()
+            weights_t[:, none] = -1.0
             pairs = []
             for node in range(STEPS):
-                rows = [weights[edge_row(node, j)] for j in range(2 + node)]
+                rows = [weights_t[edge_row(node, j)] for j in range(2 + node)]
                 strongest = sorted(range(2 + node), key=lambda j: -rows[j].max().item())[:2]
                 pairs += [(self.ops[int(rows[j].argmax())], j) for j in strongest]
             cells[cell_type] = pairs
@@ -97,6 +97,29 @@ class DartsSpace(SearchSpace):
             concat = list(concat)
             fields[cell_type], fields[f"{cell_type}_concat"] = checked, concat
         return Genotype(**fields)
+
+    def logits_of(self, genotype: Genotype, strength: float = 10.0) -> dict[str, torch.Tensor]:
+        """Chosen edges: their op at `strength` (+1 for a node's first pair, so the order survives), `none` at 0;
+        every other edge: `none` at `strength`. Needs distinct inputs per node and the full concat."""
+        genotype = self.validate(genotype)
+        none = self.ops.index("none")
+        out = {}
+        for cell_type in self.cell_types:
+            if list(getattr(genotype, f"{cell_type}_concat")) != list(range(2, 2 + STEPS)):
+                raise InputError(f"a genotype with {cell_type}_concat other than {list(range(2, 2 + STEPS))} has no "
+                                 f"logits form")
+            logits = torch.zeros(self.num_edges, len(self.ops))
+            logits[:, none] = strength
+            pairs = getattr(genotype, cell_type)
+            for k, (op, source) in enumerate(pairs):
+                row = edge_row(k // 2, source)
+                if logits[row, none] == 0:
+                    raise InputError(f"node {k // 2} of the {cell_type} cell takes input {source} twice; such a "
+                                     f"genotype has no logits form")
+                logits[row, none] = 0.0
+                logits[row, self.ops.index(op)] = strength + (1.0 if k % 2 == 0 else 0.0)
+            out[cell_type] = logits
+        return out
 
     def random_genotype(self, generator: torch.Generator) -> Genotype:
         """Per node 2 distinct inputs and for each a non-`none` op, uniformly (the DARTS random baseline)."""

@@ -48,15 +48,22 @@ class NB201Space(SearchSpace):
     cell_types = ("cell",)
     num_edges = len(EDGES)
     num_reductions = 2
+    node_inputs = NODE_INPUTS
 
     def owns(self, genotype: Any) -> bool:
         return isinstance(genotype, NB201Genotype)
 
-    def derive(self, logits: Mapping[str, torch.Tensor]) -> NB201Genotype:
+    def derive_from_weights(self, weights: Mapping[str, torch.Tensor]) -> NB201Genotype:
         """Argmax op per edge, `none` included (the benchmark's rule)."""
-        self.check_logits(logits)
-        best = logits["cell"].detach().float().cpu().argmax(dim=-1).tolist()
+        best = weights["cell"].argmax(dim=-1).tolist()
         return NB201Genotype(tuple(self.ops[k] for k in best))
+
+    def logits_of(self, genotype: NB201Genotype, strength: float = 10.0) -> dict[str, torch.Tensor]:
+        genotype = self.validate(genotype)
+        logits = torch.zeros(self.num_edges, len(self.ops))
+        for row, op in enumerate(genotype.ops):
+            logits[row, self.ops.index(op)] = strength
+        return {"cell": logits}
 
     def validate(self, genotype: Any) -> NB201Genotype:
         if not isinstance(genotype, NB201Genotype):

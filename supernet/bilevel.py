@@ -108,8 +108,9 @@ class BilevelOptimizer:
 
     def __init__(self, model: nn.Module, logits_fn: LogitsFn, weight_optimizer: torch.optim.Optimizer,
                  logit_optimizer: torch.optim.Optimizer, order: int = 1, grad_clip: float = 5.0,
-                 dist: DistContext = SINGLE):
-        """`dist` averages gradients across data-parallel processes (identity in a single process)."""
+                 dist: DistContext = SINGLE, regularizer=None):
+        """`dist` averages gradients across data-parallel processes (identity in a single process); `regularizer`
+        (e.g. BetaDecay) adds the gradient of its `penalty(logits)` to the logit gradient."""
         if order not in (1, 2):
             raise ValueError(f"order must be 1 or 2, got {order}")
         self.model = model
@@ -119,6 +120,7 @@ class BilevelOptimizer:
         self.order = order
         self.grad_clip = grad_clip
         self.dist = dist
+        self.regularizer = regularizer
 
     def logit_step(self, weight_batch: Batch, logit_batch: Batch, lr: float) -> float:
         """Gradients reach the logits (and whatever produced them), never the supernet weights."""
@@ -132,6 +134,8 @@ class BilevelOptimizer:
         else:
             grads, value = second_order_logit_grads(self.model, logits, weight_batch, logit_batch, lr,
                                                     self.weight_optimizer, reduce=self.dist.average)
+        if self.regularizer is not None:  # the same on every rank: it depends on the logits alone
+            grads = [g + r for g, r in zip(grads, _grad(self.regularizer.penalty(logits), alphas))]
         torch.autograd.backward(alphas, grads)
         self.logit_optimizer.step()
         return value
@@ -148,7 +152,9 @@ class BilevelOptimizer:
         self.weight_optimizer.step()
         return loss.item(), (out.argmax(1) == y).float().mean().item()
 
-    def step(self, weight_batch: Batch, logit_batch: Batch, lr: float) -> dict[str, float]:
-        logit_loss = self.logit_step(weight_batch, logit_batch, lr)
+    def step(self, weight_batch: Batch, logit_batch: Batch, lr: float, update_logits: bool = True
+             ) -> dict[str, float | None]:
+        """`update_logits=False` trains the weights only (PC-DARTS's warm-up); the logit loss is then None."""
+        logit_loss = self.logit_step(weight_batch, logit_batch, lr) if update_logits else None
         weight_loss, weight_acc = self.weight_step(weight_batch)
         return {"logit_loss": logit_loss, "weight_loss": weight_loss, "weight_acc": weight_acc}

@@ -25,8 +25,10 @@ from search_spaces import SearchSpace, get_space
 
 from .bilevel import BilevelOptimizer
 from .model import ArchLogits, create_supernet
+from .regularizers import create_regularizer
 from .relaxation import create_relaxation, gumbel_tau
 from .skeleton import activation_bytes_lower_bound
+from .training_free import PROXIES, TrainingFreeJob
 
 
 @dataclass
@@ -57,20 +59,35 @@ class SearchConfig(DataOptions, Config):
     logit_init_std: float = 1e-3
     tau_max: float = 10.0
     tau_min: float = 0.1
+    partial_channels: int = 1  # PC-DARTS's K: 1/K of the channels through the mixed ops (1 = all, plain DARTS)
+    edge_normalization: bool = False  # PC-DARTS: per-edge weights, softmax over a node's inputs
+    logit_warmup_epochs: int = 0  # epochs of weight training before the logits move (PC-DARTS: 15 of 50)
+    logit_regularizer: str = "none"  # "beta": beta-DARTS's beta-decay
+    regularizer_weight: float = 50.0  # its lambda at the last epoch (ramped linearly from 0)
+    proxy: str | None = None  # training-free search instead: "naswot" or "synflow"
+    candidates: int = 100  # cells a training-free search scores
     channels_last: bool = True  # NHWC convolutions: 1.2-1.9x faster search steps on CPU (benchmarks/search_step.py)
     device: str = "auto"
 
 
     def validate(self) -> None:
         super().validate()
-        get_space(self.space)
+        space = get_space(self.space)
         create_relaxation(self.relax)
+        create_regularizer(self.logit_regularizer, space, self.regularizer_weight)
         if self.order not in (1, 2):
             raise InputError(f"--order must be 1 or 2, got {self.order}")
         if self.order == 2 and self.relax != "softmax":
             raise InputError("--order 2 needs --relax softmax: the unrolled step differentiates through the "
-                             "relaxed mixture, and GDAS-style hard sampling is first order")
-        require_at_least(self, 1, "epochs", "layers", "init_channels", "batch_size", "eval_batch_size")
+                             "relaxed mixture; hard (GDAS) and Dirichlet (DrNAS) sampling are first order")
+        require_at_least(self, 1, "epochs", "layers", "init_channels", "batch_size", "eval_batch_size",
+                         "partial_channels", "candidates")
+        require_at_least(self, 0, "logit_warmup_epochs", "regularizer_weight")
+        if self.init_channels % self.partial_channels:
+            raise InputError(f"--partial-channels {self.partial_channels} must divide --init-channels "
+                             f"{self.init_channels} (every cell's channels split into that many groups)")
+        if self.proxy is not None and self.proxy not in PROXIES:
+            raise InputError(f"unknown --proxy '{self.proxy}'; known: {', '.join(PROXIES)}")
         require_positive(self, "w_lr", "logit_lr", "tau_max", "tau_min", "grad_clip")
         require_at_least(self, 0, "w_lr_min", "w_weight_decay", "logit_weight_decay", "logit_init_std")
         require_fraction(self, "w_momentum", "logit_betas")
@@ -78,11 +95,12 @@ class SearchConfig(DataOptions, Config):
             raise InputError(f"--w-lr-min {self.w_lr_min} exceeds --w-lr {self.w_lr}")
 
 
-def logits_entropy(logits: dict[str, torch.Tensor]) -> dict[str, float]:
-    """Mean per-edge entropy (nats) of softmax(logits); log(num_ops) is uniform, 0 is one-hot."""
+def logits_entropy(logits: dict[str, torch.Tensor], cell_types=None) -> dict[str, float]:
+    """Mean per-edge entropy (nats) of softmax(logits) for each cell type (default: every entry); log(num_ops) is
+    uniform, 0 is one-hot."""
     out = {}
-    for cell_type, value in logits.items():
-        p = torch.softmax(value.detach().float(), dim=-1)
+    for cell_type in cell_types or logits:
+        p = torch.softmax(logits[cell_type].detach().float(), dim=-1)
         out[cell_type] = float(-(p * p.clamp_min(1e-12).log()).sum(-1).mean())
     return out
 
@@ -112,7 +130,7 @@ class SearchJob(Job):
                                         self.train_preprocess, augment=config.augment, shard=shard)
         self.relaxation = create_relaxation(config.relax, seed=config.seed)
         build = lambda: create_supernet(self.space, data.num_classes, data.channels, config.init_channels,  # noqa: E731
-                                        config.layers, self.relaxation)
+                                        config.layers, self.relaxation, config.partial_channels)
         require_model_fits(build, "the supernet", device)
         require_memory(activation_bytes_lower_bound(self.space.name, config.init_channels, config.layers,
                                                     self.space.num_edges, self.batch_size, data.image_size),
@@ -120,15 +138,16 @@ class SearchJob(Job):
         self.model = build().to(device)
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.arch = ArchLogits.random(self.space, config.logit_init_std).to(device)
+        self.arch = ArchLogits.random(self.space, config.logit_init_std, config.edge_normalization).to(device)
         self.weight_optimizer = torch.optim.SGD(self.model.parameters(), config.w_lr, momentum=config.w_momentum,
                                                 weight_decay=config.w_weight_decay)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.weight_optimizer, config.epochs,
                                                                     eta_min=config.w_lr_min)
         self.logit_optimizer = torch.optim.Adam(self.arch.parameters(), config.logit_lr, betas=config.logit_betas,
                                                 weight_decay=config.logit_weight_decay)
+        self.regularizer = create_regularizer(config.logit_regularizer, self.space, config.regularizer_weight)
         self.bilevel = BilevelOptimizer(self.model, self.arch, self.weight_optimizer, self.logit_optimizer,
-                                        config.order, config.grad_clip, dist)
+                                        config.order, config.grad_clip, dist, self.regularizer)
         self.total = config.epochs
         self.done = 0
         self.metrics: list[dict[str, Any]] = []
@@ -170,7 +189,7 @@ class SearchJob(Job):
         self.metrics = list(state["metrics"])
 
     def genotype(self):
-        return self.space.derive(self.arch())
+        return self.space.derive(self.arch(), self.relaxation.expected)
 
     def run_unit(self, progress: bool) -> dict[str, Any]:
         """One epoch: a pass over the weight half, each step a logits step then a weight step."""
@@ -178,17 +197,20 @@ class SearchJob(Job):
         lr = self.scheduler.get_last_lr()[0]
         if self.relaxation.hard:
             self.relaxation.tau = gumbel_tau(self.done, config.epochs, config.tau_max, config.tau_min)
+        if self.regularizer is not None:
+            self.regularizer.set_epoch(self.done, config.epochs)
+        update_logits = self.done >= config.logit_warmup_epochs
         self.model.train()
         sums = {"logit_loss": 0.0, "weight_loss": 0.0, "weight_acc": 0.0}
         steps = self.weight_stream.batches_per_pass
         for step in tqdm(range(steps), desc=f"search epoch {self.done + 1}/{config.epochs}", leave=False,
                          disable=not progress):
-            result = self.bilevel.step(next(self.weight_stream), next(self.logit_stream), lr)
+            result = self.bilevel.step(next(self.weight_stream), next(self.logit_stream), lr, update_logits)
             where = f"epoch {self.done + 1}, step {step + 1}"
-            check_finite([result["logit_loss"], result["weight_loss"]], "training loss", where)
+            check_finite([v for v in result.values() if v is not None], "training loss", where)
             check_finite(self.arch().values(), "architecture logits", where)
             for key in sums:
-                sums[key] += result[key]
+                sums[key] += result[key] or 0.0
         self.scheduler.step()
         self.model.eval()
         logits = {k: v.detach() for k, v in self.arch().items()}
@@ -197,11 +219,14 @@ class SearchJob(Job):
                                                      self.eval_preprocess))
         self.done += 1
         row: dict[str, Any] = {"epoch": self.done, "lr": lr, "train_loss": sums["weight_loss"] / steps,
-                               "train_acc": sums["weight_acc"] / steps, "logit_loss": sums["logit_loss"] / steps,
+                               "train_acc": sums["weight_acc"] / steps,
+                               "logit_loss": sums["logit_loss"] / steps if update_logits else "",  # "" in warm-up
                                "val_loss": val_loss, "val_acc": val_acc}
         if self.relaxation.hard:
             row["tau"] = self.relaxation.tau
-        row.update({f"entropy_{k}": v for k, v in logits_entropy(logits).items()})
+        if self.regularizer is not None:
+            row["regularizer_weight"] = self.regularizer.weight
+        row.update({f"entropy_{k}": v for k, v in logits_entropy(logits, self.space.cell_types).items()})
         row["seconds"] = time.time() - started
         row["genotype"] = self.space.to_text(self.genotype())
         self.metrics.append(row)
@@ -237,5 +262,8 @@ def run_search(config: SearchConfig, data: ImageData, run: RunDir, resume: bool 
     dist, device = init_distributed(pick_device(config.device))
     seed_everything(config.seed)
     run.check(resume)
+    if config.proxy is not None:
+        job: Job = TrainingFreeJob(config, data, device, dist)
+        return run_job(job, run, resume, stop_after_epoch, progress, every=max(1, config.candidates // 10), dist=dist)
     job = SearchJob(config, data, device, dist)
     return run_job(job, run, resume, stop_after_epoch, progress, dist=dist)
