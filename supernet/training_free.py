@@ -72,7 +72,7 @@ def synflow_score(network: nn.Module, input_shape: tuple[int, ...]) -> float:
     total = 0.0
     for module in net.modules():
         if isinstance(module, (nn.Conv2d, nn.Linear)) and module.weight.grad is not None:
-            total += float((module.weight * module.weight.grad).abs().sum())
+            total += float((module.weight.detach() * module.weight.grad).abs().sum())
     return total
 
 
