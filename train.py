@@ -78,6 +78,8 @@ def build_parser() -> OneLineParser:
     group.add_argument("--edge-normalization", action=argparse.BooleanOptionalAction,
                        help="PC-DARTS: per-edge weights, softmax over each node's inputs")
     group.add_argument("--logit-warmup-epochs", type=int, help="train weights only for this many epochs first")
+    group.add_argument("--logit-lr-schedule", choices=("constant", "cosine"),
+                       help="cosine: anneal the logit lr to 0 over the run, so a short search settles")
     group.add_argument("--logit-regularizer", choices=("none", "beta"), help="beta: beta-DARTS's beta-decay")
     group.add_argument("--regularizer-weight", type=float, help="beta-decay lambda at the last epoch (default 50)")
     group.add_argument("--proxy", choices=("naswot", "synflow"),

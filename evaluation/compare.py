@@ -31,21 +31,21 @@ from run_kit.run_dir import RunDir
 from search_spaces import PUBLISHED, get_space, load_genotype
 from search_spaces.plot import plot_genotype
 from supernet.retrain import RetrainConfig, run_retrain
-from supernet.search import SearchConfig, run_search
+from supernet.search import LITERATURE, SearchConfig, run_search
 
 SEARCH_METHODS = {
-    "darts1": {"order": 1, "relax": "softmax"},
-    "darts2": {"order": 2, "relax": "softmax"},
-    "gdas": {"relax": "gumbel"},
-    "pcdarts": {"partial_channels": 4, "edge_normalization": True, "logit_warmup_fraction": 0.3},
-    "beta-darts": {"logit_regularizer": "beta"},
-    "drnas": {"relax": "dirichlet"},
+    "darts1": {**LITERATURE, "order": 1, "relax": "softmax"},
+    "darts2": {**LITERATURE, "order": 2, "relax": "softmax"},
+    "gdas": {**LITERATURE, "relax": "gumbel"},
+    "pcdarts": {**LITERATURE, "partial_channels": 4, "edge_normalization": True, "logit_warmup_fraction": 0.3},
+    "beta-darts": {**LITERATURE, "logit_regularizer": "beta"},
+    "drnas": {**LITERATURE, "relax": "dirichlet"},
     "naswot": {"proxy": "naswot"},
     "synflow": {"proxy": "synflow"},
 }
-"""Search settings per method; anything else is the search's default. PC-DARTS freezes the logits for the first 30 %
-of the epochs (15 of 50 in the paper). `naswot-N` / `synflow-N` name the number of candidates, overriding
---candidates."""
+"""Search settings per method, each with the published logit optimiser (`LITERATURE`); anything else is the
+search's default. PC-DARTS freezes the logits for the first 30 % of the epochs (15 of 50 in the paper).
+`naswot-N` / `synflow-N` name the number of candidates, overriding --candidates."""
 METHOD_HELP = ("darts1, darts2, gdas, pcdarts, beta-darts, drnas, naswot[-N], synflow[-N], random, published "
                "(DARTS_V1 and DARTS_V2), a published name, taskdarts-K")
 

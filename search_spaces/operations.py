@@ -118,3 +118,6 @@ NB201_OPS: dict[str, OpFactory] = {
 """The NAS-Bench-201 ops, in the benchmark's order. Pools carry no BN there, in search or evaluation."""
 
 POOL_OPS = frozenset({"max_pool_3x3", "avg_pool_3x3"})
+PARAMETER_FREE_OPS = frozenset({"none", "skip_connect", *POOL_OPS})
+"""The ops a collapsing DARTS search drifts to (skip above all); `skip_connect` at stride 2 has the weights of a
+FactorizedReduce, but it is chosen for the same reason."""

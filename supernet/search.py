@@ -5,6 +5,7 @@ config.yaml, log.txt, metrics.csv and checkpoint.pt; the job adds genotype.json 
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ from run_kit.distributed import SINGLE, DistContext, init_distributed
 from run_kit.loop import Job, check_finite, run_job
 from run_kit.run_dir import RunDir
 from search_spaces import SearchSpace, get_space
+from search_spaces.operations import PARAMETER_FREE_OPS
 
 from .bilevel import BilevelOptimizer
 from .model import ArchLogits, create_supernet
@@ -33,16 +35,19 @@ from .training_free import PROXIES, TrainingFreeJob
 
 @dataclass
 class SearchConfig(DataOptions, Config):
-    """Everything that decides a search's result. Defaults: a small DARTS-space search on `digits` (about 2 min
-    on 2 CPU cores) with the DARTS reference's optimiser settings; configs/darts_cifar10.yaml is the paper's run."""
+    """Everything that decides a search's result. Defaults: a first-order DARTS search of the NAS-Bench-201 space on
+    the embedded `digits` (about 1 minute on 2 CPU cores) whose logits move enough in a short run to settle: logit lr
+    0.3 annealed to 0 by cosine over 50 epochs (the DARTS reference uses 3e-4, constant, over 50 epochs of CIFAR-10,
+    some 20,000 steps; digits gives 550). `LITERATURE` holds the reference settings the compare methods use;
+    configs/darts_cifar10.yaml is the DARTS paper's run."""
 
     kind = "search"
 
-    space: str = "darts"
-    epochs: int = 8
+    space: str = "nb201"
+    epochs: int = 50
     order: int = 1
     relax: str = "softmax"
-    layers: int = 5
+    layers: int = 2
     init_channels: int = 8
     batch_size: int = 64
     eval_batch_size: int = 256
@@ -53,10 +58,11 @@ class SearchConfig(DataOptions, Config):
     w_momentum: float = 0.9
     w_weight_decay: float = 3e-4
     grad_clip: float = 5.0
-    logit_lr: float = 3e-4
+    logit_lr: float = 0.3
     logit_betas: tuple[float, float] = (0.5, 0.999)
     logit_weight_decay: float = 1e-3
     logit_init_std: float = 1e-3
+    logit_lr_schedule: str = "cosine"  # the logit lr annealed to 0 over the epochs, so a short run settles; or "constant"
     tau_max: float = 10.0
     tau_min: float = 0.1
     partial_channels: int = 1  # PC-DARTS's K: 1/K of the channels through the mixed ops (1 = all, plain DARTS)
@@ -86,6 +92,8 @@ class SearchConfig(DataOptions, Config):
         if self.init_channels % self.partial_channels:
             raise InputError(f"--partial-channels {self.partial_channels} must divide --init-channels "
                              f"{self.init_channels} (every cell's channels split into that many groups)")
+        if self.logit_lr_schedule not in ("constant", "cosine"):
+            raise InputError(f"--logit-lr-schedule must be constant or cosine, got {self.logit_lr_schedule}")
         if self.proxy is not None and self.proxy not in PROXIES:
             raise InputError(f"unknown --proxy '{self.proxy}'; known: {', '.join(PROXIES)}")
         require_positive(self, "w_lr", "logit_lr", "tau_max", "tau_min", "grad_clip")
@@ -95,14 +103,27 @@ class SearchConfig(DataOptions, Config):
             raise InputError(f"--w-lr-min {self.w_lr_min} exceeds --w-lr {self.w_lr}")
 
 
-def logits_entropy(logits: dict[str, torch.Tensor], cell_types=None) -> dict[str, float]:
-    """Mean per-edge entropy (nats) of softmax(logits) for each cell type (default: every entry); log(num_ops) is
-    uniform, 0 is one-hot."""
+LITERATURE = {"logit_lr": 3e-4, "logit_lr_schedule": "constant"}
+"""The DARTS reference's logit optimiser (Adam 3e-4, betas 0.5/0.999, wd 1e-3, no schedule; the betas and weight
+decay are the defaults already): what DARTS, GDAS, PC-DARTS, beta-DARTS and DrNAS searches use in `compare`."""
+
+
+def logits_entropy(logits: dict[str, torch.Tensor], cell_types=None, mixing=None) -> dict[str, float]:
+    """Mean per-edge entropy (nats) of the op weights mixing(logits) (default softmax) for each cell type (default:
+    every entry); log(num_ops) is uniform, 0 is one-hot."""
     out = {}
     for cell_type in cell_types or logits:
-        p = torch.softmax(logits[cell_type].detach().float(), dim=-1)
+        value = logits[cell_type].detach().float()
+        p = mixing(value) if mixing is not None else torch.softmax(value, dim=-1)
         out[cell_type] = float(-(p * p.clamp_min(1e-12).log()).sum(-1).mean())
     return out
+
+
+def parameter_free_share(space: SearchSpace, logits: dict[str, torch.Tensor], mixing) -> dict[str, float]:
+    """Mean over edges of the op weight on parameter-free ops (none, skip, pools): the collapse DARTS is known for
+    shows as this share rising towards 1."""
+    free = [k for k, op in enumerate(space.ops) if op in PARAMETER_FREE_OPS]
+    return {t: float(mixing(logits[t].detach().float())[:, free].sum(-1).mean()) for t in space.cell_types}
 
 
 class SearchJob(Job):
@@ -145,6 +166,7 @@ class SearchJob(Job):
                                                                     eta_min=config.w_lr_min)
         self.logit_optimizer = torch.optim.Adam(self.arch.parameters(), config.logit_lr, betas=config.logit_betas,
                                                 weight_decay=config.logit_weight_decay)
+
         self.regularizer = create_regularizer(config.logit_regularizer, self.space, config.regularizer_weight)
         self.bilevel = BilevelOptimizer(self.model, self.arch, self.weight_optimizer, self.logit_optimizer,
                                         config.order, config.grad_clip, dist, self.regularizer)
@@ -166,6 +188,7 @@ class SearchJob(Job):
         return {"epoch": self.done, "model": self.model.state_dict(), "arch": self.arch.state_dict(),
                 "weight_optimizer": self.weight_optimizer.state_dict(),
                 "logit_optimizer": self.logit_optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+
                 "weight_stream": self.weight_stream.state_dict(), "logit_stream": self.logit_stream.state_dict(),
                 "relaxation": self.relaxation.state_dict(), "metrics": self.metrics, "space": self.space.name,
                 "genotype": self.space.to_json(self.genotype())}
@@ -191,10 +214,18 @@ class SearchJob(Job):
     def genotype(self):
         return self.space.derive(self.arch(), self.relaxation.expected)
 
+    def logit_lr(self, epoch: int) -> float:
+        """constant, or cosine: logit_lr * (1 + cos(pi * epoch / epochs)) / 2, reaching 0 after the last epoch."""
+        if self.config.logit_lr_schedule == "constant":
+            return self.config.logit_lr
+        return self.config.logit_lr * 0.5 * (1 + math.cos(math.pi * epoch / self.config.epochs))
+
     def run_unit(self, progress: bool) -> dict[str, Any]:
         """One epoch: a pass over the weight half, each step a logits step then a weight step."""
         config, started = self.config, time.time()
-        lr = self.scheduler.get_last_lr()[0]
+        lr, logit_lr = self.scheduler.get_last_lr()[0], self.logit_lr(self.done)
+        for group in self.logit_optimizer.param_groups:
+            group["lr"] = logit_lr
         if self.relaxation.hard:
             self.relaxation.tau = gumbel_tau(self.done, config.epochs, config.tau_max, config.tau_min)
         if self.regularizer is not None:
@@ -218,7 +249,8 @@ class SearchJob(Job):
                                      ordered_batches(self.data, self.logit_indices, config.eval_batch_size,
                                                      self.eval_preprocess))
         self.done += 1
-        row: dict[str, Any] = {"epoch": self.done, "lr": lr, "train_loss": sums["weight_loss"] / steps,
+        row: dict[str, Any] = {"epoch": self.done, "lr": lr, "logit_lr": logit_lr,
+                               "train_loss": sums["weight_loss"] / steps,
                                "train_acc": sums["weight_acc"] / steps,
                                "logit_loss": sums["logit_loss"] / steps if update_logits else "",  # "" in warm-up
                                "val_loss": val_loss, "val_acc": val_acc}
@@ -226,7 +258,10 @@ class SearchJob(Job):
             row["tau"] = self.relaxation.tau
         if self.regularizer is not None:
             row["regularizer_weight"] = self.regularizer.weight
-        row.update({f"entropy_{k}": v for k, v in logits_entropy(logits, self.space.cell_types).items()})
+        row.update({f"entropy_{k}": v for k, v in logits_entropy(logits, self.space.cell_types,
+                                                                   self.relaxation.expected).items()})
+        row.update({f"param_free_{k}": v for k, v in parameter_free_share(self.space, logits,
+                                                                          self.relaxation.expected).items()})
         row["seconds"] = time.time() - started
         row["genotype"] = self.space.to_text(self.genotype())
         self.metrics.append(row)
@@ -245,10 +280,20 @@ class SearchJob(Job):
 
 
 
+    def final_lines(self, run_path) -> list[str]:
+        return next_steps(run_path, self.config)
+
     def result(self) -> dict[str, Any]:
         return {"epoch": self.done, "batch_size": self.batch_size, "genotype": self.space.to_json(self.genotype()),
                 "val_acc": self.metrics[-1]["val_acc"] if self.metrics else None,
                 "search_seconds": round(sum(row["seconds"] for row in self.metrics), 2)}
+
+
+def next_steps(run_path, config: SearchConfig) -> list[str]:
+    """What a user does with a finished search: retrain its genotype on the same data, draw its cells."""
+    data = f" --dataset {config.dataset}" + (f" --image-size {config.image_size}" if config.image_size else "")
+    return [f"retrain it: python train.py retrain --genotype {run_path}{data} --out {run_path}/retrain",
+            f"draw it:    python train.py visualize {run_path} --out {run_path}/cells"]
 
 
 def run_search(config: SearchConfig, data: ImageData, run: RunDir, resume: bool = False,

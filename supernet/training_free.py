@@ -155,6 +155,11 @@ class TrainingFreeJob(Job):
     def checkpoint_files(self) -> dict[str, str]:
         return {"genotype.json": self.space.dumps(self.best[1]) + "\n"} if self.best else {}
 
+    def final_lines(self, run_path) -> list[str]:
+        from .search import next_steps
+
+        return next_steps(run_path, self.config)
+
     def result(self) -> dict[str, Any]:
         return {"candidates": self.done, "batch_size": self.batch_size,
                 "genotype": self.space.to_json(self.best[1]) if self.best else None,

@@ -9,8 +9,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
-# A search small enough for tests: 3 cells of 4 channels on native 8 px digits.
-TINY_SEARCH = ["--layers", "3", "--init-channels", "4", "--batch-size", "64", "--no-progress"]
+# A DARTS-space search small enough for tests: 3 cells of 4 channels on native 8 px digits.
+TINY_SEARCH = ["--space", "darts", "--layers", "3", "--init-channels", "4", "--batch-size", "64", "--no-progress"]
 
 
 def run_cli(*args: str) -> tuple[int, str, str]:

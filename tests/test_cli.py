@@ -27,7 +27,7 @@ def test_search_run_directory_holds_everything(search_run):
     assert {"config.yaml", "log.txt", "metrics.csv", "checkpoint.pt", "genotype.json"} <= {p.name for p in out.iterdir()}
     # config.yaml is the whole resolved config (defaults included) and reads back to the same object
     saved = SearchConfig.from_dict(yaml.safe_load((out / "config.yaml").read_text()))
-    assert saved == SearchConfig(epochs=3, seed=1, layers=3, init_channels=4, batch_size=64)
+    assert saved == SearchConfig(space="darts", epochs=3, seed=1, layers=3, init_channels=4, batch_size=64)
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert {"train_loss", "train_acc", "val_loss", "val_acc", "entropy_normal", "entropy_reduce", "genotype"} <= set(rows[0])
