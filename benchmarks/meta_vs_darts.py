@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from evaluation.compare import mean_std
 from evaluation.nb201_table import NB201Table
 from meta.adapt import adapt
 from meta.meta_train import load_meta, run_meta_train
@@ -76,6 +77,10 @@ def op_probabilities(logits: dict[str, torch.Tensor]) -> list[list[float]]:
     return torch.softmax(value.detach().float(), dim=-1).tolist()
 
 
+def mean_std3(values) -> str:
+    return mean_std(values, ".3f", ".3f")
+
+
 def run_method(method, meta, config, task, steps, seed):
     started = time.time()
     if method == "darts":
@@ -100,13 +105,6 @@ def run_method(method, meta, config, task, steps, seed):
             "final_genotype": meta.space.to_text(meta.space.derive(final_logits)),
             "zero_shot_probs": op_probabilities(logits), "final_probs": op_probabilities(final_logits),
             "zero_shot_seconds": zero_shot_seconds, "adapt_seconds": time.time() - started}
-
-
-def mean_std(values) -> str:
-    values = list(values)
-    if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
 def main() -> None:
@@ -174,7 +172,7 @@ def report(results, args, methods, meta_seconds, space, table) -> list[str]:
         rows = ["", title, "", "| method | " + " | ".join(f"K={s}" for s in args.steps) + " |",
                 "|---|" + "---|" * len(args.steps)]
         for method in methods:
-            cells = [mean_std(per_seed(method, lambda rs, s=s: statistics.mean(r["history"][s][key] for r in rs), fam))
+            cells = [mean_std3(per_seed(method, lambda rs, s=s: statistics.mean(r["history"][s][key] for r in rs), fam))
                      for s in args.steps]
             rows.append(f"| {method} | " + " | ".join(cells) + " |")
         return rows
@@ -194,9 +192,9 @@ def report(results, args, methods, meta_seconds, space, table) -> list[str]:
         return lambda rows: len({r[key] for r in rows})
 
     for method in methods:
-        cells = [mean_std(per_seed(method, distinct("zero_shot_genotype")))]
-        cells += [mean_std(per_seed(method, distinct("zero_shot_genotype"), f)) for f in families]
-        cells.append(mean_std(per_seed(method, distinct("final_genotype"))))
+        cells = [mean_std3(per_seed(method, distinct("zero_shot_genotype")))]
+        cells += [mean_std3(per_seed(method, distinct("zero_shot_genotype"), f)) for f in families]
+        cells.append(mean_std3(per_seed(method, distinct("final_genotype"))))
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     ops = space.ops
     lines += ["", "Mean op probability (over edges, tasks and seeds) by family: the meta-learned zero-shot logits next "
@@ -211,7 +209,7 @@ def report(results, args, methods, meta_seconds, space, table) -> list[str]:
         lines += ["", "NAS-Bench-201 CIFAR-10 test accuracy (%, 200 epochs, table lookup) of the cells proposed for "
                   "the held-out CIFAR-10 tasks:", "", f"| method | zero-shot | after K={top} |", "|---|---|---|"]
         for method in methods:
-            cells = [mean_std(per_seed(method, lambda rows, key=key: statistics.mean(
+            cells = [mean_std3(per_seed(method, lambda rows, key=key: statistics.mean(
                 table.lookup(space.from_text(r[key])).cifar10 for r in rows), "cifar10"))
                 for key in ("zero_shot_genotype", "final_genotype")]
             lines.append(f"| {method} | " + " | ".join(cells) + " |")

@@ -1,11 +1,14 @@
 #!/usr/bin/env python
-"""Median milliseconds per search step (logit step + weight step) and peak memory, for standard configurations.
+"""Median milliseconds per search step (logit step + weight step) and peak memory, ours and the DARTS reference's.
 
-Each configuration runs in its own process so peak memory is its own (CPU: peak resident set size of the process;
-CUDA: torch.cuda.max_memory_allocated). Random data of the configuration's shape; 10 classes.
+Every measurement runs in its own process, so its peak memory is its own (CPU: peak resident set size of the
+process, PyTorch runtime included; CUDA: torch.cuda.max_memory_allocated). Measurements of one table are taken in
+one run and interleaved (reference, ours, reference, ours, ...), so machine noise hits both alike; the ratios compare
+medians of the same run. Random data of the configuration's shape, 10 classes.
 
-    python benchmarks/search_step.py                       # all configurations, 5 timed steps each
-    python benchmarks/search_step.py --configs tiny darts-default --orders 1 --steps 10 --device cpu
+    python benchmarks/search_step.py --configs small darts-default --orders 1 2 \\
+        --peer ../shared/peers/darts_reference --repeats 2          # ours vs the reference, side by side
+    python benchmarks/search_step.py --configs darts-default --orders 1 --variants darts pcdarts   # PC-DARTS (K=4)
 """
 from __future__ import annotations
 
@@ -21,26 +24,36 @@ from pathlib import Path
 CONFIGS = {
     # name: space, channels C, layers, batch, image size, input channels
     "tiny": dict(space="darts", C=4, layers=3, batch=64, size=8, in_channels=1),
+    "small": dict(space="darts", C=8, layers=5, batch=64, size=16, in_channels=3),
     "darts-default": dict(space="darts", C=16, layers=8, batch=64, size=32, in_channels=3),
     "nb201-default": dict(space="nb201", C=16, layers=5, batch=64, size=32, in_channels=3),
 }
+VARIANTS = {
+    "darts": {},                                                    # our DARTS step as users run it
+    "pcdarts": {"partial": 4, "edge_logits": True},                 # PC-DARTS, K = 4, edge normalisation
+    "gdas": {"relax": "gumbel"},                                    # hard Gumbel sampling (first order only)
+}
 
 
-def measure(name: str, order: int, relax: str, steps: int, warmup: int, device_name: str, channels_last: bool) -> dict:
+def measure(name: str, order: int, variant: str, steps: int, warmup: int, device_name: str, channels_last: bool,
+            threads: int | None) -> dict:
     import torch
 
+    from run_kit.device import pick_device
     from search_spaces import get_space
     from supernet.bilevel import BilevelOptimizer
     from supernet.model import ArchLogits, create_supernet
     from supernet.relaxation import create_relaxation
-    from run_kit.device import pick_device
 
-    cfg = CONFIGS[name]
+    if threads:
+        torch.set_num_threads(threads)
+    cfg, options = CONFIGS[name], VARIANTS[variant]
     device = pick_device(device_name)
     torch.manual_seed(0)
     space = get_space(cfg["space"])
-    model = create_supernet(space, 10, cfg["in_channels"], cfg["C"], cfg["layers"], create_relaxation(relax)).to(device)
-    arch = ArchLogits.random(space).to(device)
+    model = create_supernet(space, 10, cfg["in_channels"], cfg["C"], cfg["layers"],
+                            create_relaxation(options.get("relax", "softmax")), options.get("partial", 1)).to(device)
+    arch = ArchLogits.random(space, edge_logits=options.get("edge_logits", False)).to(device)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     w_opt = torch.optim.SGD(model.parameters(), 0.025, momentum=0.9, weight_decay=3e-4)
@@ -66,39 +79,70 @@ def measure(name: str, order: int, relax: str, steps: int, warmup: int, device_n
         peak_mb = torch.cuda.max_memory_allocated(device) / 2**20
     else:
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-    return {"config": name, "order": order, "relax": relax, "channels_last": channels_last, "device": str(device), "threads": torch.get_num_threads(),
-            "median_ms": round(statistics.median(times), 1), "min_ms": round(min(times), 1),
-            "peak_mb": round(peak_mb, 1), "steps": steps, **cfg}
+    return {"impl": f"taskdarts-{variant}", "config": name, "order": order, "channels_last": channels_last,
+            "device": str(device), "threads": torch.get_num_threads(), "ms_median": round(statistics.median(times), 1),
+            "ms_min": round(min(times), 1), "peak_mb": round(peak_mb, 1), "steps": steps, **cfg}
+
+
+def run_ours(args, name: str, order: int, variant: str, layout: str) -> dict:
+    command = [sys.executable, __file__, "--one", name, str(order), variant, layout, "--steps", str(args.steps),
+               "--warmup", str(args.warmup), "--device", args.device, "--threads", str(args.threads)]
+    return json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+
+
+def run_peer(args, name: str, order: int) -> dict:
+    """The reference's own search step, timed by ../shared/peers/time_darts_reference.py (warm-up: 1 step)."""
+    cfg = CONFIGS[name]
+    script = Path(args.peer).resolve().parent / "time_darts_reference.py"
+    command = [sys.executable, str(script), str(Path(args.peer).resolve()), str(cfg["C"]), str(cfg["layers"]),
+               str(cfg["batch"]), str(cfg["size"]), str(order), str(args.steps), str(args.threads)]
+    out = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+    return {"impl": "darts-reference", "ms_median": out["ms_median"], "peak_mb": out["peak_rss_mb"]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--configs", nargs="+", default=["small", "darts-default"], choices=list(CONFIGS))
     parser.add_argument("--orders", nargs="+", type=int, default=[1, 2], choices=[1, 2])
-    parser.add_argument("--gumbel", action="store_true", help="also time first-order Gumbel (GDAS) steps")
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--variants", nargs="+", default=["darts"], choices=list(VARIANTS),
+                        help="our implementations to time (gdas runs first order only)")
+    parser.add_argument("--layouts", nargs="+", default=["channels_last"], choices=["nchw", "channels_last"])
+    parser.add_argument("--peer", metavar="DARTS_CNN_DIR", help="also time the DARTS reference (DARTS-space configs, "
+                                                                "3 input channels)")
+    parser.add_argument("--repeats", type=int, default=1, help="interleaved repetitions of every measurement")
+    parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads, ours and the reference's alike")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--layouts", nargs="+", default=["nchw", "channels_last"], choices=["nchw", "channels_last"],
-                        help="memory layouts to compare (same run, same configurations)")
-    parser.add_argument("--one", nargs=4, metavar=("CONFIG", "ORDER", "RELAX", "LAYOUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--one", nargs=4, metavar=("CONFIG", "ORDER", "VARIANT", "LAYOUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        name, order, relax, layout = args.one
-        print(json.dumps(measure(name, int(order), relax, args.steps, args.warmup, args.device,
-                                 layout == "channels_last")))
+        name, order, variant, layout = args.one
+        print(json.dumps(measure(name, int(order), variant, args.steps, args.warmup, args.device,
+                                 layout == "channels_last", args.threads)))
         return
-    jobs = [(name, order, "softmax") for name in args.configs for order in args.orders]
-    if args.gumbel:
-        jobs += [(name, 1, "gumbel") for name in args.configs]
-    print(f"{'config':<15}{'order':>6}{'relax':>9}{'layout':>15}{'device':>8}{'median ms/step':>16}{'peak MB':>10}")
-    for name, order, relax in jobs:
-        for layout in args.layouts:
-            command = [sys.executable, __file__, "--one", name, str(order), relax, layout, "--steps", str(args.steps),
-                       "--warmup", str(args.warmup), "--device", args.device]
-            result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
-            print(f"{name:<15}{order:>6}{relax:>9}{layout:>15}{result['device']:>8}{result['median_ms']:>16.1f}"
-                  f"{result['peak_mb']:>10.1f}", flush=True)
+    header = (f"{'config':<15}{'order':>6}  {'implementation':<32}{'median ms/step':>15}{'peak MB':>10}"
+              + (f"{'speed vs ref':>14}{'memory vs ref':>15}" if args.peer else ""))
+    print(header, flush=True)
+    for name in args.configs:
+        for order in args.orders:
+            jobs = [(v, layout) for v in args.variants for layout in args.layouts if not (v == "gdas" and order == 2)]
+            peer_ok = args.peer and CONFIGS[name]["space"] == "darts" and CONFIGS[name]["in_channels"] == 3
+            results: dict[str, list[dict]] = {}
+            for _ in range(args.repeats):  # interleaved: reference, ours, reference, ours, ...
+                if peer_ok:
+                    results.setdefault("darts-reference", []).append(run_peer(args, name, order))
+                for variant, layout in jobs:
+                    results.setdefault(f"taskdarts-{variant} ({layout})", []).append(
+                        run_ours(args, name, order, variant, layout))
+            medians = {impl: (statistics.median(r["ms_median"] for r in rows), max(r["peak_mb"] for r in rows))
+                       for impl, rows in results.items()}
+            reference = medians.get("darts-reference")
+            for impl, (ms, mb) in medians.items():
+                line = f"{name:<15}{order:>6}  {impl:<32}{ms:>15,.1f}{mb:>10,.0f}"
+                if reference:
+                    line += f"{reference[0] / ms:>13.2f}x{mb / reference[1]:>14.2f}x"
+                print(line, flush=True)
 
 
 if __name__ == "__main__":

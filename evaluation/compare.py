@@ -275,7 +275,7 @@ class Comparison:
             rows = [r for r in self.rows if r["method"] == method]
             if not rows:
                 continue
-            cells = [_mean_std([r[k] for r in rows]) for k, _ in columns]
+            cells = [mean_std([r[k] for r in rows]) for k, _ in columns]
             values = [r[key] for r in rows]
             lines.append(f"| {method} | " + " | ".join(cells) + f" | {min(values):.4g}..{max(values):.4g} |")
         lines += ["", "Genotypes:", ""]
@@ -311,10 +311,11 @@ class Comparison:
         tmp.replace(self.out / "accuracy_vs_search_cost.png")
 
 
-def _mean_std(values: list[Any]) -> str:
+def mean_std(values, mean_format: str = ".4g", std_format: str = ".2g") -> str:
+    """'mean ± std' over seeds (sample std), one value as itself, none as '-': every report's number format."""
     values = [float(v) for v in values if v is not None]
     if not values:
         return "-"
     if len(values) == 1:
-        return f"{values[0]:.4g}"
-    return f"{statistics.mean(values):.4g} ± {statistics.stdev(values):.2g}"
+        return f"{values[0]:{mean_format}}"
+    return f"{statistics.mean(values):{mean_format}} ± {statistics.stdev(values):{std_format}}"
