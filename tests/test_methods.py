@@ -57,6 +57,8 @@ def test_edge_normalisation_weighs_each_edge_by_a_softmax_over_its_nodes_inputs(
                 k += 1
             states.append(total)
     assert torch.allclose(got, states[-1], atol=1e-6)
+    with torch.no_grad():  # edge weights all 1 are the plain DARTS cell
+        assert torch.equal(cell(x, CellWeights(ops, None, torch.ones(6))), cell(x, CellWeights(ops, None, None)))
 
 
 def test_channel_shuffle_is_a_permutation_and_bypass_channels_pass_unchanged():
