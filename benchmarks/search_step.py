@@ -9,11 +9,13 @@ medians of the same run. Random data of the configuration's shape, 10 classes.
     python benchmarks/search_step.py --configs small darts-default --orders 1 2 \\
         --peer ../shared/peers/darts_reference --repeats 2          # ours vs the reference, side by side
     python benchmarks/search_step.py --configs darts-default --orders 1 --variants darts pcdarts   # PC-DARTS (K=4)
+    python benchmarks/search_step.py --variants darts gdas recompute bf16 --before /tmp/old-checkout  # before/after
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -32,6 +34,8 @@ VARIANTS = {
     "darts": {},                                                    # our DARTS step as users run it
     "pcdarts": {"partial": 4, "edge_logits": True},                 # PC-DARTS, K = 4, edge normalisation
     "gdas": {"relax": "gumbel"},                                    # hard Gumbel sampling (first order only)
+    "recompute": {"recompute": True},                               # DARTS, cells recomputed in backward
+    "bf16": {"precision": "bf16"},                                  # DARTS under bfloat16 autocast
 }
 
 
@@ -51,8 +55,10 @@ def measure(name: str, order: int, variant: str, steps: int, warmup: int, device
     device = pick_device(device_name)
     torch.manual_seed(0)
     space = get_space(cfg["space"])
+    extra = {key: options[key] for key in ("recompute", "precision") if key in options}
     model = create_supernet(space, 10, cfg["in_channels"], cfg["C"], cfg["layers"],
-                            create_relaxation(options.get("relax", "softmax")), options.get("partial", 1)).to(device)
+                            create_relaxation(options.get("relax", "softmax")), options.get("partial", 1),
+                            **extra).to(device)
     arch = ArchLogits.random(space, edge_logits=options.get("edge_logits", False)).to(device)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
@@ -84,10 +90,12 @@ def measure(name: str, order: int, variant: str, steps: int, warmup: int, device
             "ms_min": round(min(times), 1), "peak_mb": round(peak_mb, 1), "steps": steps, **cfg}
 
 
-def run_ours(args, name: str, order: int, variant: str, layout: str) -> dict:
+def run_ours(args, name: str, order: int, variant: str, layout: str, tree: str | None = None) -> dict:
+    """`tree`: a checkout of an earlier commit whose packages the measurement imports instead (--before)."""
     command = [sys.executable, __file__, "--one", name, str(order), variant, layout, "--steps", str(args.steps),
                "--warmup", str(args.warmup), "--device", args.device, "--threads", str(args.threads)]
-    return json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+    env = dict(os.environ, PYTHONPATH=str(Path(tree).resolve())) if tree else None
+    return json.loads(subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout)
 
 
 def run_peer(args, name: str, order: int) -> dict:
@@ -109,6 +117,8 @@ def main() -> None:
     parser.add_argument("--layouts", nargs="+", default=["channels_last"], choices=["nchw", "channels_last"])
     parser.add_argument("--peer", metavar="DARTS_CNN_DIR", help="also time the DARTS reference (DARTS-space configs, "
                                                                 "3 input channels)")
+    parser.add_argument("--before", metavar="CHECKOUT", help="also time these variants as an earlier commit's checkout "
+                                                             "computes them (e.g. a `git worktree` of the commit)")
     parser.add_argument("--repeats", type=int, default=1, help="interleaved repetitions of every measurement")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
@@ -121,7 +131,7 @@ def main() -> None:
         print(json.dumps(measure(name, int(order), variant, args.steps, args.warmup, args.device,
                                  layout == "channels_last", args.threads)))
         return
-    header = (f"{'config':<15}{'order':>6}  {'implementation':<32}{'median ms/step':>15}{'peak MB':>10}"
+    header = (f"{'config':<15}{'order':>6}  {'implementation':<36}{'median ms/step':>15}{'peak MB':>10}"
               + (f"{'speed vs ref':>14}{'memory vs ref':>15}" if args.peer else ""))
     print(header, flush=True)
     for name in args.configs:
@@ -135,11 +145,14 @@ def main() -> None:
                 for variant, layout in jobs:
                     results.setdefault(f"taskdarts-{variant} ({layout})", []).append(
                         run_ours(args, name, order, variant, layout))
+                    if args.before and variant in ("darts", "gdas", "pcdarts"):
+                        results.setdefault(f"before: {variant} ({layout})", []).append(
+                            run_ours(args, name, order, variant, layout, args.before))
             medians = {impl: (statistics.median(r["ms_median"] for r in rows), max(r["peak_mb"] for r in rows))
                        for impl, rows in results.items()}
             reference = medians.get("darts-reference")
             for impl, (ms, mb) in medians.items():
-                line = f"{name:<15}{order:>6}  {impl:<32}{ms:>15,.1f}{mb:>10,.0f}"
+                line = f"{name:<15}{order:>6}  {impl:<36}{ms:>15,.1f}{mb:>10,.0f}"
                 if reference:
                     line += f"{reference[0] / ms:>13.2f}x{mb / reference[1]:>14.2f}x"
                 print(line, flush=True)

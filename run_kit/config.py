@@ -105,6 +105,11 @@ def require_at_least(config: Any, minimum: float, *names: str) -> None:
             raise InputError(f"{flag(name)} must be at least {minimum}, got {getattr(config, name)}")
 
 
+def require_choice(config: Any, name: str, choices: Any) -> None:
+    if getattr(config, name) not in choices:
+        raise InputError(f"{flag(name)} must be one of {', '.join(map(str, choices))}, got {getattr(config, name)}")
+
+
 def require_positive(config: Any, *names: str) -> None:
     """Learning rates, temperatures, scales: finite (checked on load) and > 0."""
     for name in names:

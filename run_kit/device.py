@@ -27,6 +27,22 @@ def pick_device(name: str | None = None) -> torch.device:
     return device
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
+def autocast(precision: str, device_type: str) -> torch.autocast:
+    """The forward pass of a network at `precision`: bf16 autocasts matrix products and convolutions to bfloat16
+    (BN statistics, softmax and losses stay float32, as autocast keeps them); fp32 changes nothing."""
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown precision '{precision}'; known: {', '.join(PRECISIONS)}")
+    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def widen(t: torch.Tensor) -> torch.Tensor:
+    """Scores leave an autocast network as float32; other dtypes (a float64 network) stay as they are."""
+    return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
+
+
 def memory_bytes(device: torch.device | None = None) -> int:
     """Physical memory of the machine (CPU) or of the GPU."""
     if device is not None and device.type == "cuda":

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torchvision.ops import stochastic_depth
 
+from run_kit.device import autocast, widen
 from search_spaces import Genotype, NB201Genotype, nb201, space_of
 from search_spaces.operations import DARTS_OPS, NB201_OPS, Identity
 
@@ -67,9 +68,10 @@ class DartsNetwork(nn.Module):
     """The DARTS evaluation network: affine BN, optional auxiliary head, drop-path set per epoch by the trainer."""
 
     def __init__(self, genotype: Genotype, num_classes: int, in_channels: int = 3, C: int = 36, layers: int = 20,
-                 auxiliary: bool = False, image_size: int = 32, stem_multiplier: int = 3):
+                 auxiliary: bool = False, image_size: int = 32, stem_multiplier: int = 3, precision: str = "fp32"):
         super().__init__()
         self.genotype = genotype
+        self.precision = precision
         self.drop_path_prob = 0.0
         self.stem = stem(in_channels, stem_multiplier * C)
         slots = list(darts_cells(C, layers, stem_multiplier, len(genotype.normal_concat), len(genotype.reduce_concat)))
@@ -87,12 +89,13 @@ class DartsNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         aux = None
-        s0 = s1 = self.stem(x)
-        for i, cell in enumerate(self.cells):
-            s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
-            if i == self.aux_position and self.auxiliary_head is not None and self.training:
-                aux = self.auxiliary_head(s1)
-        return self.classifier(self.pool(s1).flatten(1)), aux
+        with autocast(self.precision, x.device.type):
+            s0 = s1 = self.stem(x)
+            for i, cell in enumerate(self.cells):
+                s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
+                if i == self.aux_position and self.auxiliary_head is not None and self.training:
+                    aux = widen(self.auxiliary_head(s1))
+            return widen(self.classifier(self.pool(s1).flatten(1))), aux
 
 
 class NB201Cell(nn.Module):
@@ -107,9 +110,11 @@ class NB201Cell(nn.Module):
 class NB201Network(nn.Module):
     """The NAS-Bench-201 network for one cell: C=16, N=5 per stage by default."""
 
-    def __init__(self, genotype: NB201Genotype, num_classes: int, in_channels: int = 3, C: int = 16, layers: int = 5):
+    def __init__(self, genotype: NB201Genotype, num_classes: int, in_channels: int = 3, C: int = 16, layers: int = 5,
+                 precision: str = "fp32"):
         super().__init__()
         self.genotype = genotype
+        self.precision = precision
         self.drop_path_prob = 0.0  # not used by NAS-Bench-201 training; kept so trainers treat both alike
         self.auxiliary_head = None
         self.stem = stem(in_channels, C)
@@ -119,17 +124,19 @@ class NB201Network(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return self.classifier(self.pool(self.lastact(self.cells(self.stem(x)))).flatten(1)), None
+        with autocast(self.precision, x.device.type):
+            return widen(self.classifier(self.pool(self.lastact(self.cells(self.stem(x)))).flatten(1))), None
 
 
 def create_network(genotype: Any, num_classes: int, in_channels: int, C: int, layers: int, auxiliary: bool = False,
-                   image_size: int = 32) -> nn.Module:
-    """The discrete network of the genotype's space; `auxiliary` applies to the DARTS space only."""
+                   image_size: int = 32, precision: str = "fp32") -> nn.Module:
+    """The discrete network of the genotype's space; `auxiliary` applies to the DARTS space only; `precision`
+    "bf16" runs its forward pass under bfloat16 autocast."""
     space = space_of(genotype)
     space.check_image_size(image_size)
     if space.name == "darts":
-        return DartsNetwork(genotype, num_classes, in_channels, C, layers, auxiliary, image_size)
-    return NB201Network(genotype, num_classes, in_channels, C, layers)
+        return DartsNetwork(genotype, num_classes, in_channels, C, layers, auxiliary, image_size, precision=precision)
+    return NB201Network(genotype, num_classes, in_channels, C, layers, precision=precision)
 
 
 def count_parameters_m(model: nn.Module) -> float:

@@ -12,17 +12,62 @@ where w = relaxation(logits[cell_type]), shared by all cells of that type. PC-DA
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Mapping, NamedTuple, Sequence
 
 import torch
 from einops import rearrange
 from torch import nn
+from torch.func import functional_call
+from torch.utils.checkpoint import checkpoint
 
 from search_spaces import SearchSpace, darts, nb201
-from search_spaces.operations import DARTS_OPS, NB201_OPS, POOL_OPS, OpFactory, Zero
+from run_kit.device import autocast, widen
+from search_spaces.operations import DARTS_OPS, NB201_OPS, POOL_OPS, RELU_FIRST, OpFactory, Zero
 
 from .relaxation import SoftmaxRelaxation
 from .skeleton import ResNetBasicBlock, cell_walk, darts_cells, darts_preprocess, nb201_head, nb201_stages, stem
+
+
+class SharedSource:
+    """One state as every edge leaving it sees it.
+
+    The edges that read one state apply identical parameter-free computations to it: the ReLU that opens every
+    convolution op, the pools (with their affine-free BN in the DARTS space), PC-DARTS's channel slice. Each is
+    computed once per state and forward pass instead of once per edge. The forward values are the same float
+    operations as per-edge computation; autograd sums the sharing edges' gradients (the order of that sum is the
+    only difference, within float rounding). A shared pool+BN runs through the first edge's module; the later
+    edges' BN running statistics are copied from it, which is what their own identical update would have given.
+    """
+
+    def __init__(self, x: torch.Tensor):
+        self.x = x
+        self._relu: torch.Tensor | None = None
+        self._heads: dict[int, SharedSource] = {}
+        self._free: dict[tuple, tuple[torch.Tensor, nn.Module]] = {}
+
+    def relu(self, opening: nn.Module) -> torch.Tensor:
+        """opening(x), computed by the first op that asks: every op's opening is the same parameter-free ReLU."""
+        if self._relu is None:
+            self._relu = opening(self.x)
+        return self._relu
+
+    def head(self, channels: int) -> "SharedSource":
+        """The first `channels` channels, as a source of their own (PC-DARTS sends those through the ops)."""
+        if channels not in self._heads:
+            self._heads[channels] = SharedSource(self.x[:, :channels])
+        return self._heads[channels]
+
+    def parameter_free(self, key: tuple, op: nn.Module) -> torch.Tensor:
+        if key not in self._free:
+            self._free[key] = (op(self.x), op)
+            return self._free[key][0]
+        out, first = self._free[key]
+        if op.training:
+            with torch.no_grad():
+                for mine, theirs in zip(op.buffers(), first.buffers()):
+                    mine.copy_(theirs)
+        return out
 
 
 class MixedOp(nn.Module):
@@ -30,6 +75,7 @@ class MixedOp(nn.Module):
                  bn_after_pool: bool, partial: int = 1):
         super().__init__()
         self.partial = partial
+        self.stride = stride
         c = C // partial
         ops = []
         for name in op_names:
@@ -39,18 +85,29 @@ class MixedOp(nn.Module):
             ops.append(op)
         self.ops = nn.ModuleList(ops)
         self.computed = [k for k, op in enumerate(self.ops) if not isinstance(op, Zero)]
+        self.shared = {k for k, name in enumerate(op_names) if name in POOL_OPS}
         self.bypass = nn.MaxPool2d(2, 2, ceil_mode=True) if partial > 1 and stride == 2 else nn.Identity()
 
-    def mix(self, x: torch.Tensor, weights: torch.Tensor, active: int | None) -> torch.Tensor:
-        if active is not None:
-            return self.ops[active](x) * weights[active]
-        return sum(weights[k] * self.ops[k](x) for k in self.computed)
+    def run(self, k: int, source: SharedSource) -> torch.Tensor:
+        op = self.ops[k]
+        if k in self.shared:
+            return source.parameter_free((k, self.stride), op)
+        if isinstance(op, RELU_FIRST):
+            return op.after_relu(source.relu(op.opening))
+        return op(source.x)
 
-    def forward(self, x: torch.Tensor, weights: torch.Tensor, active: int | None) -> torch.Tensor:
+    def mix(self, source: SharedSource, weights: torch.Tensor, active: int | None) -> torch.Tensor:
+        if active is not None:
+            return self.run(active, source) * weights[active]
+        return sum(weights[k] * self.run(k, source) for k in self.computed)
+
+    def forward(self, x: torch.Tensor | SharedSource, weights: torch.Tensor, active: int | None) -> torch.Tensor:
+        """`x`: the state this edge reads, as a SharedSource where other edges read it too."""
+        source = x if isinstance(x, SharedSource) else SharedSource(x)
         if self.partial == 1:
-            return self.mix(x, weights, active)
-        c = x.shape[1] // self.partial
-        out = torch.cat([self.mix(x[:, :c], weights, active), self.bypass(x[:, c:])], dim=1)
+            return self.mix(source, weights, active)
+        c = source.x.shape[1] // self.partial
+        out = torch.cat([self.mix(source.head(c), weights, active), self.bypass(source.x[:, c:])], dim=1)
         return rearrange(out, "b (group c) h w -> b (c group) h w", group=self.partial)
 
 
@@ -80,9 +137,12 @@ def mixed_edges(registry: Mapping[str, OpFactory], op_names: Sequence[str], C: i
 
 def walk_mixed(edges: nn.ModuleList, node_inputs, states: list[torch.Tensor], w: CellWeights) -> list[torch.Tensor]:
     """The cell walk of a search cell: edge k is the mixed op k under the edge's weights (or its sampled op),
-    scaled by its edge-normalisation weight where there is one."""
+    scaled by its edge-normalisation weight where there is one. Edges reading one state share its SharedSource."""
+    sources: dict[int, SharedSource] = {}
+
     def edge(k: int, h: torch.Tensor) -> torch.Tensor:
-        out = edges[k](h, w.ops[k], None if w.active is None else w.active[k])
+        source = sources.setdefault(id(h), SharedSource(h))
+        out = edges[k](source, w.ops[k], None if w.active is None else w.active[k])
         return out if w.edges is None else w.edges[k] * out
 
     return cell_walk(states, node_inputs, edge)
@@ -114,13 +174,44 @@ class NB201SearchCell(nn.Module):
         return walk_mixed(self.edges, nb201.NODE_INPUTS, [x], w)[-1]
 
 
+class KeepBuffers:
+    """Entered while a checkpointed cell is recomputed: its BN running statistics were updated by the forward pass
+    and must not be updated a second time, so they are restored on exit."""
+
+    def __init__(self, module: nn.Module):
+        self.module = module
+
+    def __enter__(self) -> None:
+        self.saved = [b.clone() for b in self.module.buffers()]
+
+    def __exit__(self, *exc) -> None:
+        with torch.no_grad():
+            for buffer, saved in zip(self.module.buffers(), self.saved):
+                buffer.copy_(saved)
+
+
+def run_cell(recompute: bool, cell: nn.Module, *inputs):
+    """cell(*inputs); with `recompute`, autograd keeps only the inputs and recomputes the cell's intermediate maps
+    during backward (activation checkpointing): the memory of a cell's mixed ops is held for one cell at a time,
+    for about one more forward pass of compute. Values and gradients are the same computation."""
+    if not (recompute and torch.is_grad_enabled()):
+        return cell(*inputs)
+    # The parameters of this forward pass, bound now: under functional_call (the unrolled weights w' of a
+    # second-order step) the recomputation runs after that call has put the module's own weights back.
+    params = dict(cell.named_parameters())
+    return checkpoint(lambda *args: functional_call(cell, params, args), *inputs, use_reentrant=False,
+                      context_fn=lambda: (nullcontext(), KeepBuffers(cell)))
+
+
 class DartsSupernet(nn.Module):
     """The DARTS search network: stem (3C), `layers` cells with reductions at layers//3 and 2*layers//3, GAP, linear."""
 
     def __init__(self, space: SearchSpace, num_classes: int, in_channels: int = 3, C: int = 16, layers: int = 8,
-                 stem_multiplier: int = 3, relaxation=None, partial: int = 1):
+                 stem_multiplier: int = 3, relaxation=None, partial: int = 1, recompute: bool = False,
+                 precision: str = "fp32"):
         super().__init__()
         self.space = space
+        self.recompute, self.precision = recompute, precision
         self.relaxation = relaxation or SoftmaxRelaxation()
         self.stem = stem(in_channels, stem_multiplier * C)
         steps = len(darts.NODE_INPUTS)
@@ -132,19 +223,21 @@ class DartsSupernet(nn.Module):
     def forward(self, x: torch.Tensor, logits: Mapping[str, torch.Tensor], relaxation=None) -> torch.Tensor:
         """`relaxation` overrides the network's own for this call (e.g. DiscreteRelaxation for a sampled cell)."""
         weights = relax(self.space, relaxation or self.relaxation, logits, self.training)
-        s0 = s1 = self.stem(x)
-        for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1, weights["reduce" if cell.reduction else "normal"])
-        return self.classifier(self.pool(s1).flatten(1))
+        with autocast(self.precision, x.device.type):
+            s0 = s1 = self.stem(x)
+            for cell in self.cells:
+                s0, s1 = s1, run_cell(self.recompute, cell, s0, s1, weights["reduce" if cell.reduction else "normal"])
+            return widen(self.classifier(self.pool(s1).flatten(1)))
 
 
 class NB201Supernet(nn.Module):
     """NAS-Bench-201 skeleton (C=16, N=5 by default) with every cell a search cell."""
 
     def __init__(self, space: SearchSpace, num_classes: int, in_channels: int = 3, C: int = 16, layers: int = 5,
-                 relaxation=None, partial: int = 1):
+                 relaxation=None, partial: int = 1, recompute: bool = False, precision: str = "fp32"):
         super().__init__()
         self.space = space
+        self.recompute, self.precision = recompute, precision
         self.relaxation = relaxation or SoftmaxRelaxation()
         self.stem = stem(in_channels, C)
         self.cells = nn.ModuleList(NB201SearchCell(space.ops, c_out, partial) if kind == "cell"
@@ -155,20 +248,22 @@ class NB201Supernet(nn.Module):
     def forward(self, x: torch.Tensor, logits: Mapping[str, torch.Tensor], relaxation=None) -> torch.Tensor:
         """`relaxation` overrides the network's own for this call (e.g. DiscreteRelaxation for a sampled cell)."""
         w = relax(self.space, relaxation or self.relaxation, logits, self.training)["cell"]
-        h = self.stem(x)
-        for cell in self.cells:
-            h = cell(h, w) if isinstance(cell, NB201SearchCell) else cell(h)
-        return self.classifier(self.pool(self.lastact(h)).flatten(1))
+        with autocast(self.precision, x.device.type):
+            h = self.stem(x)
+            for cell in self.cells:
+                h = run_cell(self.recompute, cell, h, w) if isinstance(cell, NB201SearchCell) else cell(h)
+            return widen(self.classifier(self.pool(self.lastact(h)).flatten(1)))
 
 
 SUPERNETS = {"darts": DartsSupernet, "nb201": NB201Supernet}
 
 
 def create_supernet(space: SearchSpace, num_classes: int, in_channels: int, C: int, layers: int,
-                    relaxation=None, partial: int = 1) -> nn.Module:
-    """`partial`: PC-DARTS's K (1 = every channel through every op, plain DARTS)."""
+                    relaxation=None, partial: int = 1, recompute: bool = False, precision: str = "fp32") -> nn.Module:
+    """`partial`: PC-DARTS's K (1 = every channel through every op, plain DARTS). `recompute`: keep only each cell's
+    inputs for backward and recompute the cell's inside (run_cell). `precision`: "fp32" or "bf16" (autocast)."""
     return SUPERNETS[space.name](space, num_classes, in_channels=in_channels, C=C, layers=layers,
-                                 relaxation=relaxation, partial=partial)
+                                 relaxation=relaxation, partial=partial, recompute=recompute, precision=precision)
 
 
 class ArchLogits(nn.Module):

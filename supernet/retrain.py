@@ -20,8 +20,8 @@ from tqdm import tqdm
 from evaluation.accuracy import evaluate
 from image_sets import Augment, BatchStream, DataOptions, ImageData, Preprocess, channel_stats, ordered_batches
 from run_kit import InputError
-from run_kit.config import Config, require_at_least, require_fraction, require_positive
-from run_kit.device import pick_device, require_memory, require_model_fits, seed_everything
+from run_kit.config import Config, require_at_least, require_choice, require_fraction, require_positive
+from run_kit.device import PRECISIONS, pick_device, require_memory, require_model_fits, seed_everything
 from run_kit.distributed import SINGLE, DistContext, init_distributed
 from run_kit.loop import Job, check_finite, run_job
 from run_kit.run_dir import RunDir
@@ -65,6 +65,7 @@ class RetrainConfig(DataOptions, Config):
     cutout_length: int | None = None  # None: 16 at 32 px, scaled with the image
     augment: bool = True
     channels_last: bool = True
+    precision: str = "fp32"  # "bf16": bfloat16 autocast of the network's forward pass
     device: str = "auto"
 
 
@@ -78,6 +79,7 @@ class RetrainConfig(DataOptions, Config):
             if getattr(self, name) is not None:
                 require_positive(self, name)
         require_at_least(self, 0, "lr_min", "auxiliary_weight")
+        require_choice(self, "precision", PRECISIONS)
         for name in ("weight_decay", "grad_clip"):
             if getattr(self, name) is not None:
                 require_at_least(self, 0, name)
@@ -116,7 +118,7 @@ class RetrainJob(Job):
                                   Preprocess(mean, std, augment, config.channels_last),
                                   augment=config.augment or config.cutout, shard=(dist.rank, dist.world_size))
         build = lambda: create_network(self.genotype, train.num_classes, train.channels, config.init_channels,  # noqa
-                                       config.layers, config.auxiliary, size)
+                                       config.layers, config.auxiliary, size, config.precision)
         require_model_fits(build, "the network", device)
         edges = len(self.genotype.normal) if self.space.name == "darts" else self.space.num_edges
         require_memory(activation_bytes_lower_bound(self.space.name, config.init_channels, config.layers, edges,

@@ -17,8 +17,8 @@ from evaluation.accuracy import evaluate
 from image_sets import (Augment, BatchStream, DataOptions, ImageData, Preprocess, channel_stats, ordered_batches,
                         split_indices)
 from run_kit import InputError
-from run_kit.config import Config, require_at_least, require_fraction, require_positive
-from run_kit.device import pick_device, require_memory, require_model_fits, seed_everything
+from run_kit.config import Config, require_at_least, require_choice, require_fraction, require_positive
+from run_kit.device import PRECISIONS, pick_device, require_memory, require_model_fits, seed_everything
 from run_kit.distributed import SINGLE, DistContext, init_distributed
 from run_kit.loop import Job, check_finite, run_job
 from run_kit.run_dir import RunDir
@@ -73,6 +73,8 @@ class SearchConfig(DataOptions, Config):
     proxy: str | None = None  # training-free search instead: "naswot" or "synflow"
     candidates: int = 100  # cells a training-free search scores
     channels_last: bool = True  # NHWC convolutions: 1.2-1.9x faster search steps on CPU (benchmarks/search_step.py)
+    recompute: bool = False  # keep only cell inputs for backward, recompute the rest: far less memory, more time
+    precision: str = "fp32"  # "bf16": bfloat16 autocast of the supernet's forward pass
     device: str = "auto"
 
 
@@ -99,6 +101,7 @@ class SearchConfig(DataOptions, Config):
         require_positive(self, "w_lr", "logit_lr", "tau_max", "tau_min", "grad_clip")
         require_at_least(self, 0, "w_lr_min", "w_weight_decay", "logit_weight_decay", "logit_init_std")
         require_fraction(self, "w_momentum", "logit_betas")
+        require_choice(self, "precision", PRECISIONS)
         if self.w_lr_min > self.w_lr:
             raise InputError(f"--w-lr-min {self.w_lr_min} exceeds --w-lr {self.w_lr}")
 
@@ -151,7 +154,8 @@ class SearchJob(Job):
                                         self.train_preprocess, augment=config.augment, shard=shard)
         self.relaxation = create_relaxation(config.relax, seed=config.seed)
         build = lambda: create_supernet(self.space, data.num_classes, data.channels, config.init_channels,  # noqa: E731
-                                        config.layers, self.relaxation, config.partial_channels)
+                                        config.layers, self.relaxation, config.partial_channels, config.recompute,
+                                        config.precision)
         require_model_fits(build, "the supernet", device)
         require_memory(activation_bytes_lower_bound(self.space.name, config.init_channels, config.layers,
                                                     self.space.num_edges, self.batch_size, data.image_size),

@@ -54,14 +54,12 @@ def test_same_weights_different_logits_give_different_outputs():
     assert not torch.allclose(model(x, a), model(x, b))
 
 
-def test_gumbel_relaxation_runs_only_the_sampled_op_on_each_edge():
+def test_gumbel_relaxation_runs_only_the_sampled_op_on_each_edge(monkeypatch):
     space = get_space("darts")
     model = create_supernet(space, 10, 1, 4, 3, relaxation=GumbelRelaxation(tau=1.0))
     calls = []
-    for module in model.modules():
-        if isinstance(module, MixedOp):
-            for k, op in enumerate(module.ops):
-                op.register_forward_hook(lambda m, i, o, k=k: calls.append(k))
+    run = MixedOp.run
+    monkeypatch.setattr(MixedOp, "run", lambda self, k, source: calls.append(k) or run(self, k, source))
     arch = ArchLogits.random(space)
     out = model(torch.randn(2, 1, 8, 8), arch())
     edges = sum(isinstance(m, MixedOp) for m in model.modules())
