@@ -49,6 +49,8 @@ def _add_run_args(group, unit: str = "epoch") -> None:
     group.add_argument("--stop-after-epoch", type=int, metavar=unit.upper().replace("-", "_"),
                        help=f"stop cleanly after this {unit} (continue with --resume)")
     group.add_argument("--no-progress", action="store_true", help="no progress bars")
+    group.add_argument("--precision", choices=("fp32", "bf16"), help="bf16: bfloat16 autocast of the forward pass "
+                                                                   "(for GPUs; slower than fp32 on this CPU)")
 
 
 def build_parser() -> OneLineParser:
@@ -73,6 +75,8 @@ def build_parser() -> OneLineParser:
     group.add_argument("--batch-size", type=int)
     group.add_argument("--augment", action=argparse.BooleanOptionalAction)
     group.add_argument("--channels-last", action=argparse.BooleanOptionalAction, help="NHWC layout (default on)")
+    group.add_argument("--recompute", action=argparse.BooleanOptionalAction,
+                       help="recompute each cell's inside during backward: a fraction of the memory, ~1.3x the time")
     group.add_argument("--partial-channels", type=int, metavar="K", help="PC-DARTS: 1/K of the channels through the "
                                                                          "mixed ops (default 1: all)")
     group.add_argument("--edge-normalization", action=argparse.BooleanOptionalAction,
@@ -103,8 +107,10 @@ def build_parser() -> OneLineParser:
     group.add_argument("--tasks", nargs="+", metavar="SPEC",
                        help="DATASET (N-way episodes from a seeded part of its classes) or whole:DATASET")
     group.add_argument("--test-tasks", nargs="*", metavar="SPEC", help="held-out data sets for meta-testing")
-    for name in ("ways", "shots", "queries", "tests", "image_size", "channels", "max_classes"):
+    for name in ("ways", "shots", "queries", "outers", "tests", "image_size", "channels", "max_classes"):
         group.add_argument(_flag(name), type=int)
+    group.add_argument("--split-seed", type=int, help="seed of the meta-train / meta-test class split alone "
+                                                      "(default 0; --seed does not change the split)")
     group.add_argument("--meta-test-fraction", type=float)
     group.add_argument("--data-root")
     group.add_argument("--download", action=argparse.BooleanOptionalAction)

@@ -47,7 +47,7 @@ META_METHODS = {"taskdarts": (True, True), "no-encoder": (False, True), "no-init
 
 def meta_config(args, seed: int, use_encoder: bool, use_initializer: bool = True) -> MetaConfig:
     return MetaConfig(space=args.space, tasks=[f"npz:{args.omniglot}", f"folder:{args.cifar}"],
-                      test_tasks=[f"npz:{args.mnist}"], ways=5, shots=5, queries=5, tests=10, image_size=28,
+                      test_tasks=[f"npz:{args.mnist}"], ways=5, shots=5, queries=5, outers=5, tests=10, image_size=28,
                       channels=1, max_classes=5, layers=args.layers, init_channels=args.init_channels,
                       meta_steps=args.meta_steps, meta_batch=4, inner_steps=args.inner_steps, inner_batch=25,
                       probe_tasks=8, log_every=10, seed=seed, use_encoder=use_encoder,
@@ -59,14 +59,15 @@ def family(spec: str) -> str:
 
 
 def held_out_tasks(config: MetaConfig, per_family: int) -> list[tuple[str, object]]:
-    """`per_family` episodes from each held-out pool (the meta-test classes of every data set), fixed seed."""
-    _, meta_test, _ = build_distributions(config.tasks, config.test_tasks, config.ways, config.shots, config.queries,
-                                          config.tests, config.channels, config.image_size, config.meta_test_fraction,
-                                          0, config.data_root)
+    """`per_family` episodes from each held-out pool: the meta-test classes of the split every meta-run of this
+    benchmark used (`config.split_seed`, the same for all training seeds), episode draws from a fixed seed."""
+    _, meta_test, _ = build_distributions(config.tasks, config.test_tasks, config.ways, config.split_sizes,
+                                          config.channels, config.image_size, config.meta_test_fraction,
+                                          config.split_seed, config.data_root)
     rng = random.Random(12345)
     tasks = []
     for pool in meta_test.pools:
-        episodes = EpisodeDistribution([pool], config.ways, config.shots, config.queries, config.tests)
+        episodes = EpisodeDistribution([pool], config.ways, config.split_sizes)
         tasks += [(family(pool.spec), episodes.sample(rng)) for _ in range(per_family)]
     return tasks
 

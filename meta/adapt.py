@@ -53,9 +53,15 @@ class Adapted:
 
 
 def load_weights(supernet: nn.Module, weights: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor]) -> None:
+    """Copy a start into `supernet`. A classifier with more classes than the start's keeps the start's rows for the
+    first classes and its own initialisation for the rest (a task with more classes than meta-training had)."""
     with torch.no_grad():
         for name, p in supernet.named_parameters():
-            p.copy_(weights[name])
+            start = weights[name]
+            if p.shape != start.shape and p.shape[1:] == start.shape[1:] and p.shape[0] > start.shape[0]:
+                p[: start.shape[0]].copy_(start)
+                continue
+            p.copy_(start)
         for name, b in supernet.named_buffers():
             b.copy_(buffers[name])
 

@@ -43,10 +43,7 @@ def run_meta_search(config: MetaSearchConfig, run: RunDir, expect_space: str | N
     meta = load_meta(config.meta, device, expect_space)
     mc = meta.config
     task = whole_dataset_task(config.dataset, mc.channels, mc.image_size, config.seed, config.data_root,
-                              config.download, config.max_images_per_class, include_test=False).to(device)
-    if task.num_classes > mc.max_classes:
-        raise InputError(f"{config.dataset} has {task.num_classes} classes; this meta-checkpoint supports at most "
-                         f"{mc.max_classes} (meta-train with --max-classes {task.num_classes})")
+                              config.download, config.max_images_per_class, include_test=False, outer=False).to(device)
     with run.claim(resume=False):
         run.save_config({**asdict(config), "space": mc.space, "image_size": mc.image_size, "channels": mc.channels})
         log = run.logger("meta-search")
@@ -65,7 +62,10 @@ def _propose(config: MetaSearchConfig, meta, task, run: RunDir, log, device: tor
         z = meta.embed([task])[0]
         start = meta.start(z)
     buffers = {name: b.detach().clone() for name, b in meta.supernet.named_buffers()}
-    work = create_supernet(meta.space, mc.max_classes, mc.channels, mc.init_channels, mc.layers).to(device)
+    # A data set with more classes than meta-training had gets a grown classifier (adapt: load_weights); the
+    # zero-shot proposal itself reads the task graph only, which takes any number of classes.
+    work = create_supernet(meta.space, max(mc.max_classes, task.num_classes), mc.channels, mc.init_channels,
+                           mc.layers, precision=mc.precision).to(device)
     adapted = adapt(work, start.weights, buffers, start.logits, task, config.adapt_steps, mc, config.seed, mc.mode)
     final_logits = {k: v.detach() for k, v in adapted.logits().items()}
     genotype = meta.space.derive(final_logits)

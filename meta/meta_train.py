@@ -3,9 +3,10 @@
 Per meta-step, for each task i of a meta-batch:
   z_i = E(G(task_i)),  (alpha0_i, W0_i) = (C(z_i), I(z_i, W))
   (W_i, alpha_i) = adapt(W0_i, alpha0_i; K inner steps)
-  relaxed:   g_i = grad of L_query(W_i, alpha_i) w.r.t. (W_i, alpha_i), applied at (W0_i, alpha0_i) (first order)
-  reinforce: M architectures a ~ pi(.|z_i); reward = query accuracy of a with W_i; REINFORCE on alpha0_i;
-             g_i for W0_i = grad of the sampled architectures' mean query loss w.r.t. W_i (first order)
+  relaxed:   g_i = grad of L_outer(W_i, alpha_i) w.r.t. (W_i, alpha_i), applied at (W0_i, alpha0_i) (first order)
+  reinforce: M architectures a ~ pi(.|z_i); reward = outer-split accuracy of a with W_i; REINFORCE on alpha0_i;
+             g_i for W0_i = grad of the sampled architectures' mean outer loss w.r.t. W_i (first order)
+The inner loop trains W on the support split and alpha on the query split; the outer split is read only here.
 Then: Adam step on encoder, graph builder, controller and initializer with the mean of the g_i;
       Reptile on the base weights: W <- W + reptile_lr * mean_i (W_i - W0_i).
 `MetaTrainJob` is one meta-training run; `run_meta_train` runs it through the shared resumable driver.
@@ -43,13 +44,13 @@ class MetaTrainJob(Job):
         self.config = config
         self.device = device
         self.meta_train, self.meta_test, self.split = build_distributions(
-            config.tasks, config.test_tasks, config.ways, config.shots, config.queries, config.tests, config.channels,
-            config.image_size, config.meta_test_fraction, config.seed, config.data_root, config.download)
+            config.tasks, config.test_tasks, config.ways, config.split_sizes, config.channels, config.image_size,
+            config.meta_test_fraction, config.split_seed, config.data_root, config.download)
         if self.meta_train is None:
             raise InputError("no meta-training tasks: give --tasks with at least one data set")
         self.model = TaskDARTS(config).to(device)
         self.work = create_supernet(self.model.space, config.max_classes, config.channels, config.init_channels,
-                                    config.layers).to(device)
+                                    config.layers, precision=config.precision).to(device)
         self.optimizer = torch.optim.Adam(self.model.outer_parameters(), config.meta_lr)
         self.policy = PolicyGradient(config.baseline_momentum, config.entropy_weight)
         self.task_rng = random.Random(config.seed)
@@ -107,22 +108,22 @@ class MetaTrainJob(Job):
         tensors: list[torch.Tensor] = []
         grads: list[torch.Tensor] = []
         deltas = {name: torch.zeros_like(p) for name, p in base.items()}
-        stats = {"support_loss": 0.0, "logit_loss": 0.0, "query_loss": 0.0, "query_acc": 0.0, "entropy": 0.0}
+        stats = {"support_loss": 0.0, "logit_loss": 0.0, "outer_loss": 0.0, "outer_acc": 0.0, "entropy": 0.0}
         policy_loss = None
         for i, task in enumerate(tasks):
             start = self.model.start(z[i])
             adapted = adapt(self.work, start.weights, base_buffers, start.logits, task, config.inner_steps, config,
                             self.task_seed(i), config.mode)
             params = list(self.work.parameters())
-            x, y = split_batch(task)
+            x, y = split_batch(task, "outer")  # the inner loop never read these images
             if config.mode == "relaxed":
                 alphas = list(adapted.logits.parameters())
-                query_loss = F.cross_entropy(adapted.model(x, adapted.logits()), y)
-                out = torch.autograd.grad(query_loss, params + alphas, allow_unused=True)
+                outer_loss = F.cross_entropy(adapted.model(x, adapted.logits()), y)
+                out = torch.autograd.grad(outer_loss, params + alphas, allow_unused=True)
                 g_weights, g_logits = out[:len(params)], out[len(params):]
                 tensors += list(start.logits.values())
                 grads += [g / len(tasks) for g in g_logits]
-                _, acc = split_metrics(adapted.model, adapted.logits(), task)
+                _, acc = split_metrics(adapted.model, adapted.logits(), task, split="outer")
             else:
                 log_probs, rewards, losses = [], [], []
                 for _ in range(config.samples):
@@ -134,10 +135,10 @@ class MetaTrainJob(Job):
                 rewards_t = torch.stack(rewards)
                 task_pg = self.policy.loss(torch.stack(log_probs), rewards_t, start.logits) / len(tasks)
                 policy_loss = task_pg if policy_loss is None else policy_loss + task_pg
-                query_loss = torch.stack(losses).mean()
-                g_weights = torch.autograd.grad(query_loss, params, allow_unused=True)
+                outer_loss = torch.stack(losses).mean()
+                g_weights = torch.autograd.grad(outer_loss, params, allow_unused=True)
                 acc = float(rewards_t.mean())
-            check_finite([query_loss.item()], "query loss", f"meta-step {self.done + 1}, task {i + 1}")
+            check_finite([outer_loss.item()], "outer loss", f"meta-step {self.done + 1}, task {i + 1}")
             if self.model.initializer is not None:
                 for (name, w0), g in zip(start.weights.items(), g_weights):
                     if g is not None and w0.requires_grad:
@@ -148,8 +149,8 @@ class MetaTrainJob(Job):
                     deltas[name] += (p_adapted - start.weights[name].detach()) / len(tasks)
             stats["support_loss"] += adapted.support_loss / len(tasks)
             stats["logit_loss"] += adapted.logit_loss / len(tasks)
-            stats["query_loss"] += query_loss.item() / len(tasks)
-            stats["query_acc"] += acc / len(tasks)
+            stats["outer_loss"] += outer_loss.item() / len(tasks)
+            stats["outer_acc"] += acc / len(tasks)
             stats["entropy"] += sum(logits_entropy(start.logits).values()) / len(start.logits) / len(tasks)
         self.optimizer.zero_grad(set_to_none=True)
         if policy_loss is not None:
@@ -172,8 +173,8 @@ class MetaTrainJob(Job):
         return row
 
     def log_line(self, row: dict[str, Any]) -> str:
-        return (f"meta-step {row['meta_step']}/{self.config.meta_steps} query_acc {row['query_acc']:.3f} "
-                f"query_loss {row['query_loss']:.3f} entropy {row['entropy']:.3f} "
+        return (f"meta-step {row['meta_step']}/{self.config.meta_steps} outer_acc {row['outer_acc']:.3f} "
+                f"outer_loss {row['outer_loss']:.3f} entropy {row['entropy']:.3f} "
                 f"distinct genotypes {row['distinct_genotypes']}")
 
     def replicated(self) -> tuple[str, list[torch.Tensor]]:
@@ -187,7 +188,7 @@ class MetaTrainJob(Job):
 
     def result(self) -> dict[str, Any]:
         last = self.metrics[-1] if self.metrics else {}
-        return {"meta_step": self.done, "query_acc": last.get("query_acc"),
+        return {"meta_step": self.done, "outer_acc": last.get("outer_acc"),
                 "distinct_genotypes": last.get("distinct_genotypes")}
 
 

@@ -14,7 +14,8 @@ from torch_geometric.data import Batch
 
 from image_sets.data import check_image_size
 from run_kit import InputError
-from run_kit.config import Config, require_at_least, require_fraction, require_positive
+from run_kit.config import Config, require_at_least, require_choice, require_fraction, require_positive
+from run_kit.device import PRECISIONS
 from search_spaces import SearchSpace, get_space
 from supernet.model import create_supernet
 
@@ -22,7 +23,7 @@ from .controller import ArchController
 from .encoder import ConstantEmbedding, TaskEncoder
 from .initializer import WeightInitializer
 from .task_graph import TaskGraphBuilder
-from .tasks import Task
+from .tasks import SplitSizes, Task
 
 
 @dataclass
@@ -38,6 +39,7 @@ class MetaConfig(Config):
     ways: int = 3
     shots: int = 10
     queries: int = 10
+    outers: int = 10  # images per class that score the adapted task for the meta-gradient (never read by the inner loop)
     tests: int = 10
     meta_test_fraction: float = 0.3
     image_size: int = 8
@@ -55,6 +57,7 @@ class MetaConfig(Config):
     graph_images_per_class: int = 20
     use_encoder: bool = True
     use_initializer: bool = True
+    precision: str = "fp32"  # "bf16": bfloat16 autocast of the supernets' forward passes
     mode: str = "relaxed"
     meta_steps: int = 40
     meta_batch: int = 3
@@ -73,6 +76,7 @@ class MetaConfig(Config):
     probe_tasks: int = 8
     log_every: int = 5
     seed: int = 0
+    split_seed: int = 0  # draws the meta-train / meta-test class split, independently of the training seed
     device: str = "auto"
 
 
@@ -80,9 +84,11 @@ class MetaConfig(Config):
         get_space(self.space)
         if self.mode not in ("relaxed", "reinforce"):
             raise InputError(f"--mode must be relaxed or reinforce, got {self.mode}")
-        require_at_least(self, 1, "meta_steps", "meta_batch", "ways", "shots", "queries", "layers", "init_channels",
+        require_at_least(self, 1, "meta_steps", "meta_batch", "ways", "shots", "queries", "outers", "layers",
+                         "init_channels",
                          "samples", "log_every", "inner_batch", "probe_tasks")
-        require_at_least(self, 0, "inner_steps", "tests")
+        require_at_least(self, 0, "inner_steps", "tests", "split_seed")
+        require_choice(self, "precision", PRECISIONS)
         require_positive(self, "inner_w_lr", "inner_logit_lr", "meta_lr", "reptile_lr", "grad_clip")
         require_fraction(self, "reptile_lr", closed=True)
         require_fraction(self, "inner_w_momentum", "baseline_momentum", "meta_test_fraction")
@@ -96,6 +102,10 @@ class MetaConfig(Config):
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def split_sizes(self) -> SplitSizes:
+        return SplitSizes(self.shots, self.queries, self.outers, self.tests)
 
 
 class TaskStart(NamedTuple):
@@ -111,7 +121,7 @@ class TaskDARTS(nn.Module):
         self.config = config
         self.space: SearchSpace = get_space(config.space)
         self.supernet = create_supernet(self.space, config.max_classes, config.channels, config.init_channels,
-                                        config.layers)
+                                        config.layers, precision=config.precision)
         if config.use_encoder:
             self.graph_builder = TaskGraphBuilder(config.features, config.knn)
             self.encoder: nn.Module = TaskEncoder(self.graph_builder.node_dim, config.hidden, config.embed_dim,
@@ -129,10 +139,12 @@ class TaskDARTS(nn.Module):
         return [p for m in modules if m is not None for p in m.parameters()]
 
     def graph_sample(self, task: Task) -> tuple[torch.Tensor, torch.Tensor]:
-        """Up to `graph_images_per_class` support images of every class (the first ones: deterministic)."""
+        """The first min(graph_images_per_class, shots) support images of every class. The support split is a seeded
+        random draw, so this is a random sample of the task; capped at the episodes' shots, a whole data set at
+        deployment is embedded from as many images per class as meta-training tasks were."""
         y = task.data.y[task.support.to(task.data.y.device)]
-        keep = torch.cat([torch.nonzero(y == c).flatten()[: self.config.graph_images_per_class]
-                          for c in range(task.num_classes)])
+        cap = min(self.config.graph_images_per_class, self.config.shots)
+        keep = torch.cat([torch.nonzero(y == c).flatten()[:cap] for c in range(task.num_classes)])
         index = task.support.to(keep.device)[keep]
         return task.data.x[index.to(task.data.x.device)], task.data.y[index.to(task.data.y.device)]
 

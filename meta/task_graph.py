@@ -19,14 +19,18 @@ ATTRIBUTES = ("num_classes", "images_per_class", "image_size", "channels", "pixe
 
 
 class ClassFeatureExtractor(nn.Module):
-    """Three conv-BN-ReLU blocks and global pooling; grey images are repeated to 3 channels."""
+    """Three conv-GroupNorm(1 group)-ReLU blocks and global pooling; grey images are repeated to 3 channels.
+
+    GroupNorm, not BatchNorm: an image's features must not depend on which other images share its batch, or the
+    embedding of a task would change between meta-training (episodes, train-mode statistics) and deployment
+    (a whole data set, another batch)."""
 
     def __init__(self, features: int = 32):
         super().__init__()
         blocks, c_in = [], 3
         for c_out in (16, 32, features):
-            blocks += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
-                       nn.MaxPool2d(2, ceil_mode=True)]
+            blocks += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.GroupNorm(1, c_out),
+                       nn.ReLU(inplace=True), nn.MaxPool2d(2, ceil_mode=True)]
             c_in = c_out
         self.body = nn.Sequential(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.features = features

@@ -1,19 +1,20 @@
 """Tasks and task distributions: the first stage of TaskDARTS's data flow.
 
-A task is a classification problem: images of some classes of a data set, relabelled 0..n-1, in three disjoint
-splits: support (trains supernet weights), query (trains and evaluates architecture logits) and test (final
-evaluation). Two distributions:
+A task is a classification problem: images of some classes of a data set, relabelled 0..n-1, in four disjoint
+splits: support (the inner loop's weight steps), query (the inner loop's logit steps), outer (scores the adapted
+task for the meta-gradient: the inner loop never reads it) and test (reporting only). Two distributions:
 - episodes: N classes drawn from one of several data sets, a fixed number of images per class and split;
-- whole data sets: each `whole:DATASET` spec is one task (support/query = seeded halves of its training split,
-  test = its test split).
-Meta-train and meta-test episodes come from disjoint classes (a seeded split of every data set's classes); held-out
-whole data sets are given separately. The split is recorded in the run directory.
+- whole data sets: each `whole:DATASET` spec is one task (support/query/outer = seeded thirds of its training
+  split, test = its test split).
+Meta-train and meta-test episodes come from disjoint classes: a split of every data set's classes drawn with the
+split seed alone (`--split-seed`), so meta-runs with different training seeds share one held-out set. Held-out whole
+data sets are given separately. The split is recorded in the run directory (task_split.json).
 """
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import torch
 
@@ -28,14 +29,30 @@ class Task:
     data: ImageData  # the task's images only, labels 0..n-1
     support: torch.Tensor
     query: torch.Tensor
+    outer: torch.Tensor
     test: torch.Tensor
+
+    SPLITS = ("support", "query", "outer", "test")
 
     @property
     def num_classes(self) -> int:
         return self.data.num_classes
 
     def to(self, device: torch.device) -> "Task":
-        return Task(self.name, self.data.to(device), self.support, self.query, self.test)
+        return Task(self.name, self.data.to(device), self.support, self.query, self.outer, self.test)
+
+
+class SplitSizes(NamedTuple):
+    """Images per class in each split of an episode."""
+
+    shots: int     # support
+    queries: int   # query
+    outers: int    # outer
+    tests: int     # test
+
+    @property
+    def per_class(self) -> int:
+        return sum(self)
 
 
 def match_format(data: ImageData, channels: int, image_size: int) -> ImageData:
@@ -52,8 +69,10 @@ def match_format(data: ImageData, channels: int, image_size: int) -> ImageData:
 
 
 def whole_dataset_task(spec: str, channels: int, image_size: int, seed: int, root: str = "data",
-                       download: bool = False, max_per_class: int | None = None, include_test: bool = True) -> Task:
-    """A whole data set as one task: support/query are seeded halves of its training split, test its test split
+                       download: bool = False, max_per_class: int | None = None, include_test: bool = True,
+                       outer: bool = True) -> Task:
+    """A whole data set as one task: support/query/outer are seeded thirds of its training split (halves and no
+    outer split with `outer=False`: a search on a new data set has no meta-gradient to score), test its test split
     (left out with `include_test=False`, as a search must never see it)."""
     train = match_format(load_dataset(spec, "train", root, download), channels, image_size)
     if max_per_class is not None:
@@ -63,8 +82,8 @@ def whole_dataset_task(spec: str, channels: int, image_size: int, seed: int, roo
         parts.append(match_format(load_dataset(spec, "test", root, download), channels, image_size))
     data = ImageData(torch.cat([p.x for p in parts]), torch.cat([p.y for p in parts]), train.classes, train.name,
                      train.hflip)
-    support, query = split_indices(len(train), [0.5, 0.5], seed)
-    return Task(f"whole:{spec}", data, support, query, torch.arange(len(train), len(data)))
+    support, query, outer_part = split_indices(len(train), [1 / 3, 1 / 3, 1 / 3] if outer else [0.5, 0.5, 0.0], seed)
+    return Task(f"whole:{spec}", data, support, query, outer_part, torch.arange(len(train), len(data)))
 
 
 def _cap_per_class(y: torch.Tensor, cap: int, seed: int) -> torch.Tensor:
@@ -89,35 +108,34 @@ class ClassPool:
 
 
 class EpisodeDistribution:
-    """N-way episodes: pick a data set (uniformly), N of its classes, then shots/queries/tests images per class."""
+    """N-way episodes: pick a data set (uniformly), N of its classes, then the split sizes' images per class."""
 
-    def __init__(self, pools: Sequence[ClassPool], ways: int, shots: int, queries: int, tests: int):
+    def __init__(self, pools: Sequence[ClassPool], ways: int, sizes: SplitSizes):
         self.pools = [pool for pool in pools if len(pool.members) >= ways]
         if not self.pools:
-            raise InputError(f"no data set has {ways} classes with {shots + queries + tests} images each "
-                             f"for {ways}-way episodes; lower --ways, --shots or --queries")
-        self.ways, self.shots, self.queries, self.tests = ways, shots, queries, tests
+            raise InputError(f"no data set has {ways} classes with {sizes.per_class} images each "
+                             f"for {ways}-way episodes; lower --ways, --shots, --queries, --outers or --tests")
+        self.ways, self.sizes = ways, sizes
 
     def sample(self, rng: random.Random) -> Task:
         pool = self.pools[rng.randrange(len(self.pools))]
         labels = rng.sample(pool.labels(), self.ways)
-        per_class = self.shots + self.queries + self.tests
-        chosen, splits = [], {"support": [], "query": [], "test": []}
-        for new_label, label in enumerate(labels):
-            members = pool.members[label].tolist()
-            picked = rng.sample(members, per_class)
+        chosen: list[int] = []
+        splits: dict[str, list[int]] = {name: [] for name in Task.SPLITS}
+        for label in labels:
+            picked = rng.sample(pool.members[label].tolist(), self.sizes.per_class)
             offset = len(chosen)
             chosen += picked
-            splits["support"] += range(offset, offset + self.shots)
-            splits["query"] += range(offset + self.shots, offset + self.shots + self.queries)
-            splits["test"] += range(offset + self.shots + self.queries, offset + per_class)
+            for name, size in zip(Task.SPLITS, self.sizes):
+                splits[name] += range(offset, offset + size)
+                offset += size
         index = torch.tensor(chosen)
         remap = {label: k for k, label in enumerate(labels)}
         y = torch.tensor([remap[int(v)] for v in pool.data.y[index]])
         classes = [pool.data.classes[label] for label in labels]
         data = ImageData(pool.data.x[index], y, classes, pool.data.name, pool.data.hflip)
         name = f"{pool.spec}[{','.join(map(str, labels))}]"
-        return Task(name, data, *(torch.tensor(splits[key]) for key in ("support", "query", "test")))
+        return Task(name, data, *(torch.tensor(splits[key], dtype=torch.long) for key in Task.SPLITS))
 
 
 class WholeDatasetDistribution:
@@ -136,28 +154,28 @@ class TaskSplit:
 
     meta_train: dict[str, list[int]]
     meta_test: dict[str, list[int]]
-    seed: int
+    split_seed: int
 
     def as_dict(self) -> dict[str, Any]:
-        return {"seed": self.seed, "meta_train": self.meta_train, "meta_test": self.meta_test}
+        return {"split_seed": self.split_seed, "meta_train": self.meta_train, "meta_test": self.meta_test}
 
 
-def build_distributions(specs: Sequence[str], test_specs: Sequence[str], ways: int, shots: int, queries: int,
-                        tests: int, channels: int, image_size: int, meta_test_fraction: float, seed: int,
+def build_distributions(specs: Sequence[str], test_specs: Sequence[str], ways: int, sizes: SplitSizes,
+                        channels: int, image_size: int, meta_test_fraction: float, split_seed: int,
                         root: str = "data", download: bool = False):
     """(meta-train distribution, meta-test distribution, TaskSplit) for the task specs.
 
-    A spec `DATASET` contributes episodes, its classes split (seeded) between meta-train and meta-test; a spec
-    `whole:DATASET` is one meta-train task. `test_specs` are held-out data sets (episodes over all their classes, or
-    `whole:` tasks) used for meta-testing only.
+    A spec `DATASET` contributes episodes, its classes split between meta-train and meta-test by `split_seed`
+    alone; a spec `whole:DATASET` is one meta-train task. `test_specs` are held-out data sets (episodes over all
+    their classes, or `whole:` tasks) used for meta-testing only.
     """
-    per_class = shots + queries + tests
-    generator = torch.Generator().manual_seed(seed)
+    per_class = sizes.per_class
+    generator = torch.Generator().manual_seed(split_seed)
     train_pools, test_pools, whole_train, whole_test = [], [], [], []
-    split = TaskSplit({}, {}, seed)
+    split = TaskSplit({}, {}, split_seed)
     for spec, held_out in [(s, False) for s in specs] + [(s, True) for s in test_specs]:
         if spec.startswith("whole:"):
-            task = whole_dataset_task(spec[6:], channels, image_size, seed, root, download)
+            task = whole_dataset_task(spec[6:], channels, image_size, split_seed, root, download)
             (whole_test if held_out else whole_train).append(task)
             (split.meta_test if held_out else split.meta_train)[spec] = list(range(task.num_classes))
             continue
@@ -180,18 +198,18 @@ def build_distributions(specs: Sequence[str], test_specs: Sequence[str], ways: i
         if test_labels:
             test_pools.append(ClassPool(spec, data, {k: members[k] for k in test_labels}))
             split.meta_test[spec] = test_labels
-    meta_train = _distribution(train_pools, whole_train, ways, shots, queries, tests, "meta-training")
-    meta_test = _distribution(test_pools, whole_test, ways, shots, queries, tests, "meta-testing")
+    meta_train = _distribution(train_pools, whole_train, ways, sizes, "meta-training")
+    meta_test = _distribution(test_pools, whole_test, ways, sizes, "meta-testing")
     return meta_train, meta_test, split
 
 
-def _distribution(pools, whole, ways, shots, queries, tests, purpose):
+def _distribution(pools, whole, ways, sizes, purpose):
     if pools and whole:
         raise InputError(f"mix of episode and whole-data-set task specs for {purpose}; use one kind")
     if whole:
         return WholeDatasetDistribution(whole)
     if pools:
-        return EpisodeDistribution(pools, ways, shots, queries, tests)
+        return EpisodeDistribution(pools, ways, sizes)
     return None
 
 

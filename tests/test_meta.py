@@ -1,8 +1,10 @@
 import copy
 import csv
+import importlib.util
 import json
 import random
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -10,16 +12,16 @@ import yaml
 from torch.func import functional_call
 from torch_geometric.data import Batch
 
-from meta.adapt import split_batch
+from meta.adapt import adapt, split_batch
 from meta.controller import ArchController, PolicyGradient, sample_architecture
 from meta.encoder import RunningStandardizer, TaskEncoder
 from meta.meta_train import MetaTrainJob
 from meta.model import MetaConfig, TaskDARTS
 from meta.task_graph import ATTRIBUTES, TaskGraphBuilder
-from meta.tasks import build_distributions
+from meta.tasks import SplitSizes, Task, build_distributions, whole_dataset_task
 from search_spaces import get_space
 
-from .helpers import run_cli
+from .helpers import ROOT, run_cli
 
 # A meta-training run small enough for tests (NAS-Bench-201 supernet, 1 cell per stage, 4 channels, 8 px digits).
 TINY_META = ["--space", "nb201", "--layers", "1", "--init-channels", "4", "--meta-batch", "2", "--inner-steps", "2",
@@ -28,7 +30,7 @@ TINY_META = ["--space", "nb201", "--layers", "1", "--init-channels", "4", "--met
 
 @pytest.fixture(scope="module")
 def digits_tasks():
-    meta_train, meta_test, split = build_distributions(["digits"], [], 3, 10, 10, 10, 1, 8, 0.3, 0)
+    meta_train, meta_test, split = build_distributions(["digits"], [], 3, SplitSizes(10, 10, 10, 10), 1, 8, 0.3, 0)
     return meta_train, meta_test, split
 
 
@@ -38,8 +40,9 @@ def test_class_split_is_disjoint_and_recorded(digits_tasks):
     assert sorted(split.meta_train["digits"] + split.meta_test["digits"]) == list(range(10))
     task = meta_train.sample(random.Random(0))
     assert task.num_classes == 3 and sorted(task.data.y.unique().tolist()) == [0, 1, 2]
-    assert not set(task.support.tolist()) & set(task.query.tolist())
-    assert not set(task.query.tolist()) & set(task.test.tolist())
+    splits = [set(getattr(task, name).tolist()) for name in Task.SPLITS]
+    assert [len(s) for s in splits] == [30, 30, 30, 30]
+    assert all(not a & b for i, a in enumerate(splits) for b in splits[i + 1:])
     originals = {int(c) for c in task.data.classes}
     assert originals <= set(split.meta_train["digits"])
     assert {int(c) for c in meta_test.sample(random.Random(1)).data.classes} <= set(split.meta_test["digits"])
@@ -113,11 +116,11 @@ def _one_step_toy(use_initializer: bool = False, reptile_lr: float = 0.5):
 def _inner_step_by_hand(model: TaskDARTS, z: torch.Tensor, task, config: MetaConfig):
     """alpha1 = alpha0 - lr_a * g / (|g| + eps)        (Adam's first step, g = dL_query/d alpha at W0, alpha0)
     W1 = W0 - lr_w * (dL_support/dW at (W0, alpha1) + wd * W0)   (SGD's first step: momentum buffer = gradient)
-    returns alpha1, W1 and the first-order meta-gradient dL_query(W1, alpha1)/d alpha1."""
+    returns alpha1, W1 and the first-order meta-gradient dL_outer(W1, alpha1)/d alpha1."""
     supernet = copy.deepcopy(model.supernet).train()
     alpha0 = {k: v[0].detach() for k, v in model.controller(z[None]).items()}
     w0 = {n: p.detach() for n, p in supernet.named_parameters()}
-    support, query = split_batch(task, "support"), split_batch(task, "query")
+    support, query, outer = (split_batch(task, name) for name in ("support", "query", "outer"))
 
     def loss(weights, alphas, batch):
         out = functional_call(supernet, weights, (batch[0], alphas))[:, : task.num_classes]
@@ -132,13 +135,13 @@ def _inner_step_by_hand(model: TaskDARTS, z: torch.Tensor, task, config: MetaCon
     w1 = {n: (p - config.inner_w_lr * (g + config.inner_w_weight_decay * p)).detach()
           for (n, p), g in zip(w.items(), grads)}
     alpha = {k: v.clone().requires_grad_(True) for k, v in alpha1.items()}
-    meta_grad = torch.autograd.grad(loss(w1, alpha, query), list(alpha.values()))
+    meta_grad = torch.autograd.grad(loss(w1, alpha, outer), list(alpha.values()))
     return alpha1, w1, dict(zip(alpha, meta_grad))
 
 
 def test_first_order_meta_gradient_equals_the_hand_computed_one():
     """The controller's output bias receives d alpha0 / d bias = identity, so its gradient must be the mean over the
-    meta-batch of each task's first-order meta-gradient dL_query(W1, alpha1)/d alpha1, computed here by hand."""
+    meta-batch of each task's first-order meta-gradient dL_outer(W1, alpha1)/d alpha1, computed here by hand."""
     job, before, tasks = _one_step_toy()
     z = before.embed(tasks)  # train mode, as in the meta-step (same standardiser update)
     expected = {ct: torch.stack([_inner_step_by_hand(before, z[i].detach(), t, job.config)[2][ct]
@@ -238,7 +241,7 @@ def test_meta_train_run_directory(meta_run):
     assert {"config.yaml", "log.txt", "metrics.csv", "checkpoint.pt", "task_split.json"} <= names
     rows = list(csv.DictReader((meta_run / "metrics.csv").open()))
     assert [int(r["meta_step"]) for r in rows] == [1, 2, 3]
-    assert {"support_loss", "logit_loss", "query_loss", "query_acc", "entropy", "distinct_genotypes"} <= set(rows[0])
+    assert {"support_loss", "logit_loss", "outer_loss", "outer_acc", "entropy", "distinct_genotypes"} <= set(rows[0])
     # the logged count is what the saved controller proposes over the (seeded) probe tasks
     job = MetaTrainJob(MetaConfig.from_dict(yaml.safe_load((meta_run / "config.yaml").read_text())), torch.device("cpu"))
     job.load_state_dict(torch.load(meta_run / "checkpoint.pt", weights_only=True))
@@ -299,7 +302,135 @@ def test_meta_bad_input_is_clear(meta_run, tmp_path):
     assert code == 2 and "not a TaskDARTS meta-checkpoint" in stderr
     code, _, stderr = run_cli("meta-train", "--ways", "12", "--out", str(tmp_path / "e"))
     assert code == 2 and "exceeds --max-classes" in stderr
+    for flag in ("--split-seed", "--outers"):
+        code, _, stderr = run_cli("meta-train", flag, "-1", "--out", str(tmp_path / "h"))
+        assert code == 2 and flag in stderr and len(stderr.strip().splitlines()) == 1
     code, _, stderr = run_cli("search", "--meta", str(meta_run), "--order", "2", "--out", str(tmp_path / "f"))
     assert code == 2 and "--order do(es) not apply to --meta searches" in stderr
     code, _, stderr = run_cli("search", "--adapt-steps", "3", "--out", str(tmp_path / "g"))
     assert code == 2 and "--adapt-steps needs --meta" in stderr
+
+
+# --- clean held-out evaluation ---------------------------------------------------------------------------------
+
+def _load_benchmark(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_held_out_classes_never_meet_meta_training_classes_for_any_training_seed():
+    """The class split depends on --split-seed alone: meta-runs with training seeds 0, 1, 2 (as the benchmark runs
+    them) hold out the same classes, and the benchmark's held-out episodes come from exactly those."""
+    bench = _load_benchmark("meta_vs_darts")
+    splits = []
+    for seed in (0, 1, 2):
+        config = MetaConfig(space="nb201", layers=1, init_channels=4, seed=seed)
+        job = MetaTrainJob(config, torch.device("cpu"))
+        train, test = set(job.split.meta_train["digits"]), set(job.split.meta_test["digits"])
+        assert train and test and not train & test
+        for _ in range(20):
+            assert {int(c) for c in job.meta_train.sample(job.task_rng).data.classes} <= train
+        for _, task in bench.held_out_tasks(config, 5):
+            assert {int(c) for c in task.data.classes} <= test
+        splits.append(job.split.as_dict())
+    assert splits[0] == splits[1] == splits[2]
+    other = MetaTrainJob(MetaConfig(space="nb201", layers=1, init_channels=4, split_seed=1), torch.device("cpu"))
+    assert other.split.as_dict() != splits[0]
+
+
+def test_the_inner_loop_never_reads_the_outer_split(digits_tasks):
+    """Replace the outer split's images and labels by noise: the adapted weights and logits stay bit-identical,
+    while the outer loss (what the meta-gradient differentiates) changes."""
+    config = MetaConfig(space="nb201", layers=1, init_channels=4, inner_steps=3, inner_batch=8)
+    task = digits_tasks[0].sample(random.Random(5))
+    noisy_data = copy.deepcopy(task.data)
+    noisy_data.x[task.outer] = torch.randint(0, 256, noisy_data.x[task.outer].shape, dtype=noisy_data.x.dtype)
+    noisy_data.y[task.outer] = (noisy_data.y[task.outer] + 1) % task.num_classes
+    noisy = Task(task.name, noisy_data, task.support, task.query, task.outer, task.test)
+    torch.manual_seed(0)
+    model = TaskDARTS(config)
+    z = model.embed([task])[0].detach()
+    start = model.start(z)
+    buffers = {n: b.clone() for n, b in model.supernet.named_buffers()}
+    results = []
+    for t in (task, noisy):
+        work = copy.deepcopy(model.supernet)
+        adapted = adapt(work, start.weights, buffers, {k: v.detach() for k, v in start.logits.items()}, t,
+                        config.inner_steps, config, seed=0)
+        x, y = split_batch(t, "outer")
+        outer = F.cross_entropy(adapted.model(x, adapted.logits()), y).item()
+        results.append(([p.detach().clone() for p in work.parameters()], adapted.logits(), outer))
+    (w_a, l_a, outer_a), (w_b, l_b, outer_b) = results
+    assert all(torch.equal(a, b) for a, b in zip(w_a, w_b))
+    assert all(torch.equal(l_a[k], l_b[k]) for k in l_a)
+    assert outer_a != outer_b
+
+
+def _stripes_npz(path, n_per_class=60, classes=4, size=8, seed=0):
+    """A data set of oriented stripes: nothing like handwritten digits."""
+    g = torch.Generator().manual_seed(seed)
+    xs, ys = [], []
+    grid = torch.arange(size).float()
+    for c in range(classes):
+        angle = c * 3.14159 / classes
+        for _ in range(n_per_class):
+            phase = torch.rand(1, generator=g).item() * 6.28
+            wave = torch.sin(grid[:, None] * torch.cos(torch.tensor(angle)) * 1.5
+                             + grid[None, :] * torch.sin(torch.tensor(angle)) * 1.5 + phase)
+            xs.append(((wave + 1) * 127.5).clamp(0, 255).to(torch.uint8))
+            ys.append(c)
+    x, y = torch.stack(xs).numpy(), torch.tensor(ys).numpy()
+    np.savez(path, x=x, y=y, x_test=x[:8], y_test=y[:8])
+    return f"npz:{path}"
+
+
+def test_task_embedding_is_stable_across_image_samples_and_differs_between_data_sets(tmp_path):
+    """A whole data set is embedded from a seeded sample of its images (the first `shots` support images per
+    class): other samples of the same set land close by, another data set lands far away. The class features
+    use no batch statistics, so an image's features do not depend on the rest of its batch."""
+    torch.manual_seed(0)
+    config = MetaConfig(space="nb201", layers=1, init_channels=4)
+    model = TaskDARTS(config).eval()
+    stripes = _stripes_npz(tmp_path / "stripes.npz")
+
+    def z(spec, seed):
+        task = whole_dataset_task(spec, config.channels, config.image_size, seed, include_test=False, outer=False)
+        with torch.no_grad():
+            return model.embed([task])[0]
+
+    digits = [z("digits", seed) for seed in range(4)]
+    within = max((a - b).norm().item() for a in digits for b in digits)
+    between = min((d - z(stripes, seed)).norm().item() for d in digits for seed in range(2))
+    assert within < 0.25 * between, (within, between)
+    extractor = model.graph_builder.extractor.train()
+    images = whole_dataset_task("digits", 1, 8, 0, include_test=False).data.x[:16]
+    with torch.no_grad():
+        assert torch.allclose(extractor(images)[:4], extractor(images[:4]), atol=1e-5)
+
+
+def test_search_meta_proposes_for_data_sets_with_more_classes_than_meta_training(tmp_path):
+    """Meta-trained on 3-way tasks with a 3-output classifier; the 10 digit classes still get a zero-shot
+    proposal and an adapted search with a grown classifier."""
+    run = tmp_path / "meta3"
+    code, _, stderr = run_cli("meta-train", *TINY_META, "--meta-steps", "1", "--max-classes", "3", "--out", str(run))
+    assert code == 0, stderr
+    for steps in ("0", "2"):
+        out = tmp_path / f"k{steps}"
+        code, _, stderr = run_cli("search", "--meta", str(run), "--dataset", "digits", "--adapt-steps", steps,
+                                  "--out", str(out), "--no-progress")
+        assert code == 0, stderr
+        assert json.loads((out / "genotype.json").read_text())["space"] == "nb201"
+        state = torch.load(out / "checkpoint.pt", weights_only=True)
+        assert state["model"]["classifier.weight"].shape[0] == 10
+
+
+def test_natural_task_config_is_valid_and_holds_cifar10_out_of_meta_training():
+    values = yaml.safe_load((ROOT / "configs" / "meta_nb201_natural.yaml").read_text())
+    config = MetaConfig.from_dict(values)
+    config.validate()
+    specs = config.tasks + config.test_tasks
+    assert config.space == "nb201" and not any("cifar" in spec.lower() for spec in specs)
+    assert {"tinyimagenet32", "gtsrb32", "omniglot_small", "mnist_test"} <= {spec.rsplit("/", 1)[-1].split(".")[0]
+                                                                            for spec in specs}
