@@ -43,7 +43,8 @@ class DepthwiseConv2d(nn.Conv2d):
     With stride = dilation = s and padding p = s (k - 1) / 2, out[h] = sum_i w[i] x[s h + s i - p]
     = sum_i w[i] x_s[h + i - p / s] with x_s = x[::s, ::s]: the same products and sums in the same order, and
     oneDNN runs the undilated form many times faster on CPU (backward above all: measured 7-16x at DARTS
-    reduction-cell shapes). Same parameters, state dict and initialisation as nn.Conv2d.
+    reduction-cell shapes). Same parameters, state dict and initialisation as nn.Conv2d. Off the CPU (cuDNN has
+    its own dilated kernels) it runs as the plain convolution.
     """
 
     def __init__(self, channels: int, kernel_size: int, stride: int, padding: int, dilation: int):
@@ -53,7 +54,7 @@ class DepthwiseConv2d(nn.Conv2d):
         self.reads_every_sth = s > 1 and dilation == s and p == s * (kernel_size - 1) // 2 and p % s == 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.reads_every_sth:
+        if not self.reads_every_sth or x.device.type != "cpu":
             return super().forward(x)
         s = self.stride[0]
         return F.conv2d(x[:, :, ::s, ::s], self.weight, None, 1, self.padding[0] // s, 1, self.groups)

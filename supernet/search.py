@@ -102,6 +102,9 @@ class SearchConfig(DataOptions, Config):
         require_at_least(self, 0, "w_lr_min", "w_weight_decay", "logit_weight_decay", "logit_init_std")
         require_fraction(self, "w_momentum", "logit_betas")
         require_choice(self, "precision", PRECISIONS)
+        if self.order == 2 and self.precision != "fp32":
+            raise InputError("--order 2 needs --precision fp32: its finite-difference step moves each weight by about "
+                             "1e-5 of its size, far below bfloat16's resolution (4e-3)")
         if self.w_lr_min > self.w_lr:
             raise InputError(f"--w-lr-min {self.w_lr_min} exceeds --w-lr {self.w_lr}")
 

@@ -136,3 +136,9 @@ def test_search_and_retrain_run_in_bf16_and_record_it(tmp_path):
 def test_unknown_precision_is_one_line_exit_2(tmp_path, command):
     code, _, err = run_cli(command, "--precision", "fp8", "--out", str(tmp_path / "x"))
     assert code == 2 and len(err.strip().splitlines()) == 1 and "fp8" in err
+
+
+def test_second_order_in_bf16_is_refused(tmp_path):
+    """w +- eps v moves weights by ~1e-5 of their size: bfloat16 would round the finite difference away."""
+    code, _, err = run_cli("search", "--order", "2", "--precision", "bf16", "--out", str(tmp_path / "x"))
+    assert code == 2 and "--order 2 needs --precision fp32" in err and not (tmp_path / "x").exists()
