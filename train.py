@@ -107,7 +107,7 @@ def build_parser() -> OneLineParser:
     group.add_argument("--tasks", nargs="+", metavar="SPEC",
                        help="DATASET (N-way episodes from a seeded part of its classes) or whole:DATASET")
     group.add_argument("--test-tasks", nargs="*", metavar="SPEC", help="held-out data sets for meta-testing")
-    for name in ("ways", "shots", "queries", "outers", "tests", "image_size", "channels", "max_classes"):
+    for name in ("ways", "max_ways", "shots", "queries", "outers", "tests", "image_size", "channels", "max_classes"):
         group.add_argument(_flag(name), type=int)
     group.add_argument("--split-seed", type=int, help="seed of the meta-train / meta-test class split alone "
                                                       "(default 0; --seed does not change the split)")

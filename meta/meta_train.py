@@ -45,7 +45,7 @@ class MetaTrainJob(Job):
         self.device = device
         self.meta_train, self.meta_test, self.split = build_distributions(
             config.tasks, config.test_tasks, config.ways, config.split_sizes, config.channels, config.image_size,
-            config.meta_test_fraction, config.split_seed, config.data_root, config.download)
+            config.meta_test_fraction, config.split_seed, config.data_root, config.download, config.max_ways)
         if self.meta_train is None:
             raise InputError("no meta-training tasks: give --tasks with at least one data set")
         self.model = TaskDARTS(config).to(device)
@@ -63,7 +63,7 @@ class MetaTrainJob(Job):
     def describe(self) -> str:
         c = self.config
         return (f"meta-train {c.space} ({c.mode}, encoder {'on' if c.use_encoder else 'off'}, initializer "
-                f"{'on' if c.use_initializer else 'off'}) on {', '.join(c.tasks)}: {c.ways}-way tasks, device "
+                f"{'on' if c.use_initializer else 'off'}) on {', '.join(c.tasks)}: {c.ways}{f'-{c.max_ways}' if c.max_ways else ''}-way tasks, device "
                 f"{self.device}")
 
     def state_dict(self) -> dict[str, Any]:

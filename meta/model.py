@@ -37,6 +37,7 @@ class MetaConfig(Config):
     tasks: list[str] = field(default_factory=lambda: ["digits"])
     test_tasks: list[str] = field(default_factory=list)
     ways: int = 3
+    max_ways: int | None = None  # episodes of ways..max_ways classes (None: always `ways`)
     shots: int = 10
     queries: int = 10
     outers: int = 10  # images per class that score the adapted task for the meta-gradient (never read by the inner loop)
@@ -95,6 +96,9 @@ class MetaConfig(Config):
         require_at_least(self, 0, "inner_w_weight_decay", "entropy_weight")
         if self.ways > self.max_classes:
             raise InputError(f"--ways {self.ways} exceeds --max-classes {self.max_classes}")
+        if self.max_ways is not None and not self.ways <= self.max_ways <= self.max_classes:
+            raise InputError(f"--max-ways {self.max_ways} must lie between --ways {self.ways} and --max-classes "
+                             f"{self.max_classes}")
         if not self.tasks:
             raise InputError("--tasks needs at least one task spec")
         check_image_size(self.image_size)

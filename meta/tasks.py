@@ -108,18 +108,23 @@ class ClassPool:
 
 
 class EpisodeDistribution:
-    """N-way episodes: pick a data set (uniformly), N of its classes, then the split sizes' images per class."""
+    """N-way episodes: pick a data set (uniformly), N of its classes, then the split sizes' images per class.
+    N = `ways`, or with `max_ways` uniform in [ways, max_ways] (capped at the data set's class count), so that
+    meta-training also sees tasks with as many classes as the data sets it will be deployed on."""
 
-    def __init__(self, pools: Sequence[ClassPool], ways: int, sizes: SplitSizes):
+    def __init__(self, pools: Sequence[ClassPool], ways: int, sizes: SplitSizes, max_ways: int | None = None):
         self.pools = [pool for pool in pools if len(pool.members) >= ways]
         if not self.pools:
             raise InputError(f"no data set has {ways} classes with {sizes.per_class} images each "
                              f"for {ways}-way episodes; lower --ways, --shots, --queries, --outers or --tests")
-        self.ways, self.sizes = ways, sizes
+        self.ways, self.sizes, self.max_ways = ways, sizes, max_ways or ways
 
     def sample(self, rng: random.Random) -> Task:
         pool = self.pools[rng.randrange(len(self.pools))]
-        labels = rng.sample(pool.labels(), self.ways)
+        ways = self.ways
+        if self.max_ways > self.ways:
+            ways = rng.randint(self.ways, min(self.max_ways, len(pool.members)))
+        labels = rng.sample(pool.labels(), ways)
         chosen: list[int] = []
         splits: dict[str, list[int]] = {name: [] for name in Task.SPLITS}
         for label in labels:
@@ -162,7 +167,7 @@ class TaskSplit:
 
 def build_distributions(specs: Sequence[str], test_specs: Sequence[str], ways: int, sizes: SplitSizes,
                         channels: int, image_size: int, meta_test_fraction: float, split_seed: int,
-                        root: str = "data", download: bool = False):
+                        root: str = "data", download: bool = False, max_ways: int | None = None):
     """(meta-train distribution, meta-test distribution, TaskSplit) for the task specs.
 
     A spec `DATASET` contributes episodes, its classes split between meta-train and meta-test by `split_seed`
@@ -198,18 +203,18 @@ def build_distributions(specs: Sequence[str], test_specs: Sequence[str], ways: i
         if test_labels:
             test_pools.append(ClassPool(spec, data, {k: members[k] for k in test_labels}))
             split.meta_test[spec] = test_labels
-    meta_train = _distribution(train_pools, whole_train, ways, sizes, "meta-training")
-    meta_test = _distribution(test_pools, whole_test, ways, sizes, "meta-testing")
+    meta_train = _distribution(train_pools, whole_train, ways, sizes, max_ways, "meta-training")
+    meta_test = _distribution(test_pools, whole_test, ways, sizes, max_ways, "meta-testing")
     return meta_train, meta_test, split
 
 
-def _distribution(pools, whole, ways, sizes, purpose):
+def _distribution(pools, whole, ways, sizes, max_ways, purpose):
     if pools and whole:
         raise InputError(f"mix of episode and whole-data-set task specs for {purpose}; use one kind")
     if whole:
         return WholeDatasetDistribution(whole)
     if pools:
-        return EpisodeDistribution(pools, ways, sizes)
+        return EpisodeDistribution(pools, ways, sizes, max_ways)
     return None
 
 

@@ -434,3 +434,24 @@ def test_natural_task_config_is_valid_and_holds_cifar10_out_of_meta_training():
     assert config.space == "nb201" and not any("cifar" in spec.lower() for spec in specs)
     assert {"tinyimagenet32", "gtsrb32", "omniglot_small", "mnist_test"} <= {spec.rsplit("/", 1)[-1].split(".")[0]
                                                                             for spec in specs}
+
+
+def test_episodes_with_a_range_of_ways_cover_it_and_stay_in_the_meta_training_classes():
+    sizes = SplitSizes(5, 5, 5, 5)
+    meta_train, _, split = build_distributions(["digits"], [], 3, sizes, 1, 8, 0.3, 0, max_ways=6)
+    rng, seen = random.Random(0), set()
+    for _ in range(60):
+        task = meta_train.sample(rng)
+        n = task.num_classes
+        seen.add(n)
+        assert sorted(task.data.y.unique().tolist()) == list(range(n)) and len(task.support) == 5 * n
+        assert {int(c) for c in task.data.classes} <= set(split.meta_train["digits"])
+    assert seen == {3, 4, 5, 6}
+    fixed, _, _ = build_distributions(["digits"], [], 3, sizes, 1, 8, 0.3, 0)
+    assert {fixed.sample(rng).num_classes for _ in range(10)} == {3}
+
+
+@pytest.mark.parametrize("max_ways", ["2", "11"])
+def test_max_ways_outside_ways_and_max_classes_is_one_line_exit_2(tmp_path, max_ways):
+    code, _, stderr = run_cli("meta-train", "--ways", "3", "--max-ways", max_ways, "--out", str(tmp_path / "x"))
+    assert code == 2 and "--max-ways" in stderr and len(stderr.strip().splitlines()) == 1
