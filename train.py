@@ -121,6 +121,9 @@ def build_parser() -> OneLineParser:
     for name in ("meta_lr", "reptile_lr", "inner_w_lr", "inner_logit_lr", "entropy_weight"):
         group.add_argument(_flag(name), type=float)
     group.add_argument("--mode", choices=("relaxed", "reinforce"))
+    group.add_argument("--logit-regularizer", choices=("none", "beta"),
+                       help="beta: beta-decay on the inner logit steps and the controller's proposal")
+    group.add_argument("--regularizer-weight", type=float, help="its lambda at the last meta-step (default 50)")
     group.add_argument("--no-initializer", dest="use_initializer", action="store_const", const=False)
     group.add_argument("--no-encoder", dest="use_encoder", action="store_const", const=False,
                        help="MetaNAS-style ablation: one set of logits and one initialization for all tasks")

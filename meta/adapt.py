@@ -68,10 +68,11 @@ def load_weights(supernet: nn.Module, weights: dict[str, torch.Tensor], buffers:
 
 def adapt(work: nn.Module, weights: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
           logits: dict[str, torch.Tensor], task: Task, steps: int, config, seed: int, mode: str = "relaxed",
-          generator: torch.Generator | None = None, record_at: Sequence[int] = ()) -> Adapted:
+          generator: torch.Generator | None = None, record_at: Sequence[int] = (), regularizer=None) -> Adapted:
     """Run `steps` adaptation steps of `work` (a scratch supernet) from `weights`/`logits` on the task.
 
     At every step count in `record_at` (0 = the start) the supernet's query and test loss/accuracy are recorded.
+    `regularizer` (e.g. BetaDecay) adds its gradient to every logit step, as in a plain search.
     """
     load_weights(work, weights, buffers)
     model = ClassSlice(work, task.num_classes)
@@ -82,7 +83,7 @@ def adapt(work: nn.Module, weights: dict[str, torch.Tensor], buffers: dict[str, 
     preprocess = task_preprocess(task.data.channels)
     support = BatchStream(task.data, task.support, config.inner_batch, seed * 2 + 1, preprocess, augment=False)
     query = BatchStream(task.data, task.query, config.inner_batch, seed * 2 + 2, preprocess, augment=False)
-    bilevel = BilevelOptimizer(model, arch, w_opt, a_opt, order=1, grad_clip=config.grad_clip)
+    bilevel = BilevelOptimizer(model, arch, w_opt, a_opt, order=1, grad_clip=config.grad_clip, regularizer=regularizer)
     support_loss = logit_loss = float("nan")
     history: dict[int, dict[str, float]] = {}
     work.train()

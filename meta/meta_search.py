@@ -14,6 +14,7 @@ from run_kit.device import pick_device, seed_everything
 from run_kit.files import atomic_write_text, save_checkpoint
 from run_kit.run_dir import RunDir
 from supernet.model import create_supernet
+from supernet.regularizers import create_regularizer
 from supernet.search import logits_entropy
 
 from .adapt import adapt, split_metrics
@@ -66,7 +67,11 @@ def _propose(config: MetaSearchConfig, meta, task, run: RunDir, log, device: tor
     # zero-shot proposal itself reads the task graph only, which takes any number of classes.
     work = create_supernet(meta.space, max(mc.max_classes, task.num_classes), mc.channels, mc.init_channels,
                            mc.layers, precision=mc.precision).to(device)
-    adapted = adapt(work, start.weights, buffers, start.logits, task, config.adapt_steps, mc, config.seed, mc.mode)
+    regularizer = create_regularizer(mc.logit_regularizer, meta.space, mc.regularizer_weight)
+    if regularizer is not None:
+        regularizer.set_epoch(1, 1)  # the full lambda, where meta-training ended
+    adapted = adapt(work, start.weights, buffers, start.logits, task, config.adapt_steps, mc, config.seed, mc.mode,
+                    regularizer=regularizer)
     final_logits = {k: v.detach() for k, v in adapted.logits().items()}
     genotype = meta.space.derive(final_logits)
     seconds = time.time() - started

@@ -7,6 +7,8 @@ Per meta-step, for each task i of a meta-batch:
   reinforce: M architectures a ~ pi(.|z_i); reward = outer-split accuracy of a with W_i; REINFORCE on alpha0_i;
              g_i for W0_i = grad of the sampled architectures' mean outer loss w.r.t. W_i (first order)
 The inner loop trains W on the support split and alpha on the query split; the outer split is read only here.
+With --logit-regularizer beta, lambda R(alpha) (supernet/regularizers.py) is added to every inner logit step and
+lambda R(alpha0_i) / B to the outer objective, lambda ramped from 0 to --regularizer-weight over the meta-steps.
 Then: Adam step on encoder, graph builder, controller and initializer with the mean of the g_i;
       Reptile on the base weights: W <- W + reptile_lr * mean_i (W_i - W0_i).
 `MetaTrainJob` is one meta-training run; `run_meta_train` runs it through the shared resumable driver.
@@ -27,6 +29,7 @@ from run_kit.files import load_checkpoint
 from run_kit.loop import Job, check_finite, run_job
 from run_kit.run_dir import RunDir
 from supernet.model import create_supernet
+from supernet.regularizers import create_regularizer
 from supernet.relaxation import DiscreteRelaxation
 from supernet.search import logits_entropy
 
@@ -53,6 +56,7 @@ class MetaTrainJob(Job):
                                     config.layers, precision=config.precision).to(device)
         self.optimizer = torch.optim.Adam(self.model.outer_parameters(), config.meta_lr)
         self.policy = PolicyGradient(config.baseline_momentum, config.entropy_weight)
+        self.regularizer = create_regularizer(config.logit_regularizer, self.model.space, config.regularizer_weight)
         self.task_rng = random.Random(config.seed)
         probe_rng = random.Random(config.seed + 7919)
         self.probes = [self.meta_train.sample(probe_rng).to(device) for _ in range(config.probe_tasks)]
@@ -110,10 +114,15 @@ class MetaTrainJob(Job):
         deltas = {name: torch.zeros_like(p) for name, p in base.items()}
         stats = {"support_loss": 0.0, "logit_loss": 0.0, "outer_loss": 0.0, "outer_acc": 0.0, "entropy": 0.0}
         policy_loss = None
+        if self.regularizer is not None:
+            self.regularizer.set_epoch(self.done, config.meta_steps)
         for i, task in enumerate(tasks):
             start = self.model.start(z[i])
             adapted = adapt(self.work, start.weights, base_buffers, start.logits, task, config.inner_steps, config,
-                            self.task_seed(i), config.mode)
+                            self.task_seed(i), config.mode, regularizer=self.regularizer)
+            if self.regularizer is not None:  # anti-collapse on the proposal itself: lambda R(alpha0_i) / B
+                tensors.append(self.regularizer.penalty(start.logits) / len(tasks))
+                grads.append(torch.tensor(1.0, device=self.device))
             params = list(self.work.parameters())
             x, y = split_batch(task, "outer")  # the inner loop never read these images
             if config.mode == "relaxed":

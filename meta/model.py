@@ -18,6 +18,7 @@ from run_kit.config import Config, require_at_least, require_choice, require_fra
 from run_kit.device import PRECISIONS
 from search_spaces import SearchSpace, get_space
 from supernet.model import create_supernet
+from supernet.regularizers import create_regularizer
 
 from .controller import ArchController
 from .encoder import ConstantEmbedding, TaskEncoder
@@ -60,6 +61,8 @@ class MetaConfig(Config):
     use_initializer: bool = True
     precision: str = "fp32"  # "bf16": bfloat16 autocast of the supernets' forward passes
     mode: str = "relaxed"
+    logit_regularizer: str = "none"  # "beta": beta-decay on the inner logit steps and on the controller's alpha0
+    regularizer_weight: float = 50.0  # its lambda at the last meta-step (ramped linearly from 0)
     meta_steps: int = 40
     meta_batch: int = 3
     inner_steps: int = 3
@@ -90,6 +93,8 @@ class MetaConfig(Config):
                          "samples", "log_every", "inner_batch", "probe_tasks")
         require_at_least(self, 0, "inner_steps", "tests", "split_seed")
         require_choice(self, "precision", PRECISIONS)
+        create_regularizer(self.logit_regularizer, get_space(self.space), self.regularizer_weight)
+        require_at_least(self, 0, "regularizer_weight")
         require_positive(self, "inner_w_lr", "inner_logit_lr", "meta_lr", "reptile_lr", "grad_clip")
         require_fraction(self, "reptile_lr", closed=True)
         require_fraction(self, "inner_w_momentum", "baseline_momentum", "meta_test_fraction")

@@ -455,3 +455,26 @@ def test_episodes_with_a_range_of_ways_cover_it_and_stay_in_the_meta_training_cl
 def test_max_ways_outside_ways_and_max_classes_is_one_line_exit_2(tmp_path, max_ways):
     code, _, stderr = run_cli("meta-train", "--ways", "3", "--max-ways", max_ways, "--out", str(tmp_path / "x"))
     assert code == 2 and "--max-ways" in stderr and len(stderr.strip().splitlines()) == 1
+
+
+def test_beta_regularizer_adds_exactly_its_gradient_to_the_proposal():
+    """With no inner steps the adapted task is its start, so the only difference a beta-decay regularizer makes to
+    the controller's output-bias gradient is the mean over the meta-batch of lambda * softmax(alpha0_i) / E_t."""
+    grads = {}
+    for regularizer in ("none", "beta"):
+        config = MetaConfig(space="nb201", layers=1, init_channels=4, meta_batch=2, meta_steps=2, inner_steps=0,
+                            probe_tasks=1, grad_clip=1e9, logit_regularizer=regularizer, regularizer_weight=7.0)
+        torch.manual_seed(0)
+        job = MetaTrainJob(config, torch.device("cpu"))
+        job.done = 1  # the last meta-step: lambda at its full value
+        rng = random.Random()
+        rng.setstate(job.task_rng.getstate())
+        tasks = [job.meta_train.sample(rng) for _ in range(config.meta_batch)]
+        before = copy.deepcopy(job.model)
+        job.run_unit(False)
+        grads[regularizer] = {ct: job.model.controller.heads[ct].bias.grad.clone() for ct in job.model.space.cell_types}
+    z = before.embed(tasks)
+    for ct, g in grads["beta"].items():
+        alpha0 = before.controller(z.detach())[ct]  # [B, edges, ops]
+        expected = (7.0 * torch.softmax(alpha0, -1) / alpha0.shape[1]).mean(0).reshape(g.shape)
+        torch.testing.assert_close(g - grads["none"][ct], expected.detach(), rtol=1e-4, atol=1e-6)
