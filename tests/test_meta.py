@@ -3,6 +3,7 @@ import csv
 import importlib.util
 import json
 import random
+import shutil
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from meta.meta_train import MetaTrainJob
 from meta.model import MetaConfig, TaskDARTS
 from meta.task_graph import ATTRIBUTES, TaskGraphBuilder
 from meta.tasks import SplitSizes, Task, build_distributions, whole_dataset_task
+from run_kit import InputError
 from search_spaces import get_space
 
 from .helpers import ROOT, run_cli
@@ -478,3 +480,22 @@ def test_beta_regularizer_adds_exactly_its_gradient_to_the_proposal():
         alpha0 = before.controller(z.detach())[ct]  # [B, edges, ops]
         expected = (7.0 * torch.softmax(alpha0, -1) / alpha0.shape[1]).mean(0).reshape(g.shape)
         torch.testing.assert_close(g - grads["none"][ct], expected.detach(), rtol=1e-4, atol=1e-6)
+
+
+def test_validation_cells_come_from_the_runs_held_out_classes_and_the_split_is_checked(meta_run, tmp_path):
+    bench = _load_benchmark("meta_validation")
+    split = json.loads((meta_run / "task_split.json").read_text())
+    cells = bench.validation_cells(str(meta_run), "digits", 4)
+    assert len(cells) == 4
+    for name, genotype in cells:
+        classes = {int(c) for c in name.split("[", 1)[1].rstrip("]").split(",")}
+        assert classes <= set(split["meta_test"]["digits"])
+        assert get_space("nb201").to_text(genotype).startswith("|")
+    with pytest.raises(InputError, match="no held-out classes"):
+        bench.validation_cells(str(meta_run), "tinyimagenet", 1)
+    tampered = tmp_path / "tampered"
+    shutil.copytree(meta_run, tampered)
+    split["meta_test"]["digits"] = split["meta_test"]["digits"][:-1]
+    (tampered / "task_split.json").write_text(json.dumps(split))
+    with pytest.raises(InputError, match="differs from its task_split.json"):
+        bench.validation_cells(str(tampered), "digits", 1)

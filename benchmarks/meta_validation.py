@@ -1,0 +1,82 @@
+#!/usr/bin/env python
+"""Validation score of a meta-trained NAS-Bench-201 TaskDARTS: zero-shot cells for episodes of one family's
+held-out classes, scored with a NAS-Bench-201 table column that is never a reported figure.
+
+Design choices (objective, regulariser weight, horizon) are made with this, never with the held-out report sets.
+The default pairs held-out Tiny ImageNet classes with the table's ImageNet16-120 column (both downsampled ImageNet;
+the reported CIFAR-10 column and CIFAR-10 images are not touched). The held-out classes are recomputed from the
+run's own config and checked against its task_split.json, so they are the classes its meta-training never saw.
+
+    python benchmarks/meta_validation.py runs/meta-natural --family tinyimagenet32 --episodes 20 \\
+        --table ../shared/data/nb201/nats_bench.csv --column imagenet16_120
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+from evaluation.compare import mean_std
+from evaluation.nb201_table import NB201Table
+from meta.meta_train import load_meta
+from meta.tasks import EpisodeDistribution, build_distributions
+from run_kit import InputError
+
+
+def validation_cells(run: str, family: str, episodes: int, seed: int = 0) -> list[tuple[str, object]]:
+    """(episode name, zero-shot genotype) for `episodes` episodes of `family`'s held-out classes."""
+    meta = load_meta(run, torch.device("cpu"), expect_space="nb201")
+    c = meta.config
+    _, meta_test, split = build_distributions(c.tasks, c.test_tasks, c.ways, c.split_sizes, c.channels, c.image_size,
+                                              c.meta_test_fraction, c.split_seed, c.data_root, c.download, c.max_ways)
+    recorded = json.loads((Path(run) / "task_split.json").read_text())
+    if split.as_dict() != recorded:
+        raise InputError(f"{run}: the class split recomputed from its config differs from its task_split.json")
+    pools = [pool for pool in getattr(meta_test, "pools", []) if family in pool.spec]
+    if not pools:
+        raise InputError(f"{run}: no held-out classes of a data set matching '{family}'")
+    distribution = EpisodeDistribution(pools, c.ways, c.split_sizes, c.max_ways)
+    rng = random.Random(seed)
+    meta.eval()
+    cells = []
+    with torch.no_grad():
+        for _ in range(episodes):
+            task = distribution.sample(rng)
+            logits = meta.start(meta.embed([task])[0]).logits
+            cells.append((task.name, meta.space.derive({k: v.detach() for k, v in logits.items()})))
+    return cells
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", help="meta-train run directory")
+    parser.add_argument("--family", default="tinyimagenet32", help="substring of the task spec whose held-out "
+                                                                   "classes are the validation family")
+    parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0, help="episode draws")
+    parser.add_argument("--table", default="../shared/data/nb201/nats_bench.csv")
+    parser.add_argument("--column", default="imagenet16_120", choices=("imagenet16_120", "cifar100"),
+                        help="never cifar10: that column is a reported figure")
+    args = parser.parse_args()
+    try:
+        table = NB201Table.load(args.table)
+        cells = validation_cells(args.run, args.family, args.episodes, args.seed)
+    except InputError as err:
+        sys.exit(f"meta_validation.py: error: {err}")
+    scores = [getattr(table.lookup(g), args.column) for _, g in cells]
+    space = load_meta(args.run, torch.device("cpu")).space
+    distinct = {space.to_text(g) for _, g in cells}
+    print(json.dumps({"run": args.run, "family": args.family, "column": args.column, "episodes": len(cells),
+                      "mean": round(statistics.mean(scores), 3), "summary": mean_std(scores, ".2f", ".2f"),
+                      "distinct_cells": len(distinct),
+                      "cells": [{"task": name, "arch": space.to_text(g), "score": s}
+                                for (name, g), s in zip(cells, scores)]}, indent=1, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()
