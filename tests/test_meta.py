@@ -304,7 +304,7 @@ def test_meta_bad_input_is_clear(meta_run, tmp_path):
     assert code == 2 and "not a TaskDARTS meta-checkpoint" in stderr
     code, _, stderr = run_cli("meta-train", "--ways", "12", "--out", str(tmp_path / "e"))
     assert code == 2 and "exceeds --max-classes" in stderr
-    for flag in ("--split-seed", "--outers"):
+    for flag in ("--split-seed", "--outers", "--regularizer-weight"):
         code, _, stderr = run_cli("meta-train", flag, "-1", "--out", str(tmp_path / "h"))
         assert code == 2 and flag in stderr and len(stderr.strip().splitlines()) == 1
     code, _, stderr = run_cli("search", "--meta", str(meta_run), "--order", "2", "--out", str(tmp_path / "f"))
