@@ -76,7 +76,7 @@ def build_parser() -> OneLineParser:
     group.add_argument("--augment", action=argparse.BooleanOptionalAction)
     group.add_argument("--channels-last", action=argparse.BooleanOptionalAction, help="NHWC layout (default on)")
     group.add_argument("--recompute", action=argparse.BooleanOptionalAction,
-                       help="recompute each cell's inside during backward: a fraction of the memory, ~1.3x the time")
+                       help="recompute each cell's inside during backward: a third of the memory, ~1.5x the time")
     group.add_argument("--partial-channels", type=int, metavar="K", help="PC-DARTS: 1/K of the channels through the "
                                                                          "mixed ops (default 1: all)")
     group.add_argument("--edge-normalization", action=argparse.BooleanOptionalAction,
