@@ -66,8 +66,9 @@ class MetaTrainJob(Job):
 
     def describe(self) -> str:
         c = self.config
+        ways = f"{c.ways}-{c.max_ways}" if c.max_ways else str(c.ways)
         return (f"meta-train {c.space} ({c.mode}, encoder {'on' if c.use_encoder else 'off'}, initializer "
-                f"{'on' if c.use_initializer else 'off'}) on {', '.join(c.tasks)}: {c.ways}{f'-{c.max_ways}' if c.max_ways else ''}-way tasks, device "
+                f"{'on' if c.use_initializer else 'off'}) on {', '.join(c.tasks)}: {ways}-way tasks, device "
                 f"{self.device}")
 
     def state_dict(self) -> dict[str, Any]:

@@ -41,7 +41,7 @@ class MetaConfig(Config):
     max_ways: int | None = None  # episodes of ways..max_ways classes (None: always `ways`)
     shots: int = 10
     queries: int = 10
-    outers: int = 10  # images per class that score the adapted task for the meta-gradient (never read by the inner loop)
+    outers: int = 10  # images per class scoring the adapted task for the meta-gradient (inner loop never reads them)
     tests: int = 10
     meta_test_fraction: float = 0.3
     image_size: int = 8
@@ -86,8 +86,7 @@ class MetaConfig(Config):
 
     def validate(self) -> None:
         get_space(self.space)
-        if self.mode not in ("relaxed", "reinforce"):
-            raise InputError(f"--mode must be relaxed or reinforce, got {self.mode}")
+        require_choice(self, "mode", ("relaxed", "reinforce"))
         require_at_least(self, 1, "meta_steps", "meta_batch", "ways", "shots", "queries", "outers", "layers",
                          "init_channels",
                          "samples", "log_every", "inner_batch", "probe_tasks")

@@ -141,8 +141,9 @@ def walk_mixed(edges: nn.ModuleList, node_inputs, states: list[torch.Tensor], w:
     sources: dict[int, SharedSource] = {}
 
     def edge(k: int, h: torch.Tensor) -> torch.Tensor:
-        source = sources.setdefault(id(h), SharedSource(h))
-        out = edges[k](source, w.ops[k], None if w.active is None else w.active[k])
+        if id(h) not in sources:
+            sources[id(h)] = SharedSource(h)
+        out = edges[k](sources[id(h)], w.ops[k], None if w.active is None else w.active[k])
         return out if w.edges is None else w.edges[k] * out
 
     return cell_walk(states, node_inputs, edge)

@@ -62,7 +62,7 @@ class SearchConfig(DataOptions, Config):
     logit_betas: tuple[float, float] = (0.5, 0.999)
     logit_weight_decay: float = 1e-3
     logit_init_std: float = 1e-3
-    logit_lr_schedule: str = "cosine"  # the logit lr annealed to 0 over the epochs, so a short run settles; or "constant"
+    logit_lr_schedule: str = "cosine"  # logit lr annealed to 0 over the epochs so a short run settles; or "constant"
     tau_max: float = 10.0
     tau_min: float = 0.1
     partial_channels: int = 1  # PC-DARTS's K: 1/K of the channels through the mixed ops (1 = all, plain DARTS)
@@ -94,8 +94,7 @@ class SearchConfig(DataOptions, Config):
         if self.init_channels % self.partial_channels:
             raise InputError(f"--partial-channels {self.partial_channels} must divide --init-channels "
                              f"{self.init_channels} (every cell's channels split into that many groups)")
-        if self.logit_lr_schedule not in ("constant", "cosine"):
-            raise InputError(f"--logit-lr-schedule must be constant or cosine, got {self.logit_lr_schedule}")
+        require_choice(self, "logit_lr_schedule", ("constant", "cosine"))
         if self.proxy is not None and self.proxy not in PROXIES:
             raise InputError(f"unknown --proxy '{self.proxy}'; known: {', '.join(PROXIES)}")
         require_positive(self, "w_lr", "logit_lr", "tau_max", "tau_min", "grad_clip")
