@@ -24,7 +24,7 @@ import torch
 from evaluation.compare import mean_std
 from evaluation.nb201_table import NB201Table
 from meta.meta_train import load_meta
-from meta.tasks import EpisodeDistribution, build_distributions
+from meta.tasks import EpisodeDistribution
 from run_kit import InputError
 
 
@@ -32,8 +32,7 @@ def validation_cells(run: str, family: str, episodes: int, seed: int = 0) -> lis
     """(episode name, zero-shot genotype) for `episodes` episodes of `family`'s held-out classes."""
     meta = load_meta(run, torch.device("cpu"), expect_space="nb201")
     c = meta.config
-    _, meta_test, split = build_distributions(c.tasks, c.test_tasks, c.ways, c.split_sizes, c.channels, c.image_size,
-                                              c.meta_test_fraction, c.split_seed, c.data_root, c.download, c.max_ways)
+    _, meta_test, split = c.distributions()
     recorded = json.loads((Path(run) / "task_split.json").read_text())
     if split.as_dict() != recorded:
         raise InputError(f"{run}: the class split recomputed from its config differs from its task_split.json")

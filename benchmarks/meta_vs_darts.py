@@ -35,7 +35,7 @@ from evaluation.nb201_table import NB201Table
 from meta.adapt import adapt
 from meta.meta_train import load_meta, run_meta_train
 from meta.model import MetaConfig
-from meta.tasks import EpisodeDistribution, build_distributions
+from meta.tasks import EpisodeDistribution
 from run_kit.run_dir import RunDir
 from supernet.model import ArchLogits, create_supernet
 
@@ -61,9 +61,7 @@ def family(spec: str) -> str:
 def held_out_tasks(config: MetaConfig, per_family: int) -> list[tuple[str, object]]:
     """`per_family` episodes from each held-out pool: the meta-test classes of the split every meta-run of this
     benchmark used (`config.split_seed`, the same for all training seeds), episode draws from a fixed seed."""
-    _, meta_test, _ = build_distributions(config.tasks, config.test_tasks, config.ways, config.split_sizes,
-                                          config.channels, config.image_size, config.meta_test_fraction,
-                                          config.split_seed, config.data_root)
+    _, meta_test, _ = config.distributions()
     rng = random.Random(12345)
     tasks = []
     for pool in meta_test.pools:

@@ -36,7 +36,6 @@ from supernet.search import logits_entropy
 from .adapt import adapt, split_batch, split_metrics
 from .controller import PolicyGradient, sample_architecture
 from .model import MetaConfig, TaskDARTS
-from .tasks import build_distributions
 
 
 class MetaTrainJob(Job):
@@ -46,9 +45,7 @@ class MetaTrainJob(Job):
         config.validate()
         self.config = config
         self.device = device
-        self.meta_train, self.meta_test, self.split = build_distributions(
-            config.tasks, config.test_tasks, config.ways, config.split_sizes, config.channels, config.image_size,
-            config.meta_test_fraction, config.split_seed, config.data_root, config.download, config.max_ways)
+        self.meta_train, self.meta_test, self.split = config.distributions()
         if self.meta_train is None:
             raise InputError("no meta-training tasks: give --tasks with at least one data set")
         self.model = TaskDARTS(config).to(device)

@@ -24,7 +24,7 @@ from .controller import ArchController
 from .encoder import ConstantEmbedding, TaskEncoder
 from .initializer import WeightInitializer
 from .task_graph import TaskGraphBuilder
-from .tasks import SplitSizes, Task
+from .tasks import SplitSizes, Task, build_distributions
 
 
 @dataclass
@@ -114,6 +114,13 @@ class MetaConfig(Config):
     @property
     def split_sizes(self) -> SplitSizes:
         return SplitSizes(self.shots, self.queries, self.outers, self.tests)
+
+    def distributions(self):
+        """(meta-train distribution, meta-test distribution, TaskSplit) of this config: every user of a run's tasks
+        (meta-training, benchmarks drawing its held-out tasks) builds them here, so they share one split."""
+        return build_distributions(self.tasks, self.test_tasks, self.ways, self.split_sizes, self.channels,
+                                   self.image_size, self.meta_test_fraction, self.split_seed, self.data_root,
+                                   self.download, self.max_ways)
 
 
 class TaskStart(NamedTuple):
