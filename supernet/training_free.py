@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from image_sets import BatchStream, ImageData, Preprocess, channel_stats
+from run_kit import InputError
 from run_kit.distributed import SINGLE, DistContext
 from run_kit.loop import Job
 from search_spaces import get_space
@@ -35,6 +36,14 @@ from .model import ArchLogits
 
 
 @torch.no_grad()
+def first_occurrences(x: torch.Tensor) -> torch.Tensor:
+    """Indices of the first occurrence of every distinct row of x, in their order (duplicates dropped)."""
+    _, inverse = torch.unique(x.flatten(1), dim=0, return_inverse=True)
+    seen: set[int] = set()
+    keep = [i for i, k in enumerate(inverse.tolist()) if not (k in seen or seen.add(k))]
+    return torch.tensor(keep, dtype=torch.long, device=x.device)
+
+
 def naswot_score(network: nn.Module, x: torch.Tensor) -> float:
     """log |det K_H| of the ReLU activation-pattern kernel over the batch `x` (network in train mode, BN on
     batch statistics, as at initialisation)."""
@@ -95,6 +104,8 @@ class TrainingFreeJob(Job):
         stream = BatchStream(data.to(device), torch.arange(len(data)), self.batch_size, config.seed,
                              Preprocess(mean, std), augment=False)
         self.batch = next(stream)[0]  # one mini-batch of the training split, the same for every candidate
+        if config.proxy == "naswot":  # a repeated image repeats a row of the kernel: det 0 for every cell, no ranking
+            self.batch = self.batch[first_occurrences(self.batch)]
         self.generator = torch.Generator().manual_seed(config.seed)
         self.total = config.candidates
         self.done = 0
@@ -122,6 +133,9 @@ class TrainingFreeJob(Job):
         if math.isfinite(score) and (self.best is None or score > self.best[0]):
             self.best = (score, genotype)
         self.done += 1
+        if self.done == self.total and self.best is None:
+            raise InputError(f"no candidate cell got a finite {self.config.proxy} score on {self.data.name} (a batch of "
+                             f"{len(self.batch)} distinct images); nothing to choose from")
         row = {"candidate": self.done, "score": score, "genotype": self.space.to_text(genotype),
                "best_score": self.best[0] if self.best else float("nan"), "seconds": time.time() - started}
         self.metrics.append(row)

@@ -4,6 +4,7 @@ import csv
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -14,7 +15,7 @@ from supernet.bilevel import BilevelOptimizer
 from supernet.model import ArchLogits, CellWeights, MixedOp, create_supernet
 from supernet.regularizers import BetaDecay
 from supernet.relaxation import DirichletRelaxation
-from supernet.training_free import naswot_score, synflow_score
+from supernet.training_free import first_occurrences, naswot_score, synflow_score
 from supernet.discrete import create_network
 
 from .helpers import run_cli
@@ -134,6 +135,22 @@ def test_naswot_score_of_a_hand_built_network_equals_the_hand_computed_value():
     kernel = torch.tensor([[3.0, 1.0, 2.0], [1.0, 3.0, 0.0], [2.0, 0.0, 3.0]], dtype=torch.float64)
     assert naswot_score(net, x) == pytest.approx(math.log(abs(torch.linalg.det(kernel).item())))
     assert naswot_score(net, x) == pytest.approx(math.log(3 * 9 - 1 * 3 + 2 * (0 - 6)))  # det = 12
+
+
+def test_naswot_search_drops_repeated_images_from_its_batch(tmp_path):
+    """A repeated image repeats a row of the kernel, so every cell would score log 0 = -inf and none could be ranked
+    (Omniglot at 16 px holds 1,000 such repeats). The search keeps the first of each, in order."""
+    x = torch.tensor([[1.0, 2.0], [3.0, 4.0], [1.0, 2.0], [5.0, 6.0], [3.0, 4.0]])
+    assert first_occurrences(x).tolist() == [0, 1, 3]
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (12, 8, 8), dtype=np.uint8)
+    images = np.concatenate([images, images])  # every image twice
+    labels = np.tile(np.arange(4), 6)
+    np.savez(tmp_path / "twice.npz", x=images, y=labels)
+    code, stdout, stderr = run_cli("search", *TINY_NB201, "--proxy", "naswot", "--candidates", "3", "--dataset",
+                                   f"npz:{tmp_path / 'twice.npz'}", "--out", str(tmp_path / "run"))
+    assert code == 0, stderr
+    assert all(math.isfinite(float(row["score"])) for row in csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
 
 
 def test_synflow_of_a_two_layer_linear_network_is_twice_its_output():
