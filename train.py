@@ -53,6 +53,47 @@ def _add_run_args(group, unit: str = "epoch") -> None:
                                                                    "(for GPUs; slower than fp32 on this CPU)")
 
 
+def _add_meta_args(parser, unit: str) -> None:
+    """The options of meta-train; `teachers` takes the same config, so both see one set of tasks and one split."""
+    parser.add_argument("--config", help="YAML file of defaults")
+    group = parser.add_argument_group("tasks")
+    group.add_argument("--space", choices=sorted(SPACES))
+    group.add_argument("--tasks", nargs="+", metavar="SPEC",
+                       help="DATASET (N-way episodes from a seeded part of its classes) or whole:DATASET")
+    group.add_argument("--test-tasks", nargs="*", metavar="SPEC", help="held-out data sets for meta-testing")
+    for name in ("ways", "max_ways", "shots", "queries", "outers", "tests", "image_size", "channels", "max_classes"):
+        group.add_argument(_flag(name), type=int)
+    group.add_argument("--split-seed", type=int, help="seed of the meta-train / meta-test class split alone "
+                                                      "(default 0; --seed does not change the split)")
+    group.add_argument("--meta-test-fraction", type=float)
+    group.add_argument("--data-root")
+    group.add_argument("--download", action=argparse.BooleanOptionalAction)
+    group = parser.add_argument_group("meta-learning")
+    for name in ("meta_steps", "meta_batch", "inner_steps", "inner_batch", "layers", "init_channels", "embed_dim",
+                 "samples", "log_every"):
+        group.add_argument(_flag(name), type=int)
+    for name in ("meta_lr", "reptile_lr", "inner_w_lr", "inner_logit_lr", "entropy_weight"):
+        group.add_argument(_flag(name), type=float)
+    group.add_argument("--mode", choices=("relaxed", "reinforce"))
+    group.add_argument("--logit-regularizer", choices=("none", "beta"),
+                       help="beta: beta-decay on the inner logit steps and the controller's proposal")
+    group.add_argument("--regularizer-weight", type=float, help="its lambda at the last meta-step (default 50)")
+    group.add_argument("--no-initializer", dest="use_initializer", action="store_const", const=False)
+    group.add_argument("--no-encoder", dest="use_encoder", action="store_const", const=False,
+                       help="MetaNAS-style ablation: one set of logits and one initialization for all tasks")
+    group = parser.add_argument_group("teachers (the imitate objective)")
+    group.add_argument("--objective", choices=("adapt", "imitate"),
+                       help="adapt: meta-gradient through the inner loop; imitate: fit the controller to --teachers")
+    group.add_argument("--teachers", metavar="TEACHER_RUN", help="run directory of `train.py teachers`")
+    group.add_argument("--imitate-target", choices=("cell", "weights"),
+                       help="cell: each teacher's derived cell (default); weights: its final op weights")
+    group.add_argument("--teacher-method", help="the teachers' search, a compare method (default pcdarts)")
+    for name in ("teacher_epochs", "teachers_per_dataset", "teacher_classes", "teacher_images"):
+        group.add_argument(_flag(name), type=int)
+    group.add_argument("--teacher-logit-lr", type=float, help="the teachers' logit lr (default: the method's, 3e-4)")
+    _add_run_args(parser.add_argument_group("run"), unit=unit)
+
+
 def build_parser() -> OneLineParser:
     from evaluation.compare import CompareConfig
     from meta.model import MetaConfig
@@ -101,34 +142,13 @@ def build_parser() -> OneLineParser:
     search.set_defaults(handler=cmd_search, config_class=SearchConfig)
 
     meta_train = commands.add_parser("meta-train", help="learn across tasks how to start a search")
-    meta_train.add_argument("--config", help="YAML file of defaults")
-    group = meta_train.add_argument_group("tasks")
-    group.add_argument("--space", choices=sorted(SPACES))
-    group.add_argument("--tasks", nargs="+", metavar="SPEC",
-                       help="DATASET (N-way episodes from a seeded part of its classes) or whole:DATASET")
-    group.add_argument("--test-tasks", nargs="*", metavar="SPEC", help="held-out data sets for meta-testing")
-    for name in ("ways", "max_ways", "shots", "queries", "outers", "tests", "image_size", "channels", "max_classes"):
-        group.add_argument(_flag(name), type=int)
-    group.add_argument("--split-seed", type=int, help="seed of the meta-train / meta-test class split alone "
-                                                      "(default 0; --seed does not change the split)")
-    group.add_argument("--meta-test-fraction", type=float)
-    group.add_argument("--data-root")
-    group.add_argument("--download", action=argparse.BooleanOptionalAction)
-    group = meta_train.add_argument_group("meta-learning")
-    for name in ("meta_steps", "meta_batch", "inner_steps", "inner_batch", "layers", "init_channels", "embed_dim",
-                 "samples", "log_every"):
-        group.add_argument(_flag(name), type=int)
-    for name in ("meta_lr", "reptile_lr", "inner_w_lr", "inner_logit_lr", "entropy_weight"):
-        group.add_argument(_flag(name), type=float)
-    group.add_argument("--mode", choices=("relaxed", "reinforce"))
-    group.add_argument("--logit-regularizer", choices=("none", "beta"),
-                       help="beta: beta-decay on the inner logit steps and the controller's proposal")
-    group.add_argument("--regularizer-weight", type=float, help="its lambda at the last meta-step (default 50)")
-    group.add_argument("--no-initializer", dest="use_initializer", action="store_const", const=False)
-    group.add_argument("--no-encoder", dest="use_encoder", action="store_const", const=False,
-                       help="MetaNAS-style ablation: one set of logits and one initialization for all tasks")
-    _add_run_args(meta_train.add_argument_group("run"), unit="meta-step")
+    _add_meta_args(meta_train, "meta-step")
     meta_train.set_defaults(handler=cmd_meta_train, config_class=MetaConfig)
+
+    teachers = commands.add_parser("teachers", help="the teacher searches that `meta-train --objective imitate` "
+                                                    "amortises (takes meta-train's config)")
+    _add_meta_args(teachers, "teacher")
+    teachers.set_defaults(handler=cmd_teachers, config_class=MetaConfig)
 
     retrain = commands.add_parser("retrain", help="train a genotype's network from scratch; reports test accuracy")
     retrain.add_argument("--config", help="YAML file of defaults")
@@ -313,6 +333,16 @@ def cmd_meta_train(args: argparse.Namespace) -> int:
     config, run = _prepare(args, tag=lambda c: "-".join(c.tasks))
     result = run_meta_train(config, run, resume=args.resume, stop_after_step=args.stop_after_epoch,
                             progress=not args.no_progress)
+    _emit({"run_dir": str(run.path), **result})
+    return 0
+
+
+def cmd_teachers(args: argparse.Namespace) -> int:
+    from meta.teachers import run_teachers
+
+    config, run = _prepare(args, tag=lambda c: "-".join(c.tasks))
+    result = run_teachers(config, run, resume=args.resume, stop_after=args.stop_after_epoch,
+                          progress=not args.no_progress)
     _emit({"run_dir": str(run.path), **result})
     return 0
 

@@ -51,6 +51,18 @@ def sample_architecture(logits: dict[str, torch.Tensor], generator: torch.Genera
     return samples, log_prob
 
 
+def imitation_loss(logits: dict[str, torch.Tensor], targets: list[dict[str, torch.Tensor]]) -> torch.Tensor:
+    """-(1 / (B E)) sum_i sum_e sum_o q_i[e, o] log pi_e(o | z_i): the cross-entropy of each task's teacher
+    distribution q_i [edges, ops] under the policy, per edge. With one-hot q_i (a teacher's cell) it is the negative
+    log-likelihood of the teacher's architecture, -log pi(a_i | z_i) / E. logits {cell_type: [B, edges, ops]}."""
+    total, edges = 0.0, 0
+    for cell_type, value in logits.items():
+        target = torch.stack([t[cell_type] for t in targets]).to(value.device, value.dtype)
+        total = total - (target * torch.log_softmax(value, dim=-1)).sum()
+        edges += target.shape[0] * target.shape[1]
+    return total / edges
+
+
 def policy_entropy(logits: dict[str, torch.Tensor]) -> torch.Tensor:
     """H(pi): the sum over edges of the entropy of each edge's Categorical."""
     return sum(dist.entropy().sum() for dist in policy(logits).values())

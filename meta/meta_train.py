@@ -11,6 +11,10 @@ With --logit-regularizer beta, lambda R(alpha) (supernet/regularizers.py) is add
 lambda R(alpha0_i) / B to the outer objective, lambda ramped from 0 to --regularizer-weight over the meta-steps.
 Then: Adam step on encoder, graph builder, controller and initializer with the mean of the g_i;
       Reptile on the base weights: W <- W + reptile_lr * mean_i (W_i - W0_i).
+That is the `adapt` objective. The `imitate` objective (--teachers, meta/teachers.py) has no inner loop: for B
+teachers k_i, an episode of k_i's classes gives z_i, and the loss is the cross-entropy of the teacher's cell (or op
+weights) q_i under the policy, -(1/(B E)) sum_i sum_e sum_o q_i[e, o] log softmax(C(z_i))[e, o] (Adam on encoder,
+graph builder and controller; the base weights and the initializer are not trained).
 `MetaTrainJob` is one meta-training run; `run_meta_train` runs it through the shared resumable driver.
 """
 from __future__ import annotations
@@ -34,8 +38,10 @@ from supernet.relaxation import DiscreteRelaxation
 from supernet.search import logits_entropy
 
 from .adapt import adapt, split_batch, split_metrics
-from .controller import PolicyGradient, sample_architecture
+from .controller import PolicyGradient, imitation_loss, sample_architecture
 from .model import MetaConfig, TaskDARTS
+from .tasks import ClassPool, EpisodeDistribution
+from .teachers import TeacherBank
 
 
 class MetaTrainJob(Job):
@@ -55,15 +61,38 @@ class MetaTrainJob(Job):
         self.policy = PolicyGradient(config.baseline_momentum, config.entropy_weight)
         self.regularizer = create_regularizer(config.logit_regularizer, self.model.space, config.regularizer_weight)
         self.task_rng = random.Random(config.seed)
+        if config.objective == "imitate":
+            self.teacher_episodes, self.teacher_targets = self.teacher_tasks()
         probe_rng = random.Random(config.seed + 7919)
         self.probes = [self.meta_train.sample(probe_rng).to(device) for _ in range(config.probe_tasks)]
         self.total = config.meta_steps
         self.done = 0
         self.metrics: list[dict[str, Any]] = []
 
+    def teacher_tasks(self) -> tuple[list[EpisodeDistribution], list[dict[str, torch.Tensor]]]:
+        """Per teacher of the bank: the episodes of its classes, and its target [edges, ops] per cell type: its cell
+        one-hot (`--imitate-target cell`) or its final op weights (`weights`)."""
+        bank = TeacherBank.load(self.config.teachers, self.config)
+        pools = {pool.spec: pool for pool in getattr(self.meta_train, "pools", [])}
+        space, episodes, targets = self.model.space, [], []
+        for teacher in bank.teachers:
+            pool = pools[teacher.spec]
+            own = ClassPool(teacher.spec, pool.data, {label: pool.members[label] for label in teacher.labels})
+            episodes.append(EpisodeDistribution([own], self.config.ways, self.config.split_sizes, self.config.max_ways))
+            if self.config.imitate_target == "cell":
+                cell = space.logits_of(space.from_text(teacher.genotype))
+                targets.append({k: F.one_hot(v.argmax(-1), v.shape[-1]).float() for k, v in cell.items()})
+            else:
+                targets.append({k: torch.tensor(v) for k, v in teacher.weights.items()})
+        return episodes, targets
+
     def describe(self) -> str:
         c = self.config
         ways = f"{c.ways}-{c.max_ways}" if c.max_ways else str(c.ways)
+        if c.objective == "imitate":
+            return (f"meta-train {c.space} by imitation of {len(self.teacher_targets)} teacher searches "
+                    f"({c.teachers}), encoder {'on' if c.use_encoder else 'off'}, on {', '.join(c.tasks)}: {ways}-way "
+                    f"episodes of the teachers' classes, device {self.device}")
         return (f"meta-train {c.space} ({c.mode}, encoder {'on' if c.use_encoder else 'off'}, initializer "
                 f"{'on' if c.use_initializer else 'off'}) on {', '.join(c.tasks)}: {ways}-way tasks, device "
                 f"{self.device}")
@@ -102,6 +131,8 @@ class MetaTrainJob(Job):
 
     def run_unit(self, progress: bool) -> dict[str, Any]:
         """One meta-step over a meta-batch of tasks."""
+        if self.config.objective == "imitate":
+            return self.imitation_unit()
         config, started = self.config, time.time()
         tasks = [self.meta_train.sample(self.task_rng).to(self.device) for _ in range(config.meta_batch)]
         base_buffers = {name: b.detach().clone() for name, b in self.model.supernet.named_buffers()}
@@ -179,7 +210,40 @@ class MetaTrainJob(Job):
         self.metrics.append(row)
         return row
 
+    def imitation_unit(self) -> dict[str, Any]:
+        """One meta-step of the imitate objective: episodes of B teachers' classes, the mean per-edge negative
+        log-likelihood of each teacher's architecture under pi(. | z), one Adam step (no inner loop: the teachers'
+        searches were the inner loop, run once)."""
+        config, started = self.config, time.time()
+        picks = [self.task_rng.randrange(len(self.teacher_episodes)) for _ in range(config.meta_batch)]
+        tasks = [self.teacher_episodes[k].sample(self.task_rng).to(self.device) for k in picks]
+        logits = self.model.controller(self.model.embed(tasks))
+        targets = [self.teacher_targets[k] for k in picks]
+        loss = imitation_loss(logits, targets)
+        check_finite([loss.item()], "imitation loss", f"meta-step {self.done + 1}")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.outer_parameters(), config.grad_clip)
+        self.optimizer.step()
+        with torch.no_grad():  # the share of edges whose most likely op is the teacher's; mean edge entropy
+            hits = [(value.argmax(-1).cpu() == torch.stack([t[k] for t in targets]).argmax(-1)).float()
+                    for k, value in logits.items()]
+            match = float(torch.cat([h.flatten() for h in hits]).mean())
+            entropy = sum(logits_entropy(logits).values()) / len(logits)
+        self.done += 1
+        row: dict[str, Any] = {"meta_step": self.done, "imitation_loss": round(loss.item(), 6),
+                               "teacher_match": round(match, 6), "entropy": round(entropy, 6)}
+        row["distinct_genotypes"] = (self.distinct_genotypes()
+                                     if self.done % config.log_every == 0 or self.done == config.meta_steps else "")
+        row["seconds"] = round(time.time() - started, 3)
+        self.metrics.append(row)
+        return row
+
     def log_line(self, row: dict[str, Any]) -> str:
+        if self.config.objective == "imitate":
+            return (f"meta-step {row['meta_step']}/{self.config.meta_steps} imitation_loss {row['imitation_loss']:.3f} "
+                    f"teacher_match {row['teacher_match']:.3f} entropy {row['entropy']:.3f} "
+                    f"distinct genotypes {row['distinct_genotypes']}")
         return (f"meta-step {row['meta_step']}/{self.config.meta_steps} outer_acc {row['outer_acc']:.3f} "
                 f"outer_loss {row['outer_loss']:.3f} entropy {row['entropy']:.3f} "
                 f"distinct genotypes {row['distinct_genotypes']}")
@@ -195,7 +259,8 @@ class MetaTrainJob(Job):
 
     def result(self) -> dict[str, Any]:
         last = self.metrics[-1] if self.metrics else {}
-        return {"meta_step": self.done, "outer_acc": last.get("outer_acc"),
+        score = ("teacher_match",) if self.config.objective == "imitate" else ("outer_acc",)
+        return {"meta_step": self.done, **{key: last.get(key) for key in score},
                 "distinct_genotypes": last.get("distinct_genotypes")}
 
 

@@ -25,6 +25,7 @@ from .encoder import ConstantEmbedding, TaskEncoder
 from .initializer import WeightInitializer
 from .task_graph import TaskGraphBuilder
 from .tasks import SplitSizes, Task, build_distributions
+from .teachers import teacher_search_config
 
 
 @dataclass
@@ -61,6 +62,15 @@ class MetaConfig(Config):
     use_initializer: bool = True
     precision: str = "fp32"  # "bf16": bfloat16 autocast of the supernets' forward passes
     mode: str = "relaxed"
+    objective: str = "adapt"  # "imitate": fit pi(a | z) to the end points of the teacher searches in `teachers`
+    teachers: str | None = None  # teacher bank (run directory of `train.py teachers`) for the imitate objective
+    imitate_target: str = "cell"  # "cell": each teacher's derived cell (one-hot); "weights": its final op weights
+    teacher_method: str = "pcdarts"  # the teachers' search (a compare method)
+    teacher_epochs: int = 20
+    teacher_logit_lr: float | None = None  # None: the method's published logit lr (3e-4)
+    teachers_per_dataset: int = 4
+    teacher_classes: int = 20  # classes per teacher (fewer if the data set's meta-train split has fewer)
+    teacher_images: int = 2000  # images per teacher search, split evenly over its classes
     logit_regularizer: str = "none"  # "beta": beta-decay on the inner logit steps and on the controller's alpha0
     regularizer_weight: float = 50.0  # its lambda at the last meta-step (ramped linearly from 0)
     meta_steps: int = 40
@@ -87,6 +97,14 @@ class MetaConfig(Config):
     def validate(self) -> None:
         get_space(self.space)
         require_choice(self, "mode", ("relaxed", "reinforce"))
+        require_choice(self, "objective", ("adapt", "imitate"))
+        require_choice(self, "imitate_target", ("cell", "weights"))
+        if self.objective == "imitate" and not self.teachers:
+            raise InputError("--objective imitate needs --teachers TEACHER_RUN (made by `train.py teachers`)")
+        require_at_least(self, 1, "teacher_epochs", "teachers_per_dataset", "teacher_classes", "teacher_images")
+        if self.teacher_logit_lr is not None:
+            require_positive(self, "teacher_logit_lr")
+        teacher_search_config(self, 0)  # an unknown --teacher-method is refused here
         require_at_least(self, 1, "meta_steps", "meta_batch", "ways", "shots", "queries", "outers", "layers",
                          "init_channels",
                          "samples", "log_every", "inner_batch", "probe_tasks")

@@ -1,0 +1,292 @@
+#!/usr/bin/env python
+"""Zero-shot cells against searching from scratch: the NAS-Bench-201 TaskDARTS on held-out data (docs/meta.md).
+
+For each seed s, from configs/meta_nb201_natural.yaml (CIFAR-10 never in meta-training; the held-out classes of
+every data set fixed by --split-seed, the same for all seeds):
+  teachers (seed s) -> imitation meta-training of TaskDARTS (seed s) and of its --no-encoder ablation (same bank,
+  same budget).
+(a) CIFAR-10: the cell proposed for the whole CIFAR-10 *training* set (../shared/data/cifar10_train.npz) zero-shot
+    and after 20 and 100 adaptation steps, next to DARTS (first order), GDAS and PC-DARTS searches on the same images at
+    the same supernet scale (compare's settings and seeds), and to 100 random cells per seed; every cell scored by
+    its NAS-Bench-201 CIFAR-10 test accuracy (table lookup). Search seconds per method.
+(b) Held-out MNIST and GTSRB classes (no table): a seeded 80/20 split of their images; the zero-shot cell (TaskDARTS
+    and the ablation) and a DARTS search's cell, each retrained with the same small recipe and seed; test accuracy.
+(c) Conditioning: zero-shot cells for --episodes episodes of every data set's held-out classes, how many distinct
+    cells, and each family's op profile (share of edges per op) next to the end of a teacher-style search on that
+    family's held-out classes (one per seed).
+Everything is run to report; nothing here chooses a design (benchmarks/meta_validation.py is for that). Finished
+parts in --out are reused, so an interrupted run continues where it stopped.
+
+    python benchmarks/meta_zero_shot.py --out runs/meta-zero-shot          # about 75 min on 2 CPU cores
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import random
+import statistics
+import time
+from collections import Counter
+from pathlib import Path
+
+import torch
+import yaml
+
+from evaluation.compare import CompareConfig, Comparison, mean_std, search_settings
+from evaluation.nb201_table import NB201Table
+from image_sets import ImageData, split_indices
+from meta.meta_search import MetaSearchConfig, run_meta_search
+from meta.meta_train import load_meta, run_meta_train
+from meta.model import MetaConfig
+from meta.tasks import EpisodeDistribution, Task
+from meta.teachers import TEACHERS_FILE, run_teachers, teacher_data, teacher_search_config
+from run_kit.device import seed_everything
+from run_kit.run_dir import RunDir
+from search_spaces import get_space
+from supernet.retrain import RetrainConfig, run_retrain
+from supernet.search import SearchConfig, run_search
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "data"
+SPACE = get_space("nb201")
+METHODS = {"taskdarts": True, "no-encoder": False}  # imitation meta-runs: name -> use_encoder
+
+
+def natural_config(args, seed: int, **overrides) -> MetaConfig:
+    values = yaml.safe_load(Path(args.config).read_text())
+    values.update(seed=seed, device="cpu", **overrides)
+    config = MetaConfig.from_dict(values)
+    config.validate()
+    return config
+
+
+def finished(run: Path, marker: str) -> bool:
+    return (run / marker).is_file()
+
+
+def ensure_teachers(args, seed: int, out: Path) -> Path:
+    run = out / f"seed{seed}" / "teachers"
+    if not finished(run, TEACHERS_FILE):
+        run_teachers(natural_config(args, seed), RunDir(run), resume=finished(run, "checkpoint.pt"), progress=False)
+    return run
+
+
+def ensure_meta(args, seed: int, method: str, bank: Path, out: Path) -> Path:
+    run = out / f"seed{seed}" / method
+    config = natural_config(args, seed, objective="imitate", teachers=str(bank), use_encoder=METHODS[method],
+                            imitate_target=args.imitate_target, meta_steps=args.meta_steps)
+    checkpoint = run / "checkpoint.pt"
+    if not checkpoint.is_file() or torch.load(checkpoint, weights_only=True)["step"] < config.meta_steps:
+        run_meta_train(config, RunDir(run), resume=checkpoint.is_file(), progress=False)
+    return run
+
+
+def propose(meta_run: Path, dataset: str, steps: int, seed: int, run: Path) -> dict:
+    """search --meta on a whole data set: genotype and seconds (embedding, controller, K steps, derivation)."""
+    if not finished(run, "genotype.json"):
+        if run.exists():  # an interrupted proposal: seconds to redo
+            for leftover in run.iterdir():
+                leftover.unlink()
+        run_meta_search(MetaSearchConfig(meta=str(meta_run), dataset=dataset, adapt_steps=steps, seed=seed,
+                                         device="cpu"), RunDir(run), expect_space="nb201", progress=False)
+    seconds = float(next(csv.DictReader((run / "metrics.csv").open()))["seconds"])
+    return {"genotype": SPACE.to_text(SPACE.from_json(json.loads((run / "genotype.json").read_text()))),
+            "seconds": seconds}
+
+
+def cifar10(args, out: Path, table: NB201Table) -> dict:
+    """(a): rows of method -> per-seed NB201 CIFAR-10 accuracy and search seconds."""
+    rows = {}
+    for seed in range(args.seeds):
+        for method in METHODS:
+            meta_run = out / f"seed{seed}" / method
+            for steps in args.adapt_steps:
+                found = propose(meta_run, f"npz:{args.cifar10}", steps, seed, out / f"seed{seed}" / "cifar10" /
+                                f"{method}-{steps}")
+                name = f"{method} zero-shot" if steps == 0 else f"{method} + {steps} steps"
+                rows.setdefault(name, []).append({"seed": seed, "genotype": found["genotype"],
+                                                  "acc": table.lookup(SPACE.from_text(found["genotype"])).cifar10,
+                                                  "seconds": found["seconds"]})
+        random_accs = [table.lookup(SPACE.random_genotype(torch.Generator().manual_seed(seed * 1000 + k))).cifar10
+                       for k in range(args.random_cells)]
+        rows.setdefault(f"random (mean of {args.random_cells} cells)", []).append(
+            {"seed": seed, "genotype": "", "acc": statistics.mean(random_accs), "seconds": 0.0})
+    compare = Comparison(CompareConfig(space="nb201", dataset=f"npz:{args.cifar10}", image_size=16,
+                                       methods=args.baselines, seeds=args.seeds, search_epochs=args.search_epochs,
+                                       layers=1, init_channels=8, retrain_epochs=0, nb201_table=args.table,
+                                       device="cpu"), out / "cifar10-baselines", progress=False)
+    for row in compare.run(resume=finished(out / "cifar10-baselines", "config.yaml")):
+        rows.setdefault(f"{row['method']} search", []).append({"seed": row["seed"], "genotype": row["genotype"],
+                                                               "acc": row["nb201_cifar10"],
+                                                               "seconds": row["search_seconds"]})
+    return rows
+
+
+def held_out_data(config: MetaConfig, family: str, max_images: int) -> ImageData:
+    """All held-out classes of `family` (the run's meta-test classes), relabelled, capped per class."""
+    _, meta_test, _ = config.distributions()
+    pool = next(pool for pool in meta_test.pools if family in pool.spec)
+    return teacher_data(pool, pool.labels(), max_images, seed=0)
+
+
+def as_task(data: ImageData, seed: int) -> Task:
+    """A whole (held-out) data set as `search --meta` would see it: support/query halves, no outer or test split."""
+    support, query = split_indices(len(data), [0.5, 0.5], seed)
+    empty = torch.zeros(0, dtype=torch.long)
+    return Task(data.name, data, support, query, empty, empty)
+
+
+def retrain_comparison(args, out: Path) -> dict:
+    """(b): family -> method -> per-seed retrained test accuracy and search seconds."""
+    results: dict = {}
+    for family in args.retrain_families:
+        data = held_out_data(natural_config(args, 0), family, args.retrain_images)
+        train_index, test_index = split_indices(len(data), [0.8, 0.2], seed=0)
+        train, test = data.subset(train_index), data.subset(test_index)
+        for seed in range(args.seeds):
+            base = out / f"seed{seed}" / f"held-out-{family}"
+            cells = {}
+            for method in METHODS:
+                meta = load_meta(str(out / f"seed{seed}" / method), torch.device("cpu")).eval()
+                started = time.time()
+                with torch.no_grad():
+                    logits = meta.start(meta.embed([as_task(train, seed)])[0]).logits
+                cells[method] = (SPACE.derive(logits), time.time() - started)
+            for method in args.retrain_searches:
+                search_dir = base / f"{method}-search"
+                settings = search_settings(method, args.search_epochs, 100)
+                found = run_search(SearchConfig(space="nb201", epochs=args.search_epochs, layers=1, init_channels=8,
+                                                seed=seed, device="cpu", **settings), train, RunDir(search_dir),
+                                   resume=finished(search_dir, "checkpoint.pt"), progress=False)
+                cells[f"{method} search"] = (SPACE.from_json(found["genotype"]), found["search_seconds"])
+            for method, (genotype, seconds) in cells.items():
+                run = base / f"retrain-{method.replace(' ', '-')}"
+                run.mkdir(parents=True, exist_ok=True)
+                cell_file = run.parent / f"{method.replace(' ', '-')}.json"
+                cell_file.write_text(SPACE.dumps(genotype) + "\n")
+                if not finished(run, "result.json"):
+                    config = RetrainConfig(genotype=str(cell_file), epochs=args.retrain_epochs, layers=2,
+                                           init_channels=16, batch_size=64, seed=seed, device="cpu")
+                    run_retrain(config, train, test, RunDir(run), resume=finished(run, "checkpoint.pt"),
+                                progress=False)
+                acc = json.loads((run / "result.json").read_text())["test_acc"]
+                results.setdefault(family, {}).setdefault(method, []).append(
+                    {"seed": seed, "genotype": SPACE.to_text(genotype), "test_acc": acc, "seconds": seconds})
+    return results
+
+
+def op_shares(cells: list[str]) -> dict[str, float]:
+    counts = Counter(op for cell in cells for op in SPACE.from_text(cell).ops)
+    total = sum(counts.values())
+    return {op: counts[op] / total for op in SPACE.ops}
+
+
+def conditioning(args, out: Path) -> dict:
+    """(c): per family, the zero-shot cells of both meta-runs over held-out episodes and the family's own search."""
+    results: dict = {}
+    for seed in range(args.seeds):
+        config = natural_config(args, seed)
+        _, meta_test, _ = config.distributions()
+        metas = {m: load_meta(str(out / f"seed{seed}" / m), torch.device("cpu")).eval() for m in METHODS}
+        for pool in meta_test.pools:
+            family = Path(pool.spec.split(":", 1)[-1]).stem
+            episodes = EpisodeDistribution([pool], config.ways, config.split_sizes)
+            rng = random.Random(seed * 7 + 1)
+            tasks = [episodes.sample(rng) for _ in range(args.episodes)]
+            entry = results.setdefault(family, {})
+            for method, meta in metas.items():
+                with torch.no_grad():
+                    cells = [SPACE.to_text(SPACE.derive(meta.start(meta.embed([t])[0]).logits)) for t in tasks]
+                entry.setdefault(method, []).extend(cells)
+            run = out / f"seed{seed}" / f"family-search-{family}"
+            data = teacher_data(pool, pool.labels(), config.teacher_images, seed)
+            seed_everything(seed)
+            found = run_search(teacher_search_config(config, seed), data, RunDir(run),
+                               resume=finished(run, "checkpoint.pt"), progress=False)
+            entry.setdefault("family search", []).append(SPACE.to_text(SPACE.from_json(found["genotype"])))
+    return results
+
+
+def report(args, a: dict, b: dict, c: dict, out: Path) -> list[str]:
+    lines = [f"Seeds: {args.seeds}; NAS-Bench-201 supernet C=8, 1 cell per stage, 16 px; mean ± std over seeds.", "",
+             "(a) CIFAR-10 (held out of meta-training), cells for the CIFAR-10 training images, NAS-Bench-201 CIFAR-10 "
+             "test accuracy (%):", "", "| method | NB201 CIFAR-10 | search seconds | cells |", "|---|---|---|---|"]
+    for method, rows in a.items():
+        cells = len({r["genotype"] for r in rows if r["genotype"]})
+        lines.append(f"| {method} | {mean_std([r['acc'] for r in rows], '.2f', '.2f')} | "
+                     f"{mean_std([r['seconds'] for r in rows], '.3g', '.2g')} | {cells or '-'} distinct |")
+    lines += ["", "(b) Held-out classes, retrained (2 cells per stage, C=16, same recipe and seed per method), test "
+              "accuracy:", "", "| family | method | test accuracy | search seconds |", "|---|---|---|---|"]
+    for family, methods in b.items():
+        for method, rows in methods.items():
+            lines.append(f"| {family} | {method} | {mean_std([r['test_acc'] for r in rows], '.4f', '.4f')} | "
+                         f"{mean_std([r['seconds'] for r in rows], '.3g', '.2g')} |")
+    lines += ["", f"(c) Zero-shot cells over {args.episodes} episodes of each family's held-out classes per seed, and "
+              "the op shares (over all edges of those cells) next to the family's own search:", "",
+              "| family | source | distinct cells | " + " | ".join(SPACE.ops) + " | distance to family search |",
+              "|---|---|---|" + "---|" * (len(SPACE.ops) + 1)]
+    for family, sources in c.items():
+        target = op_shares(sources["family search"])
+        for source, cells in sources.items():
+            shares = op_shares(cells)
+            distance = 0.5 * sum(abs(shares[op] - target[op]) for op in SPACE.ops)
+            lines.append(f"| {family} | {source} | {len(set(cells))} | " + " | ".join(f"{shares[op]:.2f}"
+                                                                                  for op in SPACE.ops)
+                         + f" | {distance:.2f} |")
+    for method in METHODS:
+        every = {cell for sources in c.values() for cell in sources[method]}
+        lines.append(f"\n{method}: {len(every)} distinct zero-shot cells over all families and seeds")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=str(ROOT / "configs" / "meta_nb201_natural.yaml"))
+    parser.add_argument("--cifar10", default=str(SHARED / "cifar10_train.npz"))
+    parser.add_argument("--table", default=str(SHARED / "nb201" / "nats_bench.csv"))
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--meta-steps", type=int, default=450)
+    parser.add_argument("--imitate-target", default="cell", choices=("cell", "weights"))
+    parser.add_argument("--adapt-steps", type=int, nargs="+", default=[0, 20, 100])
+    parser.add_argument("--baselines", nargs="+", default=["darts1", "gdas", "pcdarts", "naswot-500"],
+                        help="compare methods searched on the CIFAR-10 training images (naswot-500: the teachers' "
+                             "own search, run on the target directly)")
+    parser.add_argument("--retrain-searches", nargs="+", default=["darts1", "naswot-500"])
+    parser.add_argument("--search-epochs", type=int, default=10)
+    parser.add_argument("--random-cells", type=int, default=100)
+    parser.add_argument("--retrain-families", nargs="+", default=["mnist", "gtsrb"])
+    parser.add_argument("--retrain-images", type=int, default=2000)
+    parser.add_argument("--retrain-epochs", type=int, default=10)
+    parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--parts", nargs="+", default=["a", "b", "c"], choices=("a", "b", "c"))
+    parser.add_argument("--out", default="runs/meta-zero-shot")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = NB201Table.load(args.table)
+    started = time.time()
+    for seed in range(args.seeds):
+        bank = ensure_teachers(args, seed, out)
+        for method in METHODS:
+            ensure_meta(args, seed, method, bank, out)
+        print(f"seed {seed}: teachers and meta-runs ready ({time.time() - started:.0f}s)", flush=True)
+    a = cifar10(args, out, table) if "a" in args.parts else {}
+    print(f"(a) done ({time.time() - started:.0f}s)", flush=True)
+    c = conditioning(args, out) if "c" in args.parts else {}
+    print(f"(c) done ({time.time() - started:.0f}s)", flush=True)
+    b = retrain_comparison(args, out) if "b" in args.parts else {}
+    costs = {f"seed{s}": {"teachers": sum(t["seconds"] for t in json.loads(
+        (out / f"seed{s}" / "teachers" / TEACHERS_FILE).read_text())["teachers"]),
+        **{m: sum(r["seconds"] for r in torch.load(out / f"seed{s}" / m / "checkpoint.pt", weights_only=True)["metrics"])
+           for m in METHODS}} for s in range(args.seeds)}
+    (out / "results.json").write_text(json.dumps({"args": vars(args), "a": a, "b": b, "c": c, "one_off_seconds": costs},
+                                                 indent=1) + "\n")
+    lines = report(args, a, b, c, out)
+    lines += ["", "One-off costs per seed (seconds): " + json.dumps(costs)]
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

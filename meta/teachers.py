@@ -1,0 +1,239 @@
+"""Teacher searches: the end points the `imitate` meta-objective amortises (equations in docs/meta.md).
+
+A teacher is one search (any `compare` method: a gradient search such as PC-DARTS, or a training-free one such as
+NASWOT over N random cells) run to its end on a seeded sample of one data set's *meta-training* classes. Its cell is
+what a search concludes for that kind of task, an answer meant to track the accuracy of the trained cell rather than
+how fast a supernet fits in ten steps. Meta-training then fits the controller's policy pi(a | z) to these end points
+from the embeddings of episodes drawn from the same classes, so a new task gets, in milliseconds, the cell that
+searches on tasks like it end at. Which search makes the better teacher is a design choice made on the validation
+family (docs/meta.md, "Choosing the teachers").
+
+`TeacherJob` runs the searches one after another through the shared resumable driver (unit: one teacher) and
+writes teachers.json: per teacher its data set, classes, search seed, genotype, validation accuracy and seconds.
+Held-out classes never enter a teacher: the classes come from the run's meta-train split (task_split.json).
+"""
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from evaluation.compare import search_settings
+from image_sets import ImageData
+from run_kit import InputError
+from run_kit.device import pick_device, seed_everything
+from run_kit.files import load_checkpoint
+from run_kit.loop import Job, run_job
+from run_kit.run_dir import RunDir
+from search_spaces import get_space
+from supernet.search import SearchConfig, SearchJob
+from supernet.training_free import TrainingFreeJob
+
+from .tasks import ClassPool, EpisodeDistribution
+
+TEACHERS_FILE = "teachers.json"
+
+
+@dataclass
+class Teacher:
+    """One finished teacher search."""
+
+    spec: str  # the task spec (data set) its classes come from
+    labels: list[int]  # the data set's class labels it searched on (all meta-train classes)
+    seed: int
+    genotype: str  # the space's text form
+    val_acc: float | None  # the supernet's accuracy on the search's logit half at the end (None: training-free)
+    seconds: float
+    weights: dict[str, list[list[float]]]  # its op weights at the end (the relaxation's mixing of its logits)
+
+
+def teacher_classes(config, split) -> list[tuple[str, list[int]]]:
+    """(spec, labels) of every teacher: `teachers_per_dataset` seeded draws of up to `teacher_classes` of each data
+    set's meta-train classes (drawn with the training seed: a teacher bank belongs to one training seed)."""
+    rng = random.Random(config.seed * 7_919 + 17)
+    plan = []
+    for spec, labels in split.meta_train.items():
+        for _ in range(config.teachers_per_dataset):
+            chosen = sorted(rng.sample(labels, min(config.teacher_classes, len(labels))))
+            plan.append((spec, chosen))
+    return plan
+
+
+def teacher_data(pool: ClassPool, labels: list[int], max_images: int, seed: int) -> ImageData:
+    """The images of `labels` (relabelled 0..n-1), at most max_images // n per class, a seeded sample."""
+    generator = torch.Generator().manual_seed(seed)
+    per_class = max(max_images // len(labels), 1)
+    keep = []
+    for label in labels:
+        members = pool.members[label]
+        keep.append(members[torch.randperm(len(members), generator=generator)[:per_class]])
+    index = torch.cat(keep)
+    remap = torch.full((int(pool.data.y.max()) + 1,), -1, dtype=torch.long)
+    remap[torch.tensor(labels)] = torch.arange(len(labels))
+    classes = [pool.data.classes[label] for label in labels]
+    return ImageData(pool.data.x[index], remap[pool.data.y[index]], classes, pool.data.name, pool.data.hflip)
+
+
+def teacher_search_config(config, seed: int) -> SearchConfig:
+    """The teachers' search: the `teacher_method` of `compare`, at the meta-model's supernet scale."""
+    settings = search_settings(config.teacher_method, config.teacher_epochs, 100)
+    if settings is None:
+        raise InputError(f"--teacher-method must be a searching compare method (darts1, darts2, gdas, pcdarts, "
+                         f"beta-darts, drnas, naswot[-N], synflow[-N]), got '{config.teacher_method}'")
+    if config.teacher_logit_lr is not None:
+        settings["logit_lr"] = config.teacher_logit_lr
+    return SearchConfig(space=config.space, epochs=config.teacher_epochs, layers=config.layers,
+                        init_channels=config.init_channels, seed=seed, augment=True, device=config.device,
+                        precision=config.precision, **settings)
+
+
+class TeacherJob(Job):
+    name, unit = "teachers", "teacher"
+
+    def __init__(self, config, device: torch.device):
+        config.validate()
+        teacher_search_config(config, 0).validate()
+        self.config, self.device = config, device
+        meta_train, _, self.split = config.distributions()
+        if not isinstance(meta_train, EpisodeDistribution):
+            raise InputError("teachers search classes of episode task specs; whole:DATASET specs have none to sample")
+        self.pools = {pool.spec: pool for pool in meta_train.pools}
+        self.plan = [(spec, labels) for spec, labels in teacher_classes(config, self.split) if spec in self.pools]
+        self.total = len(self.plan)
+        self.done = 0
+        self.teachers: list[Teacher] = []
+        self.metrics: list[dict[str, Any]] = []
+
+    def describe(self) -> str:
+        c = self.config
+        budget = "" if teacher_search_config(c, 0).proxy else f", {c.teacher_epochs} epochs"
+        return (f"{self.total} teacher searches ({c.teacher_method}{budget}, {c.space} C="
+                f"{c.init_channels} x{c.layers}, up to {c.teacher_classes} classes and {c.teacher_images} images "
+                f"each) on the meta-train classes of {', '.join(self.pools)}; device {self.device}")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"kind": "taskdarts-teachers", "done": self.done, "teachers": [asdict(t) for t in self.teachers],
+                "metrics": self.metrics, "split": self.split.as_dict(), "config": self.config.as_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.done = state["done"]
+        self.teachers = [Teacher(**t) for t in state["teachers"]]
+        self.metrics = list(state["metrics"])
+
+    def run_unit(self, progress: bool) -> dict[str, Any]:
+        """One teacher: a whole search on its classes."""
+        spec, labels = self.plan[self.done]
+        seed = self.config.seed * 1000 + self.done
+        data = teacher_data(self.pools[spec], labels, self.config.teacher_images, seed)
+        seed_everything(seed)  # the supernet's initial weights: a resumed bank repeats the teacher exactly
+        config = teacher_search_config(self.config, seed)
+        started = time.time()
+        if config.proxy is None:
+            search = SearchJob(config, data, self.device)
+            while search.done < search.total:
+                search.run_unit(progress)
+            space, genotype, val_acc = search.space, search.genotype(), float(search.metrics[-1]["val_acc"])
+            weights = {k: search.relaxation.expected(v.detach().float()).cpu().tolist()
+                       for k, v in search.arch().items() if k in space.cell_types}
+        else:  # a training-free search: its best cell, as weights one-hot
+            search = TrainingFreeJob(config, data, self.device)
+            while search.done < search.total:
+                search.run_unit(progress)
+            space, genotype, val_acc = search.space, search.genotype(), None
+            weights = {k: F.one_hot(v.argmax(-1), v.shape[-1]).float().tolist()
+                       for k, v in space.logits_of(genotype).items()}
+        teacher = Teacher(spec, labels, seed, space.to_text(genotype), val_acc, round(time.time() - started, 2),
+                          weights)
+        self.teachers.append(teacher)
+        self.done += 1
+        row = {"teacher": self.done, "spec": spec, "classes": len(labels), "images": len(data),
+               "val_acc": "" if val_acc is None else round(val_acc, 4), "seconds": teacher.seconds,
+               "genotype": teacher.genotype}
+        self.metrics.append(row)
+        return row
+
+    def log_line(self, row: dict[str, Any]) -> str:
+        return (f"teacher {row['teacher']}/{self.total} on {row['spec']} ({row['classes']} classes, {row['images']} "
+                f"images): val_acc {row['val_acc'] or '-'} in {row['seconds']:.0f}s, genotype {row['genotype']}")
+
+    def replicated(self) -> tuple[str, list[torch.Tensor]]:
+        return "nothing", []
+
+    def final_files(self) -> dict[str, str]:
+        bank = {"space": self.config.space, "split": self.split.as_dict(), "seed": self.config.seed,
+                "method": self.config.teacher_method, "epochs": self.config.teacher_epochs,
+                "teachers": [asdict(t) for t in self.teachers]}
+        return {TEACHERS_FILE: json.dumps(bank, indent=1) + "\n"}
+
+    def result(self) -> dict[str, Any]:
+        return {"teachers": self.done, "distinct_genotypes": len({t.genotype for t in self.teachers}),
+                "seconds": round(sum(t.seconds for t in self.teachers), 1)}
+
+
+def run_teachers(config, run: RunDir, resume: bool = False, stop_after: int | None = None,
+                 progress: bool = True) -> dict[str, Any]:
+    """Run the teacher searches of a meta-train config; writes config.yaml, log.txt, metrics.csv, checkpoint.pt and
+    finally teachers.json into `run`."""
+    config.validate()
+    run.check(resume)
+    device = pick_device(config.device)
+    seed_everything(config.seed)
+    return run_job(TeacherJob(config, device), run, resume, stop_after, progress)
+
+
+@dataclass
+class TeacherBank:
+    """A finished teacher bank, checked against the meta-train run that imitates it."""
+
+    space: str
+    split: dict[str, Any]
+    teachers: list[Teacher]
+
+    @classmethod
+    def load(cls, path: str | Path, config) -> "TeacherBank":
+        path = Path(path)
+        file = path / TEACHERS_FILE if path.is_dir() else path
+        if not file.is_file():
+            where = path / "checkpoint.pt"
+            unfinished = where.is_file() and load_checkpoint(where).get("kind") == "taskdarts-teachers"
+            raise InputError(f"{path}: no {TEACHERS_FILE}" + (" (the teacher run is unfinished; continue it with "
+                                                              "--resume)" if unfinished else
+                                                              " (make one with `train.py teachers`)"))
+        try:
+            raw = json.loads(file.read_text())
+            bank = cls(raw["space"], raw["split"], [Teacher(**t) for t in raw["teachers"]])
+        except (ValueError, KeyError, TypeError) as err:
+            raise InputError(f"{file} is not a teacher bank ({type(err).__name__}: {err})"[:300]) from None
+        space = get_space(config.space)
+        if bank.space != space.name:
+            raise InputError(f"teacher bank {file} is for the {bank.space} space, not {space.name}")
+        _, _, split = config.distributions()
+        if bank.split != split.as_dict():
+            raise InputError(f"teacher bank {file} was made with another class split than this run's (other tasks, "
+                             f"--split-seed or --meta-test-fraction); its teachers could have seen held-out classes")
+        if not bank.teachers:
+            raise InputError(f"teacher bank {file} holds no teachers")
+        shapes = space.logits_shapes()
+        for teacher in bank.teachers:
+            try:
+                space.from_text(teacher.genotype)
+            except InputError as err:
+                raise InputError(f"teacher bank {file}: {err}") from None
+            try:
+                weights = {k: torch.tensor(v, dtype=torch.float) for k, v in teacher.weights.items()}
+            except (TypeError, ValueError):
+                weights = {}
+            if ({k: tuple(v.shape) for k, v in weights.items()} != shapes
+                    or not all(bool(torch.isfinite(v).all() and (v >= 0).all()) for v in weights.values())):
+                raise InputError(f"teacher bank {file}: a teacher's op weights are not {len(shapes)} non-negative "
+                                 f"arrays of shape {', '.join(map(str, shapes.values()))}")
+            if not set(teacher.labels) <= set(split.meta_train.get(teacher.spec, [])):
+                raise InputError(f"teacher bank {file}: a teacher of {teacher.spec} searched classes outside this "
+                                 f"run's meta-train split")
+        return bank

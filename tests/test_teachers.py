@@ -1,0 +1,205 @@
+"""Teacher searches and the imitate meta-objective (meta/teachers.py, MetaTrainJob.imitation_unit)."""
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from meta.controller import imitation_loss
+from meta.meta_train import load_meta
+from meta.model import MetaConfig
+from meta.tasks import EpisodeDistribution
+from search_spaces import get_space
+
+from .helpers import run_cli
+
+TINY = ["--space", "nb201", "--layers", "1", "--init-channels", "4", "--no-progress"]
+TINY_TEACHERS = [*TINY, "--teachers-per-dataset", "2", "--teacher-epochs", "1", "--teacher-images", "120"]
+
+
+@pytest.fixture(scope="module")
+def bank(tmp_path_factory):
+    out = tmp_path_factory.mktemp("teachers") / "bank"
+    code, stdout, stderr = run_cli("teachers", *TINY_TEACHERS, "--out", str(out))
+    assert code == 0, stderr
+    return out
+
+
+def test_teachers_search_only_meta_training_classes(bank):
+    saved = json.loads((bank / "teachers.json").read_text())
+    split = saved["split"]
+    assert len(saved["teachers"]) == 2 and saved["method"] == "pcdarts"
+    held_out = set(split["meta_test"]["digits"])
+    for teacher in saved["teachers"]:
+        assert teacher["spec"] == "digits" and teacher["labels"]
+        assert not set(teacher["labels"]) & held_out
+        assert set(teacher["labels"]) <= set(split["meta_train"]["digits"])
+        get_space("nb201").from_text(teacher["genotype"])
+    config = MetaConfig.from_dict({"space": "nb201"})
+    assert saved["split"] == config.distributions()[2].as_dict()
+
+
+def test_an_interrupted_teacher_bank_resumes_to_the_same_teachers(bank, tmp_path):
+    out = tmp_path / "cut"
+    assert run_cli("teachers", *TINY_TEACHERS, "--out", str(out), "--stop-after-epoch", "1")[0] == 0
+    assert not (out / "teachers.json").exists()
+    code, _, stderr = run_cli("meta-train", *TINY, "--objective", "imitate", "--teachers", str(out), "--out",
+                              str(tmp_path / "early"))
+    assert code == 2 and "unfinished" in stderr and not (tmp_path / "early").exists()
+    code, _, stderr = run_cli("teachers", "--out", str(out), "--resume", "--no-progress")
+    assert code == 0, stderr
+    resumed, whole = (json.loads((run / "teachers.json").read_text()) for run in (out, bank))
+    for saved in (resumed, whole):
+        for teacher in saved["teachers"]:
+            teacher.pop("seconds")  # wall-clock time, the one thing that may differ
+    assert resumed == whole
+
+
+def test_imitation_loss_is_the_per_edge_negative_log_likelihood_of_the_teacher_cell():
+    torch.manual_seed(0)
+    logits = {"normal": torch.randn(2, 3, 4), "reduce": torch.randn(2, 5, 4)}
+    cells = [{"normal": [0, 1, 2], "reduce": [3, 3, 0, 1, 2]}, {"normal": [3, 0, 0], "reduce": [1, 1, 1, 1, 1]}]
+    one_hot = [{k: F.one_hot(torch.tensor(v), 4).float() for k, v in cell.items()} for cell in cells]
+    by_hand = 0.0
+    for i, cell in enumerate(cells):
+        for cell_type, value in logits.items():
+            log_p = F.log_softmax(value[i], -1)
+            by_hand -= sum(log_p[e, op] for e, op in enumerate(cell[cell_type]))
+    assert torch.allclose(imitation_loss(logits, one_hot), by_hand / (2 * 8))
+    # soft targets (a teacher's op weights): the cross-entropy, minimised where the policy equals the target
+    soft = [{k: torch.softmax(torch.randn(v.shape[1:]), -1) for k, v in logits.items()} for _ in range(2)]
+    at_target = {k: torch.stack([t[k] for t in soft]).log().requires_grad_() for k in logits}
+    (grad,) = torch.autograd.grad(imitation_loss(at_target, soft), [at_target["normal"]])
+    assert grad.abs().max() < 1e-6
+
+
+def _stripes_npz(path, classes=8, n_per_class=50, size=8, seed=0):
+    """Oriented stripes at `classes` angles: a kind of task nothing like handwritten digits."""
+    g = torch.Generator().manual_seed(seed)
+    grid = torch.arange(size).float()
+    xs, ys = [], []
+    for c in range(classes):
+        angle = torch.tensor(c * 3.14159 / classes)
+        for _ in range(n_per_class):
+            phase = torch.rand(1, generator=g).item() * 6.28
+            wave = torch.sin(grid[:, None] * torch.cos(angle) * 1.5 + grid[None, :] * torch.sin(angle) * 1.5 + phase)
+            xs.append(((wave + 1) * 127.5).clamp(0, 255).to(torch.uint8))
+            ys.append(c)
+    x, y = torch.stack(xs).numpy(), np.array(ys)
+    np.savez(path, x=x, y=y, x_test=x[:8], y_test=y[:8])
+    return f"npz:{path}"
+
+
+CONV_CELL = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+POOL_CELL = "|avg_pool_3x3~0|+|avg_pool_3x3~0|avg_pool_3x3~1|+|avg_pool_3x3~0|avg_pool_3x3~1|avg_pool_3x3~2|"
+
+
+@pytest.mark.parametrize("encoder", [True, False])
+def test_imitation_gives_each_kind_of_task_its_teachers_cell_and_the_ablation_one_cell(tmp_path, encoder):
+    """Teachers of digit tasks ended at a convolution cell, teachers of stripe tasks at a pooling cell (a hand-made
+    bank: the teachers' end points are data). After imitation, episodes of *held-out* classes of each kind get their
+    kind's cell zero-shot; without the encoder every task gets one cell."""
+    stripes = _stripes_npz(tmp_path / "stripes.npz")
+    options = {"space": "nb201", "layers": 1, "init_channels": 4, "tasks": ["digits", stripes], "ways": 3}
+    split = MetaConfig.from_dict(options).distributions()[2]
+    bank_dir = tmp_path / "bank"
+    bank_dir.mkdir()
+    space = get_space("nb201")
+    teachers = [{"spec": spec, "labels": split.meta_train[spec], "seed": 0, "genotype": cell, "val_acc": 1.0,
+                 "seconds": 1.0, "weights": {k: torch.softmax(v, -1).tolist()
+                                             for k, v in space.logits_of(space.from_text(cell)).items()}}
+                for spec, cell in (("digits", CONV_CELL), (stripes, POOL_CELL))]
+    (bank_dir / "teachers.json").write_text(json.dumps({"space": "nb201", "split": split.as_dict(),
+                                                        "teachers": teachers}))
+    out = tmp_path / "imitate"
+    flags = ["--tasks", "digits", stripes, "--ways", "3", "--objective", "imitate", "--teachers", str(bank_dir),
+             "--meta-steps", "200", "--meta-lr", "0.003", "--log-every", "50", "--out", str(out)]
+    code, stdout, stderr = run_cli("meta-train", *TINY, *flags, *([] if encoder else ["--no-encoder"]))
+    assert code == 0, stderr
+    meta = load_meta(str(out), torch.device("cpu")).eval()
+    _, meta_test, _ = meta.config.distributions()
+    space, rng = meta.space, random.Random(1)
+    proposed = {}
+    for pool in meta_test.pools:
+        episodes = EpisodeDistribution([pool], 3, meta.config.split_sizes)
+        with torch.no_grad():
+            cells = {space.to_text(space.derive(meta.start(meta.embed([episodes.sample(rng)])[0]).logits))
+                     for _ in range(4)}
+        proposed[pool.spec] = cells
+    if encoder:
+        assert proposed == {"digits": {CONV_CELL}, stripes: {POOL_CELL}}
+    else:
+        assert len(proposed["digits"] | proposed[stripes]) == 1
+
+
+def test_a_bank_made_with_another_split_is_refused(bank, tmp_path):
+    code, _, stderr = run_cli("meta-train", *TINY, "--objective", "imitate", "--teachers", str(bank), "--split-seed",
+                              "1", "--out", str(tmp_path / "a"))
+    assert code == 2 and "another class split" in stderr and len(stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "a").exists()
+    code, _, stderr = run_cli("meta-train", *TINY, "--objective", "imitate", "--out", str(tmp_path / "b"))
+    assert code == 2 and "needs --teachers" in stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--teacher-epochs", "0"], "--teacher-epochs must be at least 1, got 0"),
+    (["--teachers-per-dataset", "0"], "--teachers-per-dataset must be at least 1, got 0"),
+    (["--teacher-classes", "0"], "--teacher-classes must be at least 1, got 0"),
+    (["--teacher-images", "0"], "--teacher-images must be at least 1, got 0"),
+    (["--teacher-logit-lr", "-1"], "--teacher-logit-lr must be greater than 0, got -1.0"),
+    (["--teacher-method", "random"], "--teacher-method must be a searching compare method"),
+    (["--imitate-target", "probs"], "argument --imitate-target: invalid choice: 'probs'"),
+    (["--objective", "distill"], "argument --objective: invalid choice: 'distill'"),
+])
+@pytest.mark.parametrize("command", ["teachers", "meta-train"])
+def test_bad_teacher_options_are_one_line_exit_2(tmp_path, command, args, message):
+    code, _, stderr = run_cli(command, *TINY, *args, "--out", str(tmp_path / "run"))
+    assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    assert not (tmp_path / "run").exists()
+
+
+def _bank_variant(bank, tmp_path, edit):
+    saved = json.loads((bank / "teachers.json").read_text())
+    edit(saved)
+    path = tmp_path / "variant"
+    path.mkdir()
+    (path / "teachers.json").write_text(json.dumps(saved))
+    return path
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda b: b["teachers"][0].update(labels=b["split"]["meta_test"]["digits"]), "outside this run's meta-train split"),
+    (lambda b: b["teachers"][0].update(genotype="|conv_9x9~0|"), "teachers.json"),
+    (lambda b: b["teachers"][0].update(weights={"cell": [[1.0]]}), "op weights are not 1 non-negative arrays"),
+    (lambda b: b["teachers"][0].pop("weights"), "is not a teacher bank"),
+    (lambda b: b.update(teachers=[]), "holds no teachers"),
+    (lambda b: b.update(space="darts"), "is for the darts space, not nb201"),
+])
+def test_a_malformed_or_leaking_bank_is_refused(bank, tmp_path, edit, message):
+    variant = _bank_variant(bank, tmp_path, edit)
+    code, _, stderr = run_cli("meta-train", *TINY, "--objective", "imitate", "--teachers", str(variant), "--out",
+                              str(tmp_path / "run"))
+    assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    assert not (tmp_path / "run").exists()
+    code, _, stderr = run_cli("meta-train", *TINY, "--objective", "imitate", "--teachers", str(tmp_path / "none"),
+                              "--out", str(tmp_path / "run"))
+    assert code == 2 and "make one with `train.py teachers`" in stderr
+
+
+def test_the_benchmark_reports_on_held_out_classes_only():
+    """benchmarks/meta_zero_shot.py: the retrained and conditioning families are the run's meta-test classes."""
+    import importlib.util
+
+    from .helpers import ROOT
+
+    spec = importlib.util.spec_from_file_location("meta_zero_shot", ROOT / "benchmarks" / "meta_zero_shot.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    config = MetaConfig(space="nb201", layers=1, init_channels=4)
+    _, meta_test, split = config.distributions()
+    data = bench.held_out_data(config, "digits", 60)
+    pool = meta_test.pools[0]
+    assert set(data.classes) == {pool.data.classes[label] for label in split.meta_test["digits"]}
+    assert not set(data.classes) & {pool.data.classes[label] for label in split.meta_train["digits"]}
