@@ -231,8 +231,8 @@ class TeacherBank:
                 weights = {}
             if ({k: tuple(v.shape) for k, v in weights.items()} != shapes
                     or not all(bool(torch.isfinite(v).all() and (v >= 0).all()) for v in weights.values())):
-                raise InputError(f"teacher bank {file}: a teacher's op weights are not {len(shapes)} non-negative "
-                                 f"arrays of shape {', '.join(map(str, shapes.values()))}")
+                raise InputError(f"teacher bank {file}: a teacher's op weights must be non-negative arrays of shapes "
+                                 f"{ {k: list(v) for k, v in shapes.items()} }")
             if not set(teacher.labels) <= set(split.meta_train.get(teacher.spec, [])):
                 raise InputError(f"teacher bank {file}: a teacher of {teacher.spec} searched classes outside this "
                                  f"run's meta-train split")

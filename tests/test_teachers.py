@@ -172,7 +172,7 @@ def _bank_variant(bank, tmp_path, edit):
 @pytest.mark.parametrize("edit, message", [
     (lambda b: b["teachers"][0].update(labels=b["split"]["meta_test"]["digits"]), "outside this run's meta-train split"),
     (lambda b: b["teachers"][0].update(genotype="|conv_9x9~0|"), "teachers.json"),
-    (lambda b: b["teachers"][0].update(weights={"cell": [[1.0]]}), "op weights are not 1 non-negative arrays"),
+    (lambda b: b["teachers"][0].update(weights={"cell": [[1.0]]}), "op weights must be non-negative arrays of shapes {'cell': [6, 5]}"),
     (lambda b: b["teachers"][0].pop("weights"), "is not a teacher bank"),
     (lambda b: b.update(teachers=[]), "holds no teachers"),
     (lambda b: b.update(space="darts"), "is for the darts space, not nb201"),
@@ -186,20 +186,3 @@ def test_a_malformed_or_leaking_bank_is_refused(bank, tmp_path, edit, message):
     code, _, stderr = run_cli("meta-train", *TINY, "--objective", "imitate", "--teachers", str(tmp_path / "none"),
                               "--out", str(tmp_path / "run"))
     assert code == 2 and "make one with `train.py teachers`" in stderr
-
-
-def test_the_benchmark_reports_on_held_out_classes_only():
-    """benchmarks/meta_zero_shot.py: the retrained and conditioning families are the run's meta-test classes."""
-    import importlib.util
-
-    from .helpers import ROOT
-
-    spec = importlib.util.spec_from_file_location("meta_zero_shot", ROOT / "benchmarks" / "meta_zero_shot.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    config = MetaConfig(space="nb201", layers=1, init_channels=4)
-    _, meta_test, split = config.distributions()
-    data = bench.held_out_data(config, "digits", 60)
-    pool = meta_test.pools[0]
-    assert set(data.classes) == {pool.data.classes[label] for label in split.meta_test["digits"]}
-    assert not set(data.classes) & {pool.data.classes[label] for label in split.meta_train["digits"]}
