@@ -25,6 +25,7 @@ import argparse
 import csv
 import json
 import random
+import shutil
 import statistics
 import time
 from collections import Counter
@@ -162,8 +163,10 @@ def retrain_comparison(args, out: Path) -> dict:
                 cells[f"{method} search"] = (SPACE.from_json(found["genotype"]), found["search_seconds"])
             for method, (genotype, seconds) in cells.items():
                 run = base / f"retrain-{method.replace(' ', '-')}"
-                run.mkdir(parents=True, exist_ok=True)
                 cell_file = run.parent / f"{method.replace(' ', '-')}.json"
+                if cell_file.is_file() and cell_file.read_text() != SPACE.dumps(genotype) + "\n":
+                    shutil.rmtree(run, ignore_errors=True)  # another cell than the one retrained there before
+                run.mkdir(parents=True, exist_ok=True)
                 cell_file.write_text(SPACE.dumps(genotype) + "\n")
                 if not finished(run, "result.json"):
                     config = RetrainConfig(genotype=str(cell_file), epochs=args.retrain_epochs, layers=2,
@@ -247,7 +250,7 @@ def main() -> None:
     parser.add_argument("--table", default=str(SHARED / "nb201" / "nats_bench.csv"))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--meta-steps", type=int, default=450)
-    parser.add_argument("--imitate-target", default="cell", choices=("cell", "weights"))
+    parser.add_argument("--imitate-target", default="weights", choices=("cell", "weights"))
     parser.add_argument("--adapt-steps", type=int, nargs="+", default=[0, 20, 100])
     parser.add_argument("--baselines", nargs="+", default=["darts1", "gdas", "pcdarts", "naswot-500"],
                         help="compare methods searched on the CIFAR-10 training images (naswot-500: the teachers' "

@@ -15,6 +15,7 @@ Held-out classes never enter a teacher: the classes come from the run's meta-tra
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -63,6 +64,19 @@ def teacher_classes(config, split) -> list[tuple[str, list[int]]]:
             chosen = sorted(rng.sample(labels, min(config.teacher_classes, len(labels))))
             plan.append((spec, chosen))
     return plan
+
+
+TOP_FRACTION = 0.1
+
+
+def top_cell_frequencies(space, rows: list[dict[str, Any]], fraction: float) -> dict[str, list[list[float]]]:
+    """Per edge, how often each op occurs among the best `fraction` of a training-free search's scored cells: the
+    search's preference as a distribution over ops rather than one cell (rows: its metrics, score and genotype)."""
+    scored = sorted((row for row in rows if math.isfinite(row["score"])), key=lambda row: -row["score"])
+    top = scored[:max(1, round(fraction * len(scored)))]
+    one_hots = [{k: F.one_hot(v.argmax(-1), v.shape[-1]).float()
+                 for k, v in space.logits_of(space.from_text(row["genotype"])).items()} for row in top]
+    return {k: torch.stack([h[k] for h in one_hots]).mean(0).tolist() for k in one_hots[0]}
 
 
 def teacher_data(pool: ClassPool, labels: list[int], max_images: int, seed: int) -> ImageData:
@@ -141,13 +155,12 @@ class TeacherJob(Job):
             space, genotype, val_acc = search.space, search.genotype(), float(search.metrics[-1]["val_acc"])
             weights = {k: search.relaxation.expected(v.detach().float()).cpu().tolist()
                        for k, v in search.arch().items() if k in space.cell_types}
-        else:  # a training-free search: its best cell, as weights one-hot
+        else:  # a training-free search: its best cell; op weights = op frequencies of its top tenth of cells
             search = TrainingFreeJob(config, data, self.device)
             while search.done < search.total:
                 search.run_unit(progress)
             space, genotype, val_acc = search.space, search.genotype(), None
-            weights = {k: F.one_hot(v.argmax(-1), v.shape[-1]).float().tolist()
-                       for k, v in space.logits_of(genotype).items()}
+            weights = top_cell_frequencies(space, search.metrics, TOP_FRACTION)
         teacher = Teacher(spec, labels, seed, space.to_text(genotype), val_acc, round(time.time() - started, 2),
                           weights)
         self.teachers.append(teacher)

@@ -11,6 +11,7 @@ from meta.controller import imitation_loss
 from meta.meta_train import load_meta
 from meta.model import MetaConfig
 from meta.tasks import EpisodeDistribution
+from meta.teachers import top_cell_frequencies
 from search_spaces import get_space
 
 from .helpers import run_cli
@@ -73,6 +74,18 @@ def test_imitation_loss_is_the_per_edge_negative_log_likelihood_of_the_teacher_c
     at_target = {k: torch.stack([t[k] for t in soft]).log().requires_grad_() for k in logits}
     (grad,) = torch.autograd.grad(imitation_loss(at_target, soft), [at_target["normal"]])
     assert grad.abs().max() < 1e-6
+
+
+def test_training_free_teachers_weigh_ops_by_their_frequency_among_the_top_tenth():
+    space = get_space("nb201")
+    conv = CONV_CELL
+    pool = POOL_CELL
+    rows = [{"score": 10.0 - k, "genotype": conv if k < 2 else pool} for k in range(20)]
+    rows.append({"score": float("-inf"), "genotype": conv})
+    weights = top_cell_frequencies(space, rows, 0.2)  # the best 4 of the 20 finite scores: 2 conv, 2 pool cells
+    ops = space.ops
+    for edge in weights["cell"]:
+        assert edge[ops.index("nor_conv_3x3")] == edge[ops.index("avg_pool_3x3")] == 0.5 and sum(edge) == 1.0
 
 
 def _stripes_npz(path, classes=8, n_per_class=50, size=8, seed=0):
