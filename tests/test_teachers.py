@@ -143,6 +143,10 @@ def test_imitation_gives_each_kind_of_task_its_teachers_cell_and_the_ablation_on
         proposed[pool.spec] = cells
     if encoder:
         assert proposed == {"digits": {CONV_CELL}, stripes: {POOL_CELL}}
+        # and the command line proposes from the imitation checkpoint, zero-shot or after adaptation
+        code, _, stderr = run_cli("search", "--meta", str(out), "--dataset", "digits", "--adapt-steps", "2", "--out",
+                                  str(tmp_path / "proposal"), "--no-progress")
+        assert code == 0, stderr
     else:
         assert len(proposed["digits"] | proposed[stripes]) == 1
 
