@@ -330,19 +330,19 @@ def cmd_meta_search(args: argparse.Namespace) -> int:
 def cmd_meta_train(args: argparse.Namespace) -> int:
     from meta.meta_train import run_meta_train
 
-    config, run = _prepare(args, tag=lambda c: "-".join(c.tasks))
-    result = run_meta_train(config, run, resume=args.resume, stop_after_step=args.stop_after_epoch,
-                            progress=not args.no_progress)
-    _emit({"run_dir": str(run.path), **result})
-    return 0
+    return _run_on_tasks(args, run_meta_train)
 
 
 def cmd_teachers(args: argparse.Namespace) -> int:
     from meta.teachers import run_teachers
 
+    return _run_on_tasks(args, run_teachers)
+
+
+def _run_on_tasks(args: argparse.Namespace, runner: Callable) -> int:
+    """meta-train and teachers: one config of tasks, a run directory named after them, a resumable job."""
     config, run = _prepare(args, tag=lambda c: "-".join(c.tasks))
-    result = run_teachers(config, run, resume=args.resume, stop_after=args.stop_after_epoch,
-                          progress=not args.no_progress)
+    result = runner(config, run, args.resume, args.stop_after_epoch, not args.no_progress)
     _emit({"run_dir": str(run.path), **result})
     return 0
 
