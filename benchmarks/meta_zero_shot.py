@@ -56,6 +56,8 @@ METHODS = {"taskdarts": True, "no-encoder": False}  # imitation meta-runs: name 
 
 def natural_config(args, seed: int, **overrides) -> MetaConfig:
     values = yaml.safe_load(Path(args.config).read_text())
+    if args.teacher_method:
+        values["teacher_method"] = args.teacher_method
     values.update(seed=seed, device="cpu", **overrides)
     config = MetaConfig.from_dict(values)
     config.validate()
@@ -251,6 +253,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--meta-steps", type=int, default=450)
     parser.add_argument("--imitate-target", default="weights", choices=("cell", "weights"))
+    parser.add_argument("--teacher-method", help="instead of the config's (also the families' own searches in (c))")
     parser.add_argument("--adapt-steps", type=int, nargs="+", default=[0, 20, 100])
     parser.add_argument("--baselines", nargs="+", default=["darts1", "gdas", "pcdarts", "naswot-500"],
                         help="compare methods searched on the CIFAR-10 training images (naswot-500: the teachers' "
