@@ -41,7 +41,7 @@ from meta.meta_search import MetaSearchConfig, run_meta_search
 from meta.meta_train import load_meta, run_meta_train
 from meta.model import MetaConfig
 from meta.tasks import EpisodeDistribution, Task
-from meta.teachers import TEACHERS_FILE, run_teachers, teacher_data, teacher_search_config
+from meta.teachers import TEACHERS_FILE, run_teachers, class_images, teacher_search_config
 from run_kit.device import seed_everything
 from run_kit.run_dir import RunDir
 from search_spaces import get_space
@@ -130,7 +130,7 @@ def held_out_data(config: MetaConfig, family: str, max_images: int) -> ImageData
     """All held-out classes of `family` (the run's meta-test classes), relabelled, capped per class."""
     _, meta_test, _ = config.distributions()
     pool = next(pool for pool in meta_test.pools if family in pool.spec)
-    return teacher_data(pool, pool.labels(), max_images, seed=0)
+    return class_images(pool, pool.labels(), max_images, seed=0)
 
 
 def as_task(data: ImageData, seed: int) -> Task:
@@ -205,7 +205,7 @@ def conditioning(args, out: Path) -> dict:
                     cells = [SPACE.to_text(SPACE.derive(meta.start(meta.embed([t])[0]).logits)) for t in tasks]
                 entry.setdefault(method, []).extend(cells)
             run = out / f"seed{seed}" / f"family-search-{family}"
-            data = teacher_data(pool, pool.labels(), config.teacher_images, seed)
+            data = class_images(pool, pool.labels(), config.teacher_images, seed)
             seed_everything(seed)
             found = run_search(teacher_search_config(config, seed), data, RunDir(run),
                                resume=finished(run, "checkpoint.pt"), progress=False)

@@ -64,7 +64,7 @@ class MetaConfig(Config):
     mode: str = "relaxed"
     objective: str = "adapt"  # "imitate": fit pi(a | z) to the end points of the teacher searches in `teachers`
     teachers: str | None = None  # teacher bank (run directory of `train.py teachers`) for the imitate objective
-    imitate_target: str = "cell"  # "cell": each teacher's derived cell (one-hot); "weights": its final op weights
+    imitate_target: str = "cell"  # "cell": each teacher's derived cell (one-hot); "weights": its op weights
     teacher_method: str = "pcdarts"  # the teachers' search (a compare method)
     teacher_epochs: int = 20
     teacher_logit_lr: float | None = None  # None: the method's published logit lr (3e-4)

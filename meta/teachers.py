@@ -9,7 +9,7 @@ searches on tasks like it end at. Which search makes the better teacher is a des
 family (docs/meta.md, "Choosing the teachers").
 
 `TeacherJob` runs the searches one after another through the shared resumable driver (unit: one teacher) and
-writes teachers.json: per teacher its data set, classes, search seed, genotype, validation accuracy and seconds.
+writes teachers.json: per teacher its data set, classes, search seed, cell, op weights, supernet accuracy and seconds.
 Held-out classes never enter a teacher: the classes come from the run's meta-train split (task_split.json).
 """
 from __future__ import annotations
@@ -51,7 +51,8 @@ class Teacher:
     genotype: str  # the space's text form
     val_acc: float | None  # the supernet's accuracy on the search's logit half at the end (None: training-free)
     seconds: float
-    weights: dict[str, list[list[float]]]  # its op weights at the end (the relaxation's mixing of its logits)
+    weights: dict[str, list[list[float]]]  # per edge over ops: a gradient search's final op weights (its
+    # relaxation's mixing of its logits); a training-free search's op frequencies among its top 10 % of cells
 
 
 def teacher_classes(config, split) -> list[tuple[str, list[int]]]:
@@ -79,8 +80,9 @@ def top_cell_frequencies(space, rows: list[dict[str, Any]], fraction: float) -> 
     return {k: torch.stack([h[k] for h in one_hots]).mean(0).tolist() for k in one_hots[0]}
 
 
-def teacher_data(pool: ClassPool, labels: list[int], max_images: int, seed: int) -> ImageData:
-    """The images of `labels` (relabelled 0..n-1), at most max_images // n per class, a seeded sample."""
+def class_images(pool: ClassPool, labels: list[int], max_images: int, seed: int) -> ImageData:
+    """The images of `labels` of a pool (relabelled 0..n-1), at most max_images // n per class, a seeded sample: a
+    teacher's search data (and, in benchmarks, a held-out family's)."""
     generator = torch.Generator().manual_seed(seed)
     per_class = max(max_images // len(labels), 1)
     keep = []
@@ -144,7 +146,7 @@ class TeacherJob(Job):
         """One teacher: a whole search on its classes."""
         spec, labels = self.plan[self.done]
         seed = self.config.seed * 1000 + self.done
-        data = teacher_data(self.pools[spec], labels, self.config.teacher_images, seed)
+        data = class_images(self.pools[spec], labels, self.config.teacher_images, seed)
         seed_everything(seed)  # the supernet's initial weights: a resumed bank repeats the teacher exactly
         config = teacher_search_config(self.config, seed)
         started = time.time()
