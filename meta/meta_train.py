@@ -72,7 +72,7 @@ class MetaTrainJob(Job):
     def teacher_tasks(self) -> tuple[list[EpisodeDistribution], list[dict[str, torch.Tensor]]]:
         """Per teacher of the bank: the episodes of its classes, and its target [edges, ops] per cell type: its cell
         one-hot (`--imitate-target cell`) or its final op weights (`weights`)."""
-        bank = TeacherBank.load(self.config.teachers, self.config)
+        bank = TeacherBank.load(self.config.teachers, self.config.space, self.split)
         pools = {pool.spec: pool for pool in getattr(self.meta_train, "pools", [])}
         space, episodes, targets = self.model.space, [], []
         for teacher in bank.teachers:

@@ -36,7 +36,7 @@ from search_spaces import get_space
 from supernet.search import SearchConfig, SearchJob
 from supernet.training_free import TrainingFreeJob
 
-from .tasks import ClassPool, EpisodeDistribution
+from .tasks import ClassPool, EpisodeDistribution, TaskSplit
 
 TEACHERS_FILE = "teachers.json"
 
@@ -150,18 +150,16 @@ class TeacherJob(Job):
         seed_everything(seed)  # the supernet's initial weights: a resumed bank repeats the teacher exactly
         config = teacher_search_config(self.config, seed)
         started = time.time()
+        search = (SearchJob if config.proxy is None else TrainingFreeJob)(config, data, self.device)
+        while search.done < search.total:
+            search.run_unit(progress)
+        space, genotype = search.space, search.genotype()
         if config.proxy is None:
-            search = SearchJob(config, data, self.device)
-            while search.done < search.total:
-                search.run_unit(progress)
-            space, genotype, val_acc = search.space, search.genotype(), float(search.metrics[-1]["val_acc"])
+            val_acc = float(search.metrics[-1]["val_acc"])
             weights = {k: search.relaxation.expected(v.detach().float()).cpu().tolist()
                        for k, v in search.arch().items() if k in space.cell_types}
         else:  # a training-free search: its best cell; op weights = op frequencies of its top tenth of cells
-            search = TrainingFreeJob(config, data, self.device)
-            while search.done < search.total:
-                search.run_unit(progress)
-            space, genotype, val_acc = search.space, search.genotype(), None
+            val_acc = None
             weights = top_cell_frequencies(space, search.metrics, TOP_FRACTION)
         teacher = Teacher(spec, labels, seed, space.to_text(genotype), val_acc, round(time.time() - started, 2),
                           weights)
@@ -211,7 +209,9 @@ class TeacherBank:
     teachers: list[Teacher]
 
     @classmethod
-    def load(cls, path: str | Path, config) -> "TeacherBank":
+    def load(cls, path: str | Path, space_name: str, split: TaskSplit) -> "TeacherBank":
+        """The bank at `path`, refused unless it was made in `space_name` with exactly `split` (the imitating run's
+        class split) and its teachers' classes lie in that split's meta-train part."""
         path = Path(path)
         file = path / TEACHERS_FILE if path.is_dir() else path
         if not file.is_file():
@@ -225,10 +225,9 @@ class TeacherBank:
             bank = cls(raw["space"], raw["split"], [Teacher(**t) for t in raw["teachers"]])
         except (ValueError, KeyError, TypeError) as err:
             raise InputError(f"{file} is not a teacher bank ({type(err).__name__}: {err})"[:300]) from None
-        space = get_space(config.space)
+        space = get_space(space_name)
         if bank.space != space.name:
             raise InputError(f"teacher bank {file} is for the {bank.space} space, not {space.name}")
-        _, _, split = config.distributions()
         if bank.split != split.as_dict():
             raise InputError(f"teacher bank {file} was made with another class split than this run's (other tasks, "
                              f"--split-seed or --meta-test-fraction); its teachers could have seen held-out classes")
