@@ -55,8 +55,9 @@ class MetaTrainJob(Job):
         if self.meta_train is None:
             raise InputError("no meta-training tasks: give --tasks with at least one data set")
         self.model = TaskDARTS(config).to(device)
-        self.work = create_supernet(self.model.space, config.max_classes, config.channels, config.init_channels,
-                                    config.layers, precision=config.precision).to(device)
+        self.work = None if config.objective == "imitate" else create_supernet(  # the inner loop's network
+            self.model.space, config.max_classes, config.channels, config.init_channels, config.layers,
+            precision=config.precision).to(device)
         self.optimizer = torch.optim.Adam(self.model.outer_parameters(), config.meta_lr)
         self.policy = PolicyGradient(config.baseline_momentum, config.entropy_weight)
         self.regularizer = create_regularizer(config.logit_regularizer, self.model.space, config.regularizer_weight)

@@ -205,8 +205,6 @@ class RetrainJob(Job):
     def replicated(self) -> tuple[str, list[torch.Tensor]]:
         return "network weights", list(self.model.parameters())
 
-
-
     def final_files(self) -> dict[str, str]:
         return {"result.json": json.dumps(self.result(), indent=1) + "\n"}
 
@@ -222,6 +220,17 @@ class RetrainJob(Job):
                 "params_m": round(self.params_m, 6), "flops_m": round(self.flops_m, 3), "seed": self.config.seed,
                 "batch_size": self.recipe["batch_size"],
                 "train_seconds": round(sum(row["seconds"] for row in self.metrics), 2)}
+
+
+def retrain_in_memory(config: RetrainConfig, train: ImageData, test: ImageData) -> dict[str, Any]:
+    """Train and test without a run directory, for short trainings inside another job (a teacher's skip probe):
+    RetrainJob.result() of the finished training."""
+    config.validate()
+    seed_everything(config.seed)
+    job = RetrainJob(config, train, test, pick_device(config.device))
+    while job.done < job.total:
+        job.run_unit(False)
+    return job.result()
 
 
 def run_retrain(config: RetrainConfig, train: ImageData, test: ImageData, run: RunDir, resume: bool = False,

@@ -341,6 +341,19 @@ def test_held_out_classes_never_meet_meta_training_classes_for_any_training_seed
     assert other.split.as_dict() != splits[0]
 
 
+def test_proxy_alignment_reads_only_the_validation_familys_held_out_classes(tmp_path):
+    """benchmarks/proxy_alignment.py: its images are held-out classes of the config's split; its rank correlation
+    handles ties (hand-computed: ranks (0.5, 0.5, 2) against (0, 1, 2) give 1.5 / sqrt(1.5 * 2))."""
+    bench = _load_benchmark("proxy_alignment")
+    config = tmp_path / "meta.yaml"
+    config.write_text(yaml.safe_dump({"space": "nb201", "tasks": ["digits"], "split_seed": 0}))
+    split = MetaTrainJob(MetaConfig(space="nb201", layers=1, init_channels=4), torch.device("cpu")).split
+    data = bench.validation_images(str(config), "digits", 3, 60, seed=0)
+    assert {int(c) for c in data.classes} <= set(split.meta_test["digits"]) and data.num_classes == 3
+    assert bench.spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert bench.spearman([1, 1, 2], [1, 2, 3]) == pytest.approx(1.5 / (1.5 * 2) ** 0.5)
+
+
 def test_the_inner_loop_never_reads_the_outer_split(digits_tasks):
     """Replace the outer split's images and labels by noise: the adapted weights and logits stay bit-identical,
     while the outer loss (what the meta-gradient differentiates) changes."""
