@@ -91,6 +91,10 @@ def _add_meta_args(parser, unit: str) -> None:
     for name in ("teacher_epochs", "teachers_per_dataset", "teacher_classes", "teacher_images"):
         group.add_argument(_flag(name), type=int)
     group.add_argument("--teacher-logit-lr", type=float, help="the teachers' logit lr (default: the method's, 3e-4)")
+    group.add_argument("--teacher-probe-epochs", type=int,
+                       help="after each teacher search, train its cell and each one-skip variant this many epochs "
+                            "and keep the best (nb201; default 0: no probe)")
+    group.add_argument("--teacher-probe-layers", type=int, help="cells per stage of the probe's trainings (default 5)")
     _add_run_args(parser.add_argument_group("run"), unit=unit)
 
 

@@ -71,6 +71,8 @@ class MetaConfig(Config):
     teachers_per_dataset: int = 4
     teacher_classes: int = 20  # classes per teacher (fewer if the data set's meta-train split has fewer)
     teacher_images: int = 2000  # images per teacher search, split evenly over its classes
+    teacher_probe_epochs: int = 0  # > 0: after each search, the skip probe (meta/teachers.py) with this many epochs
+    teacher_probe_layers: int = 5  # cells per stage of the probe's trainings (NAS-Bench-201's own depth)
     logit_regularizer: str = "none"  # "beta": beta-decay on the inner logit steps and on the controller's alpha0
     regularizer_weight: float = 50.0  # its lambda at the last meta-step (ramped linearly from 0)
     meta_steps: int = 40
@@ -105,6 +107,10 @@ class MetaConfig(Config):
         if self.teacher_logit_lr is not None:
             require_positive(self, "teacher_logit_lr")
         teacher_search_config(self, 0)  # an unknown --teacher-method is refused here
+        require_at_least(self, 0, "teacher_probe_epochs")
+        require_at_least(self, 1, "teacher_probe_layers")
+        if self.teacher_probe_epochs and self.space != "nb201":
+            raise InputError(f"--teacher-probe-epochs works in the nb201 space only, got --space {self.space}")
         require_at_least(self, 1, "meta_steps", "meta_batch", "ways", "shots", "queries", "outers", "layers",
                          "init_channels",
                          "samples", "log_every", "inner_batch", "probe_tasks")

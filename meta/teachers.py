@@ -8,6 +8,12 @@ from the embeddings of episodes drawn from the same classes, so a new task gets,
 searches on tasks like it end at. Which search makes the better teacher is a design choice made on the validation
 family (docs/meta.md, "Choosing the teachers").
 
+A training-free search cannot see a parameter-free path: on the validation family NASWOT and synflow score a skip
+connection from the cell's input to its output below a convolution in 32 of 32 conv-only cells, where the table's
+columns rank it first in 27-31 (benchmarks/proxy_alignment.py). `--teacher-probe-epochs E` adds that check after the
+search: the cell and each variant with one edge turned into a skip connection are trained for E epochs at the space's
+full depth on the teacher's images, and the best of them is the teacher's cell (`skip_probe`).
+
 `TeacherJob` runs the searches one after another through the shared resumable driver (unit: one teacher) and
 writes teachers.json: per teacher its data set, classes, search seed, cell, op weights, supernet accuracy and seconds.
 Held-out classes never enter a teacher: the classes come from the run's meta-train split (task_split.json).
@@ -26,13 +32,15 @@ import torch
 import torch.nn.functional as F
 
 from evaluation.compare import search_settings
-from image_sets import ImageData
+from image_sets import ImageData, split_indices
 from run_kit import InputError
 from run_kit.device import pick_device, seed_everything
 from run_kit.files import load_checkpoint
 from run_kit.loop import Job, run_job
 from run_kit.run_dir import RunDir
 from search_spaces import get_space
+from search_spaces.nb201 import NB201Genotype
+from supernet.retrain import RetrainConfig, retrain_in_memory
 from supernet.search import SearchConfig, SearchJob
 from supernet.training_free import TrainingFreeJob
 
@@ -52,7 +60,9 @@ class Teacher:
     val_acc: float | None  # the supernet's accuracy on the search's logit half at the end (None: training-free)
     seconds: float
     weights: dict[str, list[list[float]]]  # per edge over ops: a gradient search's final op weights (its
-    # relaxation's mixing of its logits); a training-free search's op frequencies among its top 10 % of cells
+    # relaxation's mixing of its logits); a training-free search's op frequencies among its top 10 % of cells; an edge
+    # the skip probe changed: one-hot on skip_connect
+    probe: list[dict[str, Any]] | None = None  # the skip probe's trials (edge, genotype, accuracy), if one ran
 
 
 def teacher_classes(config, split) -> list[tuple[str, list[int]]]:
@@ -96,6 +106,39 @@ def class_images(pool: ClassPool, labels: list[int], max_images: int, seed: int)
     return ImageData(pool.data.x[index], remap[pool.data.y[index]], classes, pool.data.name, pool.data.hflip)
 
 
+SKIP = "skip_connect"
+
+
+def skip_probe(genotype: NB201Genotype, data: ImageData, epochs: int, layers: int, init_channels: int, seed: int,
+               device: str) -> tuple[NB201Genotype, list[dict[str, Any]]]:
+    """The genotype or one of its one-skip variants (one edge's op replaced by skip_connect), whichever tests best
+    after `epochs` epochs of training at `layers` cells per stage on a seeded 80/20 split of `data` (a tie keeps the
+    genotype). Returns the winner and every trial: edge (None for the genotype itself), genotype text, accuracy."""
+    train_index, test_index = split_indices(len(data), (0.8, 0.2), seed)
+    train, test = data.subset(train_index), data.subset(test_index)
+    candidates: list[tuple[int | None, NB201Genotype]] = [(None, genotype)]
+    candidates += [(edge, NB201Genotype(genotype.ops[:edge] + (SKIP,) + genotype.ops[edge + 1:]))
+                   for edge, op in enumerate(genotype.ops) if op != SKIP]
+    trials = []
+    for edge, candidate in candidates:
+        config = RetrainConfig(genotype=str(candidate), epochs=epochs, layers=layers, init_channels=init_channels,
+                               batch_size=64, seed=seed, channels_last=False, device=device)
+        accuracy = float(retrain_in_memory(config, train, test)["test_acc"])
+        trials.append({"edge": edge, "genotype": str(candidate), "accuracy": round(accuracy, 6)})
+    best = max(range(len(trials)), key=lambda k: trials[k]["accuracy"])  # the first of equals: the genotype
+    return candidates[best][1], trials
+
+
+def probed_weights(weights: dict[str, list[list[float]]], before: NB201Genotype, after: NB201Genotype,
+                   ops: tuple[str, ...]) -> dict[str, list[list[float]]]:
+    """A teacher's op weights with every edge the probe changed set to one-hot on its new op."""
+    rows = [list(row) for row in weights["cell"]]
+    for edge, (old, new) in enumerate(zip(before.ops, after.ops)):
+        if old != new:
+            rows[edge] = [float(op == new) for op in ops]
+    return {"cell": rows}
+
+
 def teacher_search_config(config, seed: int) -> SearchConfig:
     """The teachers' search: the `teacher_method` of `compare`, at the meta-model's supernet scale."""
     settings = search_settings(config.teacher_method, config.teacher_epochs, 100)
@@ -129,6 +172,9 @@ class TeacherJob(Job):
     def describe(self) -> str:
         c = self.config
         budget = "" if teacher_search_config(c, 0).proxy else f", {c.teacher_epochs} epochs"
+        if c.teacher_probe_epochs:
+            budget += (f", then a skip probe of {c.teacher_probe_epochs} epochs at {c.teacher_probe_layers} cells per "
+                       f"stage")
         return (f"{self.total} teacher searches ({c.teacher_method}{budget}, {c.space} C="
                 f"{c.init_channels} x{c.layers}, up to {c.teacher_classes} classes and {c.teacher_images} images "
                 f"each) on the meta-train classes of {', '.join(self.pools)}; device {self.device}")
@@ -161,19 +207,30 @@ class TeacherJob(Job):
         else:  # a training-free search: its best cell; op weights = op frequencies of its top tenth of cells
             val_acc = None
             weights = top_cell_frequencies(space, search.metrics, TOP_FRACTION)
+        probe = None
+        if self.config.teacher_probe_epochs:
+            searched = genotype
+            genotype, probe = skip_probe(searched, data, self.config.teacher_probe_epochs,
+                                         self.config.teacher_probe_layers, self.config.init_channels, seed,
+                                         str(self.device))
+            weights = probed_weights(weights, searched, genotype, space.ops)
         teacher = Teacher(spec, labels, seed, space.to_text(genotype), val_acc, round(time.time() - started, 2),
-                          weights)
+                          weights, probe)
         self.teachers.append(teacher)
         self.done += 1
         row = {"teacher": self.done, "spec": spec, "classes": len(labels), "images": len(data),
                "val_acc": "" if val_acc is None else round(val_acc, 4), "seconds": teacher.seconds,
+               "probe": "" if probe is None else next((f"skip on edge {t['edge']}" for t in probe
+                                                       if t["genotype"] == str(genotype) and t["edge"] is not None),
+                                                      "kept"),
                "genotype": teacher.genotype}
         self.metrics.append(row)
         return row
 
     def log_line(self, row: dict[str, Any]) -> str:
         return (f"teacher {row['teacher']}/{self.total} on {row['spec']} ({row['classes']} classes, {row['images']} "
-                f"images): val_acc {row['val_acc'] or '-'} in {row['seconds']:.0f}s, genotype {row['genotype']}")
+                f"images): val_acc {row['val_acc'] or '-'} in {row['seconds']:.0f}s, "
+                + (f"skip probe: {row['probe']}, " if row["probe"] else "") + f"genotype {row['genotype']}")
 
     def replicated(self) -> tuple[str, list[torch.Tensor]]:
         return "nothing", []
@@ -181,6 +238,7 @@ class TeacherJob(Job):
     def final_files(self) -> dict[str, str]:
         bank = {"space": self.config.space, "split": self.split.as_dict(), "seed": self.config.seed,
                 "method": self.config.teacher_method, "epochs": self.config.teacher_epochs,
+                "probe_epochs": self.config.teacher_probe_epochs, "probe_layers": self.config.teacher_probe_layers,
                 "teachers": [asdict(t) for t in self.teachers]}
         return {TEACHERS_FILE: json.dumps(bank, indent=1) + "\n"}
 

@@ -11,7 +11,8 @@ from meta.controller import imitation_loss
 from meta.meta_train import load_meta
 from meta.model import MetaConfig
 from meta.tasks import EpisodeDistribution
-from meta.teachers import top_cell_frequencies
+from image_sets import load_dataset
+from meta.teachers import probed_weights, skip_probe, top_cell_frequencies
 from search_spaces import get_space
 
 from .helpers import run_cli
@@ -169,6 +170,9 @@ def test_a_bank_made_with_another_split_is_refused(bank, tmp_path):
     (["--teacher-method", "random"], "--teacher-method must be a searching compare method"),
     (["--imitate-target", "probs"], "argument --imitate-target: invalid choice: 'probs'"),
     (["--objective", "distill"], "argument --objective: invalid choice: 'distill'"),
+    (["--teacher-probe-epochs", "-1"], "--teacher-probe-epochs must be at least 0, got -1"),
+    (["--teacher-probe-layers", "0"], "--teacher-probe-layers must be at least 1, got 0"),
+    (["--teacher-probe-epochs", "1", "--space", "darts"], "--teacher-probe-epochs works in the nb201 space only"),
 ])
 @pytest.mark.parametrize("command", ["teachers", "meta-train"])
 def test_bad_teacher_options_are_one_line_exit_2(tmp_path, command, args, message):
@@ -203,3 +207,57 @@ def test_a_malformed_or_leaking_bank_is_refused(bank, tmp_path, edit, message):
     code, _, stderr = run_cli("meta-train", *TINY, "--objective", "imitate", "--teachers", str(tmp_path / "none"),
                               "--out", str(tmp_path / "run"))
     assert code == 2 and "make one with `train.py teachers`" in stderr
+
+
+# --- the skip probe --------------------------------------------------------------------------------------------------
+
+def test_the_skip_probe_keeps_the_best_of_the_cell_and_its_one_skip_variants():
+    """Trials: the cell, then one variant per edge that is not a skip already, exactly that edge turned into a skip;
+    the winner is the best-testing trial (the cell on a tie); a second probe with the same seed repeats every
+    accuracy."""
+    space = get_space("nb201")
+    data = load_dataset("digits").subset(torch.arange(150))
+    cell = space.from_text("|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|none~0|avg_pool_3x3~1|nor_conv_3x3~2|")
+    winner, trials = skip_probe(cell, data, epochs=1, layers=1, init_channels=4, seed=3, device="cpu")
+    assert [t["edge"] for t in trials] == [None, 0, 2, 3, 4, 5] and trials[0]["genotype"] == str(cell)
+    for trial in trials[1:]:
+        ops = space.from_text(trial["genotype"]).ops
+        assert ops[trial["edge"]] == "skip_connect"
+        assert [op for k, op in enumerate(ops) if k != trial["edge"]] == \
+            [op for k, op in enumerate(cell.ops) if k != trial["edge"]]
+    best = max(t["accuracy"] for t in trials)
+    assert all(0.0 <= t["accuracy"] <= 1.0 for t in trials)
+    assert str(winner) == next(t["genotype"] for t in trials if t["accuracy"] == best)
+    assert skip_probe(cell, data, epochs=1, layers=1, init_channels=4, seed=3, device="cpu")[1] == trials
+
+
+def test_an_edge_the_probe_changed_becomes_one_hot_on_skip_in_the_op_weights():
+    space = get_space("nb201")
+    before = space.from_text("|nor_conv_3x3~0|+|nor_conv_1x1~0|nor_conv_1x1~1|+|nor_conv_1x1~0|nor_conv_1x1~1|none~2|")
+    after = space.from_text("|nor_conv_3x3~0|+|nor_conv_1x1~0|nor_conv_1x1~1|+|skip_connect~0|nor_conv_1x1~1|none~2|")
+    weights = {"cell": [[0.1, 0.1, 0.3, 0.4, 0.1]] * 6}
+    probed = probed_weights(weights, before, after, space.ops)["cell"]
+    assert probed[3] == [float(op == "skip_connect") for op in space.ops]
+    assert probed[:3] + probed[4:] == weights["cell"][:3] + weights["cell"][4:]
+
+
+def test_a_probed_bank_records_its_trials_and_is_imitated(tmp_path):
+    out = tmp_path / "probed"
+    code, _, stderr = run_cli("teachers", *TINY, "--teachers-per-dataset", "2", "--teacher-images", "120",
+                              "--teacher-method", "naswot-10", "--teacher-probe-epochs", "1",
+                              "--teacher-probe-layers", "1", "--out", str(out))
+    assert code == 0, stderr
+    saved = json.loads((out / "teachers.json").read_text())
+    assert saved["probe_epochs"] == 1 and saved["probe_layers"] == 1
+    ops = get_space("nb201").ops
+    for teacher in saved["teachers"]:
+        trials = teacher["probe"]
+        assert trials[0]["edge"] is None and len(trials) >= 2
+        best = max(t["accuracy"] for t in trials)
+        won = next(t for t in trials if t["accuracy"] == best)
+        assert teacher["genotype"] == won["genotype"]
+        if won["edge"] is not None:
+            assert teacher["weights"]["cell"][won["edge"]] == [float(op == "skip_connect") for op in ops]
+    code, _, stderr = run_cli("meta-train", *TINY, "--objective", "imitate", "--imitate-target", "weights",
+                              "--teachers", str(out), "--meta-steps", "2", "--out", str(tmp_path / "meta"))
+    assert code == 0, stderr
