@@ -14,6 +14,9 @@ every data set fixed by --split-seed, the same for all seeds):
 (c) Conditioning: zero-shot cells for --episodes episodes of every data set's held-out classes, how many distinct
     cells, and each family's op profile (share of edges per op) next to the end of a teacher-style search on that
     family's held-out classes (one per seed).
+When the teachers end with the skip probe (`teacher_probe_epochs`), the teachers' whole method also runs on each
+target as a peer: "naswot-500 search + skip probe" in (a) (the probe on a teacher-sized sample of the CIFAR-10 training
+images) and (b), and the families' own searches in (c) end with it.
 Everything is run to report; nothing here chooses a design (benchmarks/meta_validation.py is for that). Finished
 parts in --out are reused, so an interrupted run continues where it stopped.
 
@@ -36,12 +39,12 @@ import yaml
 
 from evaluation.compare import CompareConfig, Comparison, mean_std, search_settings
 from evaluation.nb201_table import NB201Table
-from image_sets import ImageData, split_indices
+from image_sets import ImageData, load_dataset, split_indices
 from meta.meta_search import MetaSearchConfig, run_meta_search
 from meta.meta_train import load_meta, run_meta_train
 from meta.model import MetaConfig
 from meta.tasks import EpisodeDistribution, Task
-from meta.teachers import TEACHERS_FILE, run_teachers, class_images, teacher_search_config
+from meta.teachers import TEACHERS_FILE, class_images, run_teachers, skip_probe, teacher_search_config
 from run_kit.device import seed_everything
 from run_kit.run_dir import RunDir
 from search_spaces import get_space
@@ -58,6 +61,10 @@ def natural_config(args, seed: int, **overrides) -> MetaConfig:
     values = yaml.safe_load(Path(args.config).read_text())
     if args.teacher_method:
         values["teacher_method"] = args.teacher_method
+    if args.imitate_target:
+        values["imitate_target"] = args.imitate_target
+    if args.teacher_probe_epochs is not None:
+        values["teacher_probe_epochs"] = args.teacher_probe_epochs
     values.update(seed=seed, device="cpu", **overrides)
     config = MetaConfig.from_dict(values)
     config.validate()
@@ -78,7 +85,7 @@ def ensure_teachers(args, seed: int, out: Path) -> Path:
 def ensure_meta(args, seed: int, method: str, bank: Path, out: Path) -> Path:
     run = out / f"seed{seed}" / method
     config = natural_config(args, seed, objective="imitate", teachers=str(bank), use_encoder=METHODS[method],
-                            imitate_target=args.imitate_target, meta_steps=args.meta_steps)
+                            meta_steps=args.meta_steps)
     checkpoint = run / "checkpoint.pt"
     if not checkpoint.is_file() or torch.load(checkpoint, weights_only=True)["step"] < config.meta_steps:
         run_meta_train(config, RunDir(run), resume=checkpoint.is_file(), progress=False)
@@ -96,6 +103,22 @@ def propose(meta_run: Path, dataset: str, steps: int, seed: int, run: Path) -> d
     seconds = float(next(csv.DictReader((run / "metrics.csv").open()))["seconds"])
     return {"genotype": SPACE.to_text(SPACE.from_json(json.loads((run / "genotype.json").read_text()))),
             "seconds": seconds}
+
+
+def probed_cell(config: MetaConfig, genotype, data: ImageData, seed: int, record: Path) -> tuple[object, float]:
+    """The teachers' skip probe (the config's epochs and depth) of a searched cell on `data`, kept in `record` for
+    reruns: the cell it ends at and its seconds."""
+    saved = json.loads(record.read_text()) if record.is_file() else {}
+    if saved.get("searched") != str(genotype):
+        started = time.time()
+        winner, trials = skip_probe(genotype, data, config.teacher_probe_epochs, config.teacher_probe_layers,
+                                    config.init_channels, seed, "cpu")
+        saved = {"searched": str(genotype), "genotype": str(winner), "trials": trials,
+                 "seconds": round(time.time() - started, 2)}
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.with_suffix(".tmp").write_text(json.dumps(saved, indent=1) + "\n")
+        record.with_suffix(".tmp").replace(record)
+    return SPACE.from_text(saved["genotype"]), saved["seconds"]
 
 
 def cifar10(args, out: Path, table: NB201Table) -> dict:
@@ -123,6 +146,19 @@ def cifar10(args, out: Path, table: NB201Table) -> dict:
         rows.setdefault(f"{row['method']} search", []).append({"seed": row["seed"], "genotype": row["genotype"],
                                                                "acc": row["nb201_cifar10"],
                                                                "seconds": row["search_seconds"]})
+    config = natural_config(args, 0)
+    if config.teacher_probe_epochs and f"{config.teacher_method} search" in rows:
+        # the teachers' whole method run on the target: its search, then the skip probe on a teacher-sized sample
+        images = load_dataset(f"npz:{args.cifar10}", "train", image_size=16)
+        for searched in rows[f"{config.teacher_method} search"]:
+            seed = searched["seed"]
+            sample = images.subset(torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[
+                                   :config.teacher_images])
+            cell, seconds = probed_cell(config, SPACE.from_text(searched["genotype"]), sample, seed,
+                                        out / f"seed{seed}" / "cifar10" / "skip-probe.json")
+            rows.setdefault(f"{config.teacher_method} search + skip probe", []).append(
+                {"seed": seed, "genotype": SPACE.to_text(cell), "acc": table.lookup(cell).cifar10,
+                 "seconds": searched["seconds"] + seconds})
     return rows
 
 
@@ -144,7 +180,8 @@ def retrain_comparison(args, out: Path) -> dict:
     """(b): family -> method -> per-seed retrained test accuracy and search seconds."""
     results: dict = {}
     for family in args.retrain_families:
-        data = held_out_data(natural_config(args, 0), family, args.retrain_images)
+        meta_config = natural_config(args, 0)
+        data = held_out_data(meta_config, family, args.retrain_images)
         train_index, test_index = split_indices(len(data), [0.8, 0.2], seed=0)
         train, test = data.subset(train_index), data.subset(test_index)
         for seed in range(args.seeds):
@@ -163,6 +200,10 @@ def retrain_comparison(args, out: Path) -> dict:
                                                 seed=seed, device="cpu", **settings), train, RunDir(search_dir),
                                    resume=finished(search_dir, "checkpoint.pt"), progress=False)
                 cells[f"{method} search"] = (SPACE.from_json(found["genotype"]), found["search_seconds"])
+                if meta_config.teacher_probe_epochs and method == meta_config.teacher_method:
+                    cell, seconds = probed_cell(meta_config, cells[f"{method} search"][0], train, seed,
+                                                base / f"{method}-skip-probe.json")
+                    cells[f"{method} search + skip probe"] = (cell, found["search_seconds"] + seconds)
             for method, (genotype, seconds) in cells.items():
                 run = base / f"retrain-{method.replace(' ', '-')}"
                 cell_file = run.parent / f"{method.replace(' ', '-')}.json"
@@ -209,7 +250,10 @@ def conditioning(args, out: Path) -> dict:
             seed_everything(seed)
             found = run_search(teacher_search_config(config, seed), data, RunDir(run),
                                resume=finished(run, "checkpoint.pt"), progress=False)
-            entry.setdefault("family search", []).append(SPACE.to_text(SPACE.from_json(found["genotype"])))
+            cell = SPACE.from_json(found["genotype"])
+            if config.teacher_probe_epochs:  # the family's search ends as a teacher's does
+                cell, _ = probed_cell(config, cell, data, seed, run.parent / f"family-probe-{family}.json")
+            entry.setdefault("family search", []).append(SPACE.to_text(cell))
     return results
 
 
@@ -252,8 +296,10 @@ def main() -> None:
     parser.add_argument("--table", default=str(SHARED / "nb201" / "nats_bench.csv"))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--meta-steps", type=int, default=450)
-    parser.add_argument("--imitate-target", default="weights", choices=("cell", "weights"))
+    parser.add_argument("--imitate-target", choices=("cell", "weights"), help="instead of the config's")
     parser.add_argument("--teacher-method", help="instead of the config's (also the families' own searches in (c))")
+    parser.add_argument("--teacher-probe-epochs", type=int, help="instead of the config's (0: teachers without the "
+                                                                 "skip probe)")
     parser.add_argument("--adapt-steps", type=int, nargs="+", default=[0, 20, 100])
     parser.add_argument("--baselines", nargs="+", default=["darts1", "gdas", "pcdarts", "naswot-500"],
                         help="compare methods searched on the CIFAR-10 training images (naswot-500: the teachers' "
