@@ -31,13 +31,12 @@ import torch
 import yaml
 
 from evaluation.nb201_table import NB201Table
-from image_sets import BatchStream, ImageData, Preprocess, channel_stats, split_indices
+from image_sets import ImageData, split_indices
 from meta.model import MetaConfig
-from meta.teachers import class_images
+from meta.teachers import class_images, probe_accuracy
 from search_spaces import get_space
-from supernet.discrete import create_network
-from supernet.retrain import RetrainConfig, retrain_in_memory
-from supernet.training_free import first_occurrences, naswot_score, synflow_score
+from supernet.search import SearchConfig
+from supernet.training_free import TrainingFreeJob
 
 ROOT = Path(__file__).resolve().parent.parent
 SPACE = get_space("nb201")
@@ -76,29 +75,27 @@ def validation_images(config_path: str, family: str, classes: int, images: int, 
 
 
 class Scorer:
-    """Proxy scores at the teachers' scale (C=8, 1 cell per stage) on one batch, as TrainingFreeJob computes them."""
+    """Proxy scores of given cells at the teachers' scale (C=8, 1 cell per stage), with the batch and candidate
+    networks of a NASWOT and a synflow search (TrainingFreeJob) on the same images."""
 
     def __init__(self, data: ImageData, batch_size: int, seed: int):
-        mean, std = channel_stats(data)
-        stream = BatchStream(data, torch.arange(len(data)), batch_size, seed, Preprocess(mean, std), augment=False)
-        batch = next(stream)[0]
-        self.batch = batch[first_occurrences(batch)]
-        self.data, self.seed = data, seed
+        self.searches = {proxy: TrainingFreeJob(SearchConfig(space="nb201", proxy=proxy, layers=1, init_channels=8,
+                                                             batch_size=batch_size, seed=seed, device="cpu"),
+                                                data, torch.device("cpu"))
+                         for proxy in ("naswot", "synflow")}
 
     def __call__(self, genotype, index: int) -> dict[str, float]:
-        torch.manual_seed(self.seed * 1_000_003 + index)
-        network = create_network(genotype, self.data.num_classes, self.data.channels, 8, 1,
-                                 image_size=self.data.image_size)
-        return {"naswot": naswot_score(network, self.batch),
-                "synflow": synflow_score(network, tuple(self.batch.shape[1:])),
-                "params": float(sum(p.numel() for p in network.parameters()))}
+        scores = {}
+        for proxy, search in self.searches.items():
+            network = search.candidate_network(genotype, index)
+            scores[proxy] = search.score(network)
+        return scores | {"params": float(sum(p.numel() for p in network.parameters()))}
 
 
 def short_training(genotype, train: ImageData, test: ImageData, args) -> float:
-    """Test accuracy after `--train-epochs` epochs of the network at NAS-Bench-201's depth (5 cells per stage)."""
-    config = RetrainConfig(genotype=SPACE.to_text(genotype), epochs=args.train_epochs, layers=5, init_channels=8,
-                           batch_size=64, seed=args.seed, channels_last=False, device="cpu")
-    return float(retrain_in_memory(config, train, test)["test_acc"])
+    """Test accuracy after `--train-epochs` epochs of the network at NAS-Bench-201's depth (5 cells per stage): the
+    teachers' skip-probe training."""
+    return probe_accuracy(genotype, train, test, args.train_epochs, 5, 8, args.seed, "cpu")
 
 
 def column_values(table: NB201Table, genotype) -> dict[str, float]:

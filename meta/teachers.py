@@ -109,6 +109,15 @@ def class_images(pool: ClassPool, labels: list[int], max_images: int, seed: int)
 SKIP = "skip_connect"
 
 
+def probe_accuracy(genotype: NB201Genotype, train: ImageData, test: ImageData, epochs: int, layers: int,
+                   init_channels: int, seed: int, device: str) -> float:
+    """Test accuracy of the genotype's network after `epochs` epochs (the space's recipe, batch 64): the probe's
+    short training."""
+    config = RetrainConfig(genotype=str(genotype), epochs=epochs, layers=layers, init_channels=init_channels,
+                           batch_size=64, seed=seed, channels_last=False, device=device)
+    return float(retrain_in_memory(config, train, test)["test_acc"])
+
+
 def skip_probe(genotype: NB201Genotype, data: ImageData, epochs: int, layers: int, init_channels: int, seed: int,
                device: str) -> tuple[NB201Genotype, list[dict[str, Any]]]:
     """The genotype or one of its one-skip variants (one edge's op replaced by skip_connect), whichever tests best
@@ -119,12 +128,9 @@ def skip_probe(genotype: NB201Genotype, data: ImageData, epochs: int, layers: in
     candidates: list[tuple[int | None, NB201Genotype]] = [(None, genotype)]
     candidates += [(edge, NB201Genotype(genotype.ops[:edge] + (SKIP,) + genotype.ops[edge + 1:]))
                    for edge, op in enumerate(genotype.ops) if op != SKIP]
-    trials = []
-    for edge, candidate in candidates:
-        config = RetrainConfig(genotype=str(candidate), epochs=epochs, layers=layers, init_channels=init_channels,
-                               batch_size=64, seed=seed, channels_last=False, device=device)
-        accuracy = float(retrain_in_memory(config, train, test)["test_acc"])
-        trials.append({"edge": edge, "genotype": str(candidate), "accuracy": round(accuracy, 6)})
+    trials = [{"edge": edge, "genotype": str(candidate), "accuracy": round(
+        probe_accuracy(candidate, train, test, epochs, layers, init_channels, seed, device), 6)}
+              for edge, candidate in candidates]
     best = max(range(len(trials)), key=lambda k: trials[k]["accuracy"])  # the first of equals: the genotype
     return candidates[best][1], trials
 
@@ -207,22 +213,22 @@ class TeacherJob(Job):
         else:  # a training-free search: its best cell; op weights = op frequencies of its top tenth of cells
             val_acc = None
             weights = top_cell_frequencies(space, search.metrics, TOP_FRACTION)
-        probe = None
+        probe, probe_note = None, ""
         if self.config.teacher_probe_epochs:
             searched = genotype
             genotype, probe = skip_probe(searched, data, self.config.teacher_probe_epochs,
                                          self.config.teacher_probe_layers, self.config.init_channels, seed,
                                          str(self.device))
             weights = probed_weights(weights, searched, genotype, space.ops)
+            probe_note = next((f"skip on edge {edge}" for edge, (old, new) in enumerate(zip(searched.ops, genotype.ops))
+                               if old != new), "kept")
         teacher = Teacher(spec, labels, seed, space.to_text(genotype), val_acc, round(time.time() - started, 2),
                           weights, probe)
         self.teachers.append(teacher)
         self.done += 1
         row = {"teacher": self.done, "spec": spec, "classes": len(labels), "images": len(data),
                "val_acc": "" if val_acc is None else round(val_acc, 4), "seconds": teacher.seconds,
-               "probe": "" if probe is None else next((f"skip on edge {t['edge']}" for t in probe
-                                                       if t["genotype"] == str(genotype) and t["edge"] is not None),
-                                                      "kept"),
+               "probe": probe_note,
                "genotype": teacher.genotype}
         self.metrics.append(row)
         return row

@@ -123,19 +123,23 @@ class TrainingFreeJob(Job):
             f"{self.data.channels}x{self.data.image_size}x{self.data.image_size}, one batch of {self.batch_size} "
             f"training images, device {self.device}")])
 
+    def candidate_network(self, genotype, index: int) -> nn.Module:
+        """Candidate `index`'s network at initialisation, seeded by (run seed, index): a search is deterministic, and
+        a benchmark scoring given cells builds exactly the networks a search would."""
+        torch.manual_seed(self.config.seed * 1_000_003 + index)
+        return create_network(genotype, self.data.num_classes, self.data.channels, self.config.init_channels,
+                              self.config.layers, image_size=self.data.image_size).to(self.device)
+
     def run_unit(self, progress: bool) -> dict[str, Any]:
         started = time.time()
         genotype = self.space.random_genotype(self.generator)
-        torch.manual_seed(self.config.seed * 1_000_003 + self.done)  # the candidate's initialisation
-        network = create_network(genotype, self.data.num_classes, self.data.channels, self.config.init_channels,
-                                 self.config.layers, image_size=self.data.image_size).to(self.device)
-        score = self.score(network)
+        score = self.score(self.candidate_network(genotype, self.done))
         if math.isfinite(score) and (self.best is None or score > self.best[0]):
             self.best = (score, genotype)
         self.done += 1
         if self.done == self.total and self.best is None:
-            raise InputError(f"no candidate cell got a finite {self.config.proxy} score on {self.data.name} (a batch of "
-                             f"{len(self.batch)} distinct images); nothing to choose from")
+            raise InputError(f"no candidate cell got a finite {self.config.proxy} score on {self.data.name} (a batch "
+                             f"of {len(self.batch)} distinct images); nothing to choose from")
         row = {"candidate": self.done, "score": score, "genotype": self.space.to_text(genotype),
                "best_score": self.best[0] if self.best else float("nan"), "seconds": time.time() - started}
         self.metrics.append(row)
