@@ -87,6 +87,12 @@ def _add_meta_args(parser, unit: str) -> None:
     group.add_argument("--teachers", metavar="TEACHER_RUN", help="run directory of `train.py teachers`")
     group.add_argument("--imitate-target", choices=("cell", "weights"),
                        help="cell: each teacher's derived cell (default); weights: its final op weights")
+    group.add_argument("--imitate-pool", choices=("teacher", "dataset"),
+                       help="teacher: an episode's target is its own teacher's (default); dataset: the mean target "
+                            "of all teachers of its data set")
+    group.add_argument("--imitate-prior", type=float,
+                       help="with --imitate-pool dataset: this many pseudo-teachers per data set at the bank's mean "
+                            "target (default 0)")
     group.add_argument("--teacher-method", help="the teachers' search, a compare method (default pcdarts)")
     for name in ("teacher_epochs", "teachers_per_dataset", "teacher_classes", "teacher_images"):
         group.add_argument(_flag(name), type=int)

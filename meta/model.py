@@ -65,6 +65,8 @@ class MetaConfig(Config):
     objective: str = "adapt"  # "imitate": fit pi(a | z) to the end points of the teacher searches in `teachers`
     teachers: str | None = None  # teacher bank (run directory of `train.py teachers`) for the imitate objective
     imitate_target: str = "cell"  # "cell": each teacher's derived cell (one-hot); "weights": its op weights
+    imitate_pool: str = "teacher"  # "dataset": an episode's target is the mean over its data set's teachers
+    imitate_prior: float = 0.0  # with imitate_pool dataset: pseudo-teachers at the bank's mean target per data set
     teacher_method: str = "pcdarts"  # the teachers' search (a compare method)
     teacher_epochs: int = 20
     teacher_logit_lr: float | None = None  # None: the method's published logit lr (3e-4)
@@ -101,6 +103,8 @@ class MetaConfig(Config):
         require_choice(self, "mode", ("relaxed", "reinforce"))
         require_choice(self, "objective", ("adapt", "imitate"))
         require_choice(self, "imitate_target", ("cell", "weights"))
+        require_choice(self, "imitate_pool", ("teacher", "dataset"))
+        require_at_least(self, 0, "imitate_prior")
         if self.objective == "imitate" and not self.teachers:
             raise InputError("--objective imitate needs --teachers TEACHER_RUN (made by `train.py teachers`)")
         require_at_least(self, 1, "teacher_epochs", "teachers_per_dataset", "teacher_classes", "teacher_images")

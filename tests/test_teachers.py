@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from meta.controller import imitation_loss
-from meta.meta_train import load_meta
+from meta.meta_train import load_meta, pooled_targets
 from meta.model import MetaConfig
 from meta.tasks import EpisodeDistribution
 from image_sets import load_dataset
@@ -110,11 +110,12 @@ CONV_CELL = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|no
 POOL_CELL = "|avg_pool_3x3~0|+|avg_pool_3x3~0|avg_pool_3x3~1|+|avg_pool_3x3~0|avg_pool_3x3~1|avg_pool_3x3~2|"
 
 
-@pytest.mark.parametrize("encoder", [True, False])
-def test_imitation_gives_each_kind_of_task_its_teachers_cell_and_the_ablation_one_cell(tmp_path, encoder):
+@pytest.mark.parametrize("encoder, pool", [(True, "teacher"), (False, "teacher"), (True, "dataset")])
+def test_imitation_gives_each_kind_of_task_its_teachers_cell_and_the_ablation_one_cell(tmp_path, encoder, pool):
     """Teachers of digit tasks ended at a convolution cell, teachers of stripe tasks at a pooling cell (a hand-made
     bank: the teachers' end points are data). After imitation, episodes of *held-out* classes of each kind get their
-    kind's cell zero-shot; without the encoder every task gets one cell."""
+    kind's cell zero-shot; without the encoder every task gets one cell. With `--imitate-pool dataset` each kind has
+    a dissenting teacher (the other kind's cell) and its held-out classes still get the majority's cell."""
     stripes = _stripes_npz(tmp_path / "stripes.npz")
     options = {"space": "nb201", "layers": 1, "init_channels": 4, "tasks": ["digits", stripes], "ways": 3}
     split = MetaConfig.from_dict(options).distributions()[2]
@@ -125,11 +126,17 @@ def test_imitation_gives_each_kind_of_task_its_teachers_cell_and_the_ablation_on
                  "seconds": 1.0, "weights": {k: torch.softmax(v, -1).tolist()
                                              for k, v in space.logits_of(space.from_text(cell)).items()}}
                 for spec, cell in (("digits", CONV_CELL), (stripes, POOL_CELL))]
+    if pool == "dataset":  # two agreeing teachers and one dissenting teacher per kind
+        teachers = [teachers[0], teachers[0], dict(teachers[1], spec="digits", labels=teachers[0]["labels"]),
+                    teachers[1], teachers[1], dict(teachers[0], spec=stripes, labels=teachers[1]["labels"])]
     (bank_dir / "teachers.json").write_text(json.dumps({"space": "nb201", "split": split.as_dict(),
                                                         "teachers": teachers}))
     out = tmp_path / "imitate"
     flags = ["--tasks", "digits", stripes, "--ways", "3", "--objective", "imitate", "--teachers", str(bank_dir),
-             "--meta-steps", "200", "--meta-lr", "0.003", "--log-every", "50", "--out", str(out)]
+             "--log-every", "50", "--imitate-pool", pool, "--imitate-prior", "1", "--out", str(out),
+             # the pooled targets (5/8 against 3/8) pull the two kinds apart a quarter as hard as one-hot targets do
+             *(["--meta-steps", "200", "--meta-lr", "0.003"] if pool == "teacher" else
+               ["--meta-steps", "300", "--meta-lr", "0.01"])]
     code, stdout, stderr = run_cli("meta-train", *TINY, *flags, *([] if encoder else ["--no-encoder"]))
     assert code == 0, stderr
     meta = load_meta(str(out), torch.device("cpu")).eval()
@@ -152,6 +159,19 @@ def test_imitation_gives_each_kind_of_task_its_teachers_cell_and_the_ablation_on
         assert len(proposed["digits"] | proposed[stripes]) == 1
 
 
+def test_pooled_targets_are_each_data_sets_mean_shrunk_toward_the_banks():
+    """q_d = (sum_{j in d} q_j + w qbar) / (n_d + w), by hand for three teachers of data set a and one of b."""
+    one_hot = [{"cell": F.one_hot(torch.tensor([i]), 2).float()} for i in (0, 0, 1, 1)]
+    groups = ["a", "a", "a", "b"]
+    pooled = pooled_targets(groups, one_hot, prior=0.0)
+    assert torch.allclose(pooled[0]["cell"], torch.tensor([[2 / 3, 1 / 3]])) and pooled[0] is pooled[2]
+    assert torch.equal(pooled[3]["cell"], torch.tensor([[0.0, 1.0]]))
+    pooled = pooled_targets(groups, one_hot, prior=2.0)  # qbar = [0.5, 0.5]
+    assert torch.allclose(pooled[1]["cell"], torch.tensor([[3 / 5, 2 / 5]]))
+    assert torch.allclose(pooled[3]["cell"], torch.tensor([[1 / 3, 2 / 3]]))
+    assert all(torch.allclose(t["cell"].sum(-1), torch.ones(1)) for t in pooled)
+
+
 def test_a_bank_made_with_another_split_is_refused(bank, tmp_path):
     code, _, stderr = run_cli("meta-train", *TINY, "--objective", "imitate", "--teachers", str(bank), "--split-seed",
                               "1", "--out", str(tmp_path / "a"))
@@ -169,6 +189,9 @@ def test_a_bank_made_with_another_split_is_refused(bank, tmp_path):
     (["--teacher-logit-lr", "-1"], "--teacher-logit-lr must be greater than 0, got -1.0"),
     (["--teacher-method", "random"], "--teacher-method must be a searching compare method"),
     (["--imitate-target", "probs"], "argument --imitate-target: invalid choice: 'probs'"),
+    (["--imitate-pool", "family"], "argument --imitate-pool: invalid choice: 'family'"),
+    (["--imitate-prior", "-1"], "--imitate-prior must be at least 0, got -1.0"),
+    (["--imitate-prior", "nan"], "--imitate-prior must be a finite number"),
     (["--objective", "distill"], "argument --objective: invalid choice: 'distill'"),
     (["--teacher-probe-epochs", "-1"], "--teacher-probe-epochs must be at least 0, got -1"),
     (["--teacher-probe-layers", "0"], "--teacher-probe-layers must be at least 1, got 0"),
