@@ -28,8 +28,10 @@ from meta.tasks import EpisodeDistribution
 from run_kit import InputError
 
 
-def validation_cells(run: str, family: str, episodes: int, seed: int = 0) -> list[tuple[str, object]]:
-    """(episode name, zero-shot genotype) for `episodes` episodes of `family`'s held-out classes."""
+def validation_cells(run: str, family: str, episodes: int, seed: int = 0, ways: int | None = None
+                     ) -> list[tuple[str, object]]:
+    """(episode name, zero-shot genotype) for `episodes` episodes of `family`'s held-out classes: the run's own
+    episode sizes, or `ways`-way episodes (a data set of that many classes, embedded as `search --meta` embeds one)."""
     meta = load_meta(run, torch.device("cpu"), expect_space="nb201")
     c = meta.config
     _, meta_test, split = c.distributions()
@@ -39,7 +41,11 @@ def validation_cells(run: str, family: str, episodes: int, seed: int = 0) -> lis
     pools = [pool for pool in getattr(meta_test, "pools", []) if family in pool.spec]
     if not pools:
         raise InputError(f"{run}: no held-out classes of a data set matching '{family}'")
-    distribution = EpisodeDistribution(pools, c.ways, c.split_sizes, c.max_ways)
+    if ways is not None and not 1 <= ways <= min(len(pool.members) for pool in pools):
+        raise InputError(f"--ways must lie between 1 and the family's {min(len(p.members) for p in pools)} held-out "
+                         f"classes, got {ways}")
+    distribution = (EpisodeDistribution(pools, c.ways, c.split_sizes, c.max_ways) if ways is None
+                    else EpisodeDistribution(pools, ways, c.split_sizes))
     rng = random.Random(seed)
     meta.eval()
     cells = []
@@ -58,19 +64,21 @@ def main() -> None:
                                                                    "classes are the validation family")
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0, help="episode draws")
+    parser.add_argument("--ways", type=int, help="classes per episode (default: the run's own episodes)")
     parser.add_argument("--table", default="../shared/data/nb201/nats_bench.csv")
     parser.add_argument("--column", default="imagenet16_120", choices=("imagenet16_120", "cifar100"),
                         help="never cifar10: that column is a reported figure")
     args = parser.parse_args()
     try:
         table = NB201Table.load(args.table)
-        cells = validation_cells(args.run, args.family, args.episodes, args.seed)
+        cells = validation_cells(args.run, args.family, args.episodes, args.seed, args.ways)
     except InputError as err:
         sys.exit(f"meta_validation.py: error: {err}")
     scores = [getattr(table.lookup(g), args.column) for _, g in cells]
     space = load_meta(args.run, torch.device("cpu")).space
     distinct = {space.to_text(g) for _, g in cells}
-    print(json.dumps({"run": args.run, "family": args.family, "column": args.column, "episodes": len(cells),
+    print(json.dumps({"run": args.run, "family": args.family, "column": args.column, "ways": args.ways,
+                      "episodes": len(cells),
                       "mean": round(statistics.mean(scores), 3), "summary": mean_std(scores, ".2f", ".2f"),
                       "distinct_cells": len(distinct),
                       "cells": [{"task": name, "arch": space.to_text(g), "score": s}

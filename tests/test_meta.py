@@ -503,6 +503,11 @@ def test_validation_cells_come_from_the_runs_held_out_classes_and_the_split_is_c
         classes = {int(c) for c in name.split("[", 1)[1].rstrip("]").split(",")}
         assert classes <= set(split["meta_test"]["digits"])
         assert get_space("nb201").to_text(genotype).startswith("|")
+    held_out = split["meta_test"]["digits"]
+    for name, _ in bench.validation_cells(str(meta_run), "digits", 3, ways=len(held_out)):  # deployment-sized
+        assert sorted(int(c) for c in name.split("[", 1)[1].rstrip("]").split(",")) == sorted(held_out)
+    with pytest.raises(InputError, match="--ways must lie between 1 and the family's 3 held-out classes, got 4"):
+        bench.validation_cells(str(meta_run), "digits", 1, ways=4)
     with pytest.raises(InputError, match="no held-out classes"):
         bench.validation_cells(str(meta_run), "tinyimagenet", 1)
     tampered = tmp_path / "tampered"
