@@ -63,6 +63,10 @@ def natural_config(args, seed: int, **overrides) -> MetaConfig:
         values["teacher_method"] = args.teacher_method
     if args.imitate_target:
         values["imitate_target"] = args.imitate_target
+    if args.imitate_pool:
+        values["imitate_pool"] = args.imitate_pool
+    if args.meta_steps is not None:
+        values["meta_steps"] = args.meta_steps
     if args.teacher_probe_epochs is not None:
         values["teacher_probe_epochs"] = args.teacher_probe_epochs
     values.update(seed=seed, device="cpu", **overrides)
@@ -84,11 +88,16 @@ def ensure_teachers(args, seed: int, out: Path) -> Path:
 
 def ensure_meta(args, seed: int, method: str, bank: Path, out: Path) -> Path:
     run = out / f"seed{seed}" / method
-    config = natural_config(args, seed, objective="imitate", teachers=str(bank), use_encoder=METHODS[method],
-                            meta_steps=args.meta_steps)
+    config = natural_config(args, seed, objective="imitate", teachers=str(bank), use_encoder=METHODS[method])
     checkpoint = run / "checkpoint.pt"
-    if not checkpoint.is_file() or torch.load(checkpoint, weights_only=True)["step"] < config.meta_steps:
-        run_meta_train(config, RunDir(run), resume=checkpoint.is_file(), progress=False)
+    state = torch.load(checkpoint, weights_only=True) if checkpoint.is_file() else None
+    if state is not None and state["config"] != config.as_dict():  # made with another design: redo it, and what
+        shutil.rmtree(run)                                            # was proposed with it
+        for proposal in (out / f"seed{seed}" / "cifar10").glob(f"{method}-*"):
+            shutil.rmtree(proposal)
+        state = None
+    if state is None or state["step"] < config.meta_steps:
+        run_meta_train(config, RunDir(run), resume=state is not None, progress=False)
     return run
 
 
@@ -228,6 +237,16 @@ def op_shares(cells: list[str]) -> dict[str, float]:
     return {op: counts[op] / total for op in SPACE.ops}
 
 
+def edge_profile(cells: list[str]) -> list[dict[str, float]]:
+    """Per edge, the share of the cells that put each op there."""
+    ops = [SPACE.from_text(cell).ops for cell in cells]
+    return [{op: sum(cell[e] == op for cell in ops) / len(ops) for op in SPACE.ops} for e in range(len(ops[0]))]
+
+
+def total_variation(p: dict[str, float], q: dict[str, float]) -> float:
+    return 0.5 * sum(abs(p[op] - q[op]) for op in SPACE.ops)
+
+
 def conditioning(args, out: Path) -> dict:
     """(c): per family, the zero-shot cells of both meta-runs over held-out episodes and the family's own search."""
     results: dict = {}
@@ -254,6 +273,8 @@ def conditioning(args, out: Path) -> dict:
             if config.teacher_probe_epochs:  # the family's search ends as a teacher's does
                 cell, _ = probed_cell(config, cell, data, seed, run.parent / f"family-probe-{family}.json")
             entry.setdefault("family search", []).append(SPACE.to_text(cell))
+            bank = json.loads((out / f"seed{seed}" / "teachers" / TEACHERS_FILE).read_text())["teachers"]
+            entry.setdefault("family teachers", []).extend(t["genotype"] for t in bank if t["spec"] == pool.spec)
     return results
 
 
@@ -272,20 +293,29 @@ def report(args, a: dict, b: dict, c: dict, out: Path) -> list[str]:
             lines.append(f"| {family} | {method} | {mean_std([r['test_acc'] for r in rows], '.4f', '.4f')} | "
                          f"{mean_std([r['seconds'] for r in rows], '.3g', '.2g')} |")
     lines += ["", f"(c) Zero-shot cells over {args.episodes} episodes of each family's held-out classes per seed, and "
-              "the op shares (over all edges of those cells) next to the family's own search:", "",
-              "| family | source | distinct cells | " + " | ".join(SPACE.ops) + " | distance to family search |",
-              "|---|---|---|" + "---|" * (len(SPACE.ops) + 1)]
+              "the op shares (over all edges of those cells) next to where the family's own searches end: one on its "
+              "held-out classes per seed (family search) and the teachers on its meta-train classes (family "
+              "teachers). Distances to each: total variation between the op shares, and the mean over edges of the "
+              "total variation between the per-edge op distributions (per edge):", "",
+              "| family | source | distinct cells | " + " | ".join(SPACE.ops)
+              + " | to family search: shares / per edge | to family teachers: shares / per edge |",
+              "|---|---|---|" + "---|" * (len(SPACE.ops) + 2)]
     for family, sources in c.items():
-        target = op_shares(sources["family search"])
+        references = [sources["family search"], sources["family teachers"]]
         for source, cells in sources.items():
-            shares = op_shares(cells)
-            distance = 0.5 * sum(abs(shares[op] - target[op]) for op in SPACE.ops)
+            shares, edges = op_shares(cells), edge_profile(cells)
+            distances = [(total_variation(shares, op_shares(ref)),
+                          statistics.mean(total_variation(p, q) for p, q in zip(edges, edge_profile(ref))))
+                         for ref in references]
             lines.append(f"| {family} | {source} | {len(set(cells))} | " + " | ".join(f"{shares[op]:.2f}"
                                                                                   for op in SPACE.ops)
-                         + f" | {distance:.2f} |")
+                         + "".join(f" | {whole:.2f} / {per_edge:.2f}" for whole, per_edge in distances) + " |")
     for method in METHODS:
         every = {cell for sources in c.values() for cell in sources[method]}
-        lines.append(f"\n{method}: {len(every)} distinct zero-shot cells over all families and seeds")
+        modal = [len({Counter(sources[method][seed * args.episodes:(seed + 1) * args.episodes]).most_common(1)[0][0]
+                      for sources in c.values()}) for seed in range(args.seeds)]
+        lines.append(f"\n{method}: {len(every)} distinct zero-shot cells over all families and seeds; per seed, "
+                     f"distinct most frequent cells of the {len(c)} families: {modal}")
     return lines
 
 
@@ -295,8 +325,9 @@ def main() -> None:
     parser.add_argument("--cifar10", default=str(SHARED / "cifar10_train.npz"))
     parser.add_argument("--table", default=str(SHARED / "nb201" / "nats_bench.csv"))
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--meta-steps", type=int, default=450)
+    parser.add_argument("--meta-steps", type=int, help="imitation meta-steps instead of the config's")
     parser.add_argument("--imitate-target", choices=("cell", "weights"), help="instead of the config's")
+    parser.add_argument("--imitate-pool", choices=("teacher", "dataset"), help="instead of the config's")
     parser.add_argument("--teacher-method", help="instead of the config's (also the families' own searches in (c))")
     parser.add_argument("--teacher-probe-epochs", type=int, help="instead of the config's (0: teachers without the "
                                                                  "skip probe)")
