@@ -73,7 +73,8 @@ def main() -> None:
         table = NB201Table.load(args.table)
         cells = validation_cells(args.run, args.family, args.episodes, args.seed, args.ways)
     except InputError as err:
-        sys.exit(f"meta_validation.py: error: {err}")
+        print(f"meta_validation.py: error: {err}", file=sys.stderr)
+        sys.exit(2)
     scores = [getattr(table.lookup(g), args.column) for _, g in cells]
     space = load_meta(args.run, torch.device("cpu")).space
     distinct = {space.to_text(g) for _, g in cells}

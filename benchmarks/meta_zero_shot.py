@@ -67,6 +67,8 @@ def natural_config(args, seed: int, **overrides) -> MetaConfig:
         values["imitate_pool"] = args.imitate_pool
     if args.meta_steps is not None:
         values["meta_steps"] = args.meta_steps
+    if args.max_ways is not None:
+        values["max_ways"] = args.max_ways
     if args.teacher_probe_epochs is not None:
         values["teacher_probe_epochs"] = args.teacher_probe_epochs
     values.update(seed=seed, device="cpu", **overrides)
@@ -328,6 +330,7 @@ def main() -> None:
     parser.add_argument("--meta-steps", type=int, help="imitation meta-steps instead of the config's")
     parser.add_argument("--imitate-target", choices=("cell", "weights"), help="instead of the config's")
     parser.add_argument("--imitate-pool", choices=("teacher", "dataset"), help="instead of the config's")
+    parser.add_argument("--max-ways", type=int, help="largest imitation episode instead of the config's (5: 5-way only)")
     parser.add_argument("--teacher-method", help="instead of the config's (also the families' own searches in (c))")
     parser.add_argument("--teacher-probe-epochs", type=int, help="instead of the config's (0: teachers without the "
                                                                  "skip probe)")
