@@ -12,15 +12,15 @@ every data set fixed by --split-seed, the same for all seeds):
 (b) Held-out MNIST and GTSRB classes (no table): a seeded 80/20 split of their images; the zero-shot cell (TaskDARTS
     and the ablation) and a DARTS search's cell, each retrained with the same small recipe and seed; test accuracy.
 (c) Conditioning: zero-shot cells for --episodes episodes of every data set's held-out classes, how many distinct
-    cells, and each family's op profile (share of edges per op) next to the end of a teacher-style search on that
-    family's held-out classes (one per seed).
+    cells, and each family's op profile (share of edges per op, and per edge) next to where teacher-style searches on
+    that family's held-out classes end (--family-searches per seed) and where its teachers ended.
 When the teachers end with the skip probe (`teacher_probe_epochs`), the teachers' whole method also runs on each
 target as a peer: "naswot-500 search + skip probe" in (a) (the probe on a teacher-sized sample of the CIFAR-10 training
 images) and (b), and the families' own searches in (c) end with it.
 Everything is run to report; nothing here chooses a design (benchmarks/meta_validation.py is for that). Finished
 parts in --out are reused, so an interrupted run continues where it stopped.
 
-    python benchmarks/meta_zero_shot.py --out runs/meta-zero-shot          # about 75 min on 2 CPU cores
+    python benchmarks/meta_zero_shot.py --family-searches 4 --out runs/meta-zero-shot   # about 100 min, 2 CPU cores
 """
 from __future__ import annotations
 
@@ -266,15 +266,18 @@ def conditioning(args, out: Path) -> dict:
                 with torch.no_grad():
                     cells = [SPACE.to_text(SPACE.derive(meta.start(meta.embed([t])[0]).logits)) for t in tasks]
                 entry.setdefault(method, []).extend(cells)
-            run = out / f"seed{seed}" / f"family-search-{family}"
-            data = class_images(pool, pool.labels(), config.teacher_images, seed)
-            seed_everything(seed)
-            found = run_search(teacher_search_config(config, seed), data, RunDir(run),
-                               resume=finished(run, "checkpoint.pt"), progress=False)
-            cell = SPACE.from_json(found["genotype"])
-            if config.teacher_probe_epochs:  # the family's search ends as a teacher's does
-                cell, _ = probed_cell(config, cell, data, seed, run.parent / f"family-probe-{family}.json")
-            entry.setdefault("family search", []).append(SPACE.to_text(cell))
+            for k in range(args.family_searches):  # k > 0: another image sample and search seed
+                search_seed, suffix = seed + 1000 * k, f"-{k}" if k else ""
+                run = out / f"seed{seed}" / f"family-search-{family}{suffix}"
+                data = class_images(pool, pool.labels(), config.teacher_images, search_seed)
+                seed_everything(search_seed)
+                found = run_search(teacher_search_config(config, search_seed), data, RunDir(run),
+                                   resume=finished(run, "checkpoint.pt"), progress=False)
+                cell = SPACE.from_json(found["genotype"])
+                if config.teacher_probe_epochs:  # the family's search ends as a teacher's does
+                    cell, _ = probed_cell(config, cell, data, search_seed,
+                                          run.parent / f"family-probe-{family}{suffix}.json")
+                entry.setdefault("family search", []).append(SPACE.to_text(cell))
             bank = json.loads((out / f"seed{seed}" / "teachers" / TEACHERS_FILE).read_text())["teachers"]
             entry.setdefault("family teachers", []).extend(t["genotype"] for t in bank if t["spec"] == pool.spec)
     return results
@@ -295,10 +298,10 @@ def report(args, a: dict, b: dict, c: dict, out: Path) -> list[str]:
             lines.append(f"| {family} | {method} | {mean_std([r['test_acc'] for r in rows], '.4f', '.4f')} | "
                          f"{mean_std([r['seconds'] for r in rows], '.3g', '.2g')} |")
     lines += ["", f"(c) Zero-shot cells over {args.episodes} episodes of each family's held-out classes per seed, and "
-              "the op shares (over all edges of those cells) next to where the family's own searches end: one on its "
-              "held-out classes per seed (family search) and the teachers on its meta-train classes (family "
-              "teachers). Distances to each: total variation between the op shares, and the mean over edges of the "
-              "total variation between the per-edge op distributions (per edge):", "",
+              "the op shares (over all edges of those cells) next to where the family's own searches end: "
+              f"{args.family_searches} on its held-out classes per seed (family search) and the teachers on its "
+              "meta-train classes (family teachers). Distances to each: total variation between the op shares, and "
+              "the mean over edges of the total variation between the per-edge op distributions (per edge):", "",
               "| family | source | distinct cells | " + " | ".join(SPACE.ops)
               + " | to family search: shares / per edge | to family teachers: shares / per edge |",
               "|---|---|---|" + "---|" * (len(SPACE.ops) + 2)]
@@ -345,6 +348,8 @@ def main() -> None:
     parser.add_argument("--retrain-images", type=int, default=2000)
     parser.add_argument("--retrain-epochs", type=int, default=10)
     parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--family-searches", type=int, default=1,
+                        help="(c): searches per seed on each family's held-out classes (another image sample each)")
     parser.add_argument("--parts", nargs="+", default=["a", "b", "c"], choices=("a", "b", "c"))
     parser.add_argument("--out", default="runs/meta-zero-shot")
     args = parser.parse_args()

@@ -277,8 +277,8 @@ def pooled_targets(groups: list[str], targets: list[dict[str, torch.Tensor]], pr
     pooled = {}
     for group in set(groups):
         members = [t for g, t in zip(groups, targets) if g == group]
-        pooled[group] = {key: (torch.stack([t[key] for t in members]).sum(0) + prior * mean[key]) / (len(members) + prior)
-                         for key in mean}
+        pooled[group] = {key: (torch.stack([t[key] for t in members]).sum(0) + prior * mean[key])
+                         / (len(members) + prior) for key in mean}
     return [pooled[group] for group in groups]
 
 
