@@ -44,7 +44,8 @@ from meta.meta_search import MetaSearchConfig, run_meta_search
 from meta.meta_train import load_meta, run_meta_train
 from meta.model import MetaConfig
 from meta.tasks import EpisodeDistribution, Task
-from meta.teachers import TEACHERS_FILE, class_images, run_teachers, skip_probe, teacher_search_config
+from meta.teachers import (TEACHERS_FILE, class_images, op_frequencies, run_teachers, skip_probe,
+                           teacher_search_config)
 from run_kit.device import seed_everything
 from run_kit.run_dir import RunDir
 from search_spaces import get_space
@@ -233,20 +234,12 @@ def retrain_comparison(args, out: Path) -> dict:
     return results
 
 
-def op_shares(cells: list[str]) -> dict[str, float]:
-    counts = Counter(op for cell in cells for op in SPACE.from_text(cell).ops)
-    total = sum(counts.values())
-    return {op: counts[op] / total for op in SPACE.ops}
-
-
-def edge_profile(cells: list[str]) -> list[dict[str, float]]:
-    """Per edge, the share of the cells that put each op there."""
-    ops = [SPACE.from_text(cell).ops for cell in cells]
-    return [{op: sum(cell[e] == op for cell in ops) / len(ops) for op in SPACE.ops} for e in range(len(ops[0]))]
-
-
-def total_variation(p: dict[str, float], q: dict[str, float]) -> float:
-    return 0.5 * sum(abs(p[op] - q[op]) for op in SPACE.ops)
+def profile_distances(cells: list[str], reference: list[str]) -> tuple[float, float]:
+    """Total variation between the cells' and the reference cells' op shares over all edges, and its mean over edges
+    between their per-edge op distributions."""
+    ours, theirs = op_frequencies(SPACE, cells)["cell"], op_frequencies(SPACE, reference)["cell"]
+    return (0.5 * float((ours.mean(0) - theirs.mean(0)).abs().sum()),
+            0.5 * float((ours - theirs).abs().sum(-1).mean()))
 
 
 def conditioning(args, out: Path) -> dict:
@@ -306,14 +299,10 @@ def report(args, a: dict, b: dict, c: dict, out: Path) -> list[str]:
               + " | to family search: shares / per edge | to family teachers: shares / per edge |",
               "|---|---|---|" + "---|" * (len(SPACE.ops) + 2)]
     for family, sources in c.items():
-        references = [sources["family search"], sources["family teachers"]]
         for source, cells in sources.items():
-            shares, edges = op_shares(cells), edge_profile(cells)
-            distances = [(total_variation(shares, op_shares(ref)),
-                          statistics.mean(total_variation(p, q) for p, q in zip(edges, edge_profile(ref))))
-                         for ref in references]
-            lines.append(f"| {family} | {source} | {len(set(cells))} | " + " | ".join(f"{shares[op]:.2f}"
-                                                                                  for op in SPACE.ops)
+            distances = [profile_distances(cells, sources[ref]) for ref in ("family search", "family teachers")]
+            shares = op_frequencies(SPACE, cells)["cell"].mean(0)
+            lines.append(f"| {family} | {source} | {len(set(cells))} | " + " | ".join(f"{share:.2f}" for share in shares)
                          + "".join(f" | {whole:.2f} / {per_edge:.2f}" for whole, per_edge in distances) + " |")
     for method in METHODS:
         every = {cell for sources in c.values() for cell in sources[method]}

@@ -41,7 +41,7 @@ from .adapt import adapt, split_batch, split_metrics
 from .controller import PolicyGradient, imitation_loss, sample_architecture
 from .model import MetaConfig, TaskDARTS
 from .tasks import ClassPool, EpisodeDistribution
-from .teachers import TeacherBank
+from .teachers import TeacherBank, op_frequencies
 
 
 class MetaTrainJob(Job):
@@ -81,8 +81,7 @@ class MetaTrainJob(Job):
             own = ClassPool(teacher.spec, pool.data, {label: pool.members[label] for label in teacher.labels})
             episodes.append(EpisodeDistribution([own], self.config.ways, self.config.split_sizes, self.config.max_ways))
             if self.config.imitate_target == "cell":
-                cell = space.logits_of(space.from_text(teacher.genotype))
-                targets.append({k: F.one_hot(v.argmax(-1), v.shape[-1]).float() for k, v in cell.items()})
+                targets.append(op_frequencies(space, [teacher.genotype]))
             else:
                 targets.append({k: torch.tensor(v) for k, v in teacher.weights.items()})
         if self.config.imitate_pool == "dataset":

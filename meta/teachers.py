@@ -80,14 +80,20 @@ def teacher_classes(config, split) -> list[tuple[str, list[int]]]:
 TOP_FRACTION = 0.1
 
 
+def op_frequencies(space, genotypes: list[str]) -> dict[str, torch.Tensor]:
+    """Per cell type [edges, ops]: the share of the cells (genotype texts) that put each op on each edge; one cell's
+    is its one-hot."""
+    one_hots = [{k: F.one_hot(v.argmax(-1), v.shape[-1]).float()
+                 for k, v in space.logits_of(space.from_text(genotype)).items()} for genotype in genotypes]
+    return {k: torch.stack([h[k] for h in one_hots]).mean(0) for k in one_hots[0]}
+
+
 def top_cell_frequencies(space, rows: list[dict[str, Any]], fraction: float) -> dict[str, list[list[float]]]:
     """Per edge, how often each op occurs among the best `fraction` of a training-free search's scored cells: the
     search's preference as a distribution over ops rather than one cell (rows: its metrics, score and genotype)."""
     scored = sorted((row for row in rows if math.isfinite(row["score"])), key=lambda row: -row["score"])
     top = scored[:max(1, round(fraction * len(scored)))]
-    one_hots = [{k: F.one_hot(v.argmax(-1), v.shape[-1]).float()
-                 for k, v in space.logits_of(space.from_text(row["genotype"])).items()} for row in top]
-    return {k: torch.stack([h[k] for h in one_hots]).mean(0).tolist() for k in one_hots[0]}
+    return {k: v.tolist() for k, v in op_frequencies(space, [row["genotype"] for row in top]).items()}
 
 
 def class_images(pool: ClassPool, labels: list[int], max_images: int, seed: int) -> ImageData:
