@@ -56,22 +56,13 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
 SPACE = get_space("nb201")
 METHODS = {"taskdarts": True, "no-encoder": False}  # imitation meta-runs: name -> use_encoder
+CONFIG_OVERRIDES = ("teacher_method", "teacher_probe_epochs", "imitate_target", "imitate_pool", "meta_steps",
+                    "max_ways")  # options that replace the config's value when given
 
 
 def natural_config(args, seed: int, **overrides) -> MetaConfig:
     values = yaml.safe_load(Path(args.config).read_text())
-    if args.teacher_method:
-        values["teacher_method"] = args.teacher_method
-    if args.imitate_target:
-        values["imitate_target"] = args.imitate_target
-    if args.imitate_pool:
-        values["imitate_pool"] = args.imitate_pool
-    if args.meta_steps is not None:
-        values["meta_steps"] = args.meta_steps
-    if args.max_ways is not None:
-        values["max_ways"] = args.max_ways
-    if args.teacher_probe_epochs is not None:
-        values["teacher_probe_epochs"] = args.teacher_probe_epochs
+    values.update({name: getattr(args, name) for name in CONFIG_OVERRIDES if getattr(args, name) is not None})
     values.update(seed=seed, device="cpu", **overrides)
     config = MetaConfig.from_dict(values)
     config.validate()
