@@ -29,9 +29,11 @@ from run_kit import InputError
 
 
 def validation_cells(run: str, family: str, episodes: int, seed: int = 0, ways: int | None = None
-                     ) -> list[tuple[str, object]]:
-    """(episode name, zero-shot genotype) for `episodes` episodes of `family`'s held-out classes: the run's own
-    episode sizes, or `ways`-way episodes (a data set of that many classes, embedded as `search --meta` embeds one)."""
+                     ) -> list[tuple[str, object, str | None]]:
+    """(episode name, zero-shot genotype, data set its z is named as) for `episodes` episodes of `family`'s held-out
+    classes: the run's own episode sizes, or `ways`-way episodes (a data set of that many classes, embedded as
+    `search --meta` embeds one). The data set is the --dataset-loss head's guess among the meta-train data sets
+    (None without the head)."""
     meta = load_meta(run, torch.device("cpu"), expect_space="nb201")
     c = meta.config
     _, meta_test, split = c.distributions()
@@ -52,8 +54,10 @@ def validation_cells(run: str, family: str, episodes: int, seed: int = 0, ways: 
     with torch.no_grad():
         for _ in range(episodes):
             task = distribution.sample(rng)
-            logits = meta.start(meta.embed([task])[0]).logits
-            cells.append((task.name, meta.space.derive({k: v.detach() for k, v in logits.items()})))
+            z = meta.embed([task])[0]
+            logits = meta.start(z).logits
+            named = None if meta.dataset_head is None else c.tasks[int(meta.dataset_head(z).argmax())]
+            cells.append((task.name, meta.space.derive({k: v.detach() for k, v in logits.items()}), named))
     return cells
 
 
@@ -75,15 +79,17 @@ def main() -> None:
     except InputError as err:
         print(f"meta_validation.py: error: {err}", file=sys.stderr)
         sys.exit(2)
-    scores = [getattr(table.lookup(g), args.column) for _, g in cells]
+    scores = [getattr(table.lookup(g), args.column) for _, g, _ in cells]
     space = load_meta(args.run, torch.device("cpu")).space
-    distinct = {space.to_text(g) for _, g in cells}
+    distinct = {space.to_text(g) for _, g, _ in cells}
+    named = [n for _, _, n in cells if n is not None]
     print(json.dumps({"run": args.run, "family": args.family, "column": args.column, "ways": args.ways,
                       "episodes": len(cells),
                       "mean": round(statistics.mean(scores), 3), "summary": mean_std(scores, ".2f", ".2f"),
                       "distinct_cells": len(distinct),
-                      "cells": [{"task": name, "arch": space.to_text(g), "score": s}
-                                for (name, g), s in zip(cells, scores)]}, indent=1, ensure_ascii=False))
+                      "named_as_family": round(sum(args.family in n for n in named) / len(named), 3) if named else None,
+                      "cells": [{"task": name, "arch": space.to_text(g), "score": s, "named": n}
+                                for (name, g, n), s in zip(cells, scores)]}, indent=1, ensure_ascii=False))
 
 
 if __name__ == "__main__":

@@ -13,8 +13,9 @@ Then: Adam step on encoder, graph builder, controller and initializer with the m
       Reptile on the base weights: W <- W + reptile_lr * mean_i (W_i - W0_i).
 That is the `adapt` objective. The `imitate` objective (--teachers, meta/teachers.py) has no inner loop: for B
 teachers k_i, an episode of k_i's classes gives z_i, and the loss is the cross-entropy of the teacher's cell (or op
-weights) q_i under the policy, -(1/(B E)) sum_i sum_e sum_o q_i[e, o] log softmax(C(z_i))[e, o] (Adam on encoder,
-graph builder and controller; the base weights and the initializer are not trained).
+weights) q_i under the policy, -(1/(B E)) sum_i sum_e sum_o q_i[e, o] log softmax(C(z_i))[e, o], plus with
+--dataset-loss lambda the auxiliary lambda (1/B) sum_i CE(h(z_i), d_i) that names episode i's data set d_i from z_i
+(Adam on encoder, graph builder, controller and h; the base weights and the initializer are not trained).
 `MetaTrainJob` is one meta-training run; `run_meta_train` runs it through the shared resumable driver.
 """
 from __future__ import annotations
@@ -63,19 +64,20 @@ class MetaTrainJob(Job):
         self.regularizer = create_regularizer(config.logit_regularizer, self.model.space, config.regularizer_weight)
         self.task_rng = random.Random(config.seed)
         if config.objective == "imitate":
-            self.teacher_episodes, self.teacher_targets = self.teacher_tasks()
+            self.teacher_episodes, self.teacher_targets, self.teacher_datasets = self.teacher_tasks()
         probe_rng = random.Random(config.seed + 7919)
         self.probes = [self.meta_train.sample(probe_rng).to(device) for _ in range(config.probe_tasks)]
         self.total = config.meta_steps
         self.done = 0
         self.metrics: list[dict[str, Any]] = []
 
-    def teacher_tasks(self) -> tuple[list[EpisodeDistribution], list[dict[str, torch.Tensor]]]:
-        """Per teacher of the bank: the episodes of its classes, and its target [edges, ops] per cell type: its cell
-        one-hot (`--imitate-target cell`) or its final op weights (`weights`)."""
+    def teacher_tasks(self) -> tuple[list[EpisodeDistribution], list[dict[str, torch.Tensor]], list[int]]:
+        """Per teacher of the bank: the episodes of its classes, its target [edges, ops] per cell type (its cell
+        one-hot, `--imitate-target cell`, or its final op weights, `weights`) and its data set's index in --tasks."""
         bank = TeacherBank.load(self.config.teachers, self.config.space, self.split)
         pools = {pool.spec: pool for pool in getattr(self.meta_train, "pools", [])}
         space, episodes, targets = self.model.space, [], []
+        datasets = [self.config.tasks.index(teacher.spec) for teacher in bank.teachers]
         for teacher in bank.teachers:
             pool = pools[teacher.spec]
             own = ClassPool(teacher.spec, pool.data, {label: pool.members[label] for label in teacher.labels})
@@ -86,7 +88,7 @@ class MetaTrainJob(Job):
                 targets.append({k: torch.tensor(v) for k, v in teacher.weights.items()})
         if self.config.imitate_pool == "dataset":
             targets = pooled_targets([teacher.spec for teacher in bank.teachers], targets, self.config.imitate_prior)
-        return episodes, targets
+        return episodes, targets, datasets
 
     def describe(self) -> str:
         c = self.config
@@ -219,10 +221,19 @@ class MetaTrainJob(Job):
         config, started = self.config, time.time()
         picks = [self.task_rng.randrange(len(self.teacher_episodes)) for _ in range(config.meta_batch)]
         tasks = [self.teacher_episodes[k].sample(self.task_rng).to(self.device) for k in picks]
-        logits = self.model.controller(self.model.embed(tasks))
+        z = self.model.embed(tasks)
+        logits = self.model.controller(z)
         targets = [self.teacher_targets[k] for k in picks]
-        loss = imitation_loss(logits, targets)
+        loss = imitation = imitation_loss(logits, targets)
         check_finite([loss.item()], "imitation loss", f"meta-step {self.done + 1}")
+        row: dict[str, Any] = {}
+        if self.model.dataset_head is not None:  # + lambda CE(h(z_i), d_i): z must name the episode's data set
+            datasets = torch.tensor([self.teacher_datasets[k] for k in picks], device=self.device)
+            named = self.model.dataset_head(z)
+            dataset_loss = F.cross_entropy(named, datasets)
+            loss = loss + config.dataset_loss * dataset_loss
+            row["dataset_loss"] = round(dataset_loss.item(), 6)
+            row["dataset_acc"] = round(float((named.argmax(1) == datasets).float().mean()), 6)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.outer_parameters(), config.grad_clip)
@@ -233,8 +244,8 @@ class MetaTrainJob(Job):
             match = float(torch.cat([h.flatten() for h in hits]).mean())
             entropy = sum(logits_entropy(logits).values()) / len(logits)
         self.done += 1
-        row: dict[str, Any] = {"meta_step": self.done, "imitation_loss": round(loss.item(), 6),
-                               "teacher_match": round(match, 6), "entropy": round(entropy, 6)}
+        row = {"meta_step": self.done, "imitation_loss": round(imitation.item(), 6),
+               "teacher_match": round(match, 6), "entropy": round(entropy, 6), **row}
         row["distinct_genotypes"] = (self.distinct_genotypes()
                                      if self.done % config.log_every == 0 or self.done == config.meta_steps else "")
         row["seconds"] = round(time.time() - started, 3)
@@ -245,7 +256,8 @@ class MetaTrainJob(Job):
         if self.config.objective == "imitate":
             return (f"meta-step {row['meta_step']}/{self.config.meta_steps} imitation_loss {row['imitation_loss']:.3f} "
                     f"teacher_match {row['teacher_match']:.3f} entropy {row['entropy']:.3f} "
-                    f"distinct genotypes {row['distinct_genotypes']}")
+                    + (f"dataset_acc {row['dataset_acc']:.2f} " if "dataset_acc" in row else "")
+                    + f"distinct genotypes {row['distinct_genotypes']}")
         return (f"meta-step {row['meta_step']}/{self.config.meta_steps} outer_acc {row['outer_acc']:.3f} "
                 f"outer_loss {row['outer_loss']:.3f} entropy {row['entropy']:.3f} "
                 f"distinct genotypes {row['distinct_genotypes']}")

@@ -67,6 +67,7 @@ class MetaConfig(Config):
     imitate_target: str = "cell"  # "cell": each teacher's derived cell (one-hot); "weights": its op weights
     imitate_pool: str = "teacher"  # "dataset": an episode's target is the mean over its data set's teachers
     imitate_prior: float = 0.0  # with imitate_pool dataset: pseudo-teachers at the bank's mean target per data set
+    dataset_loss: float = 0.0  # imitate: weight of the auxiliary loss that names an episode's data set from z
     teacher_method: str = "pcdarts"  # the teachers' search (a compare method)
     teacher_epochs: int = 20
     teacher_logit_lr: float | None = None  # None: the method's published logit lr (3e-4)
@@ -104,7 +105,7 @@ class MetaConfig(Config):
         require_choice(self, "objective", ("adapt", "imitate"))
         require_choice(self, "imitate_target", ("cell", "weights"))
         require_choice(self, "imitate_pool", ("teacher", "dataset"))
-        require_at_least(self, 0, "imitate_prior")
+        require_at_least(self, 0, "imitate_prior", "dataset_loss")
         if self.objective == "imitate" and not self.teachers:
             raise InputError("--objective imitate needs --teachers TEACHER_RUN (made by `train.py teachers`)")
         require_at_least(self, 1, "teacher_epochs", "teachers_per_dataset", "teacher_classes", "teacher_images")
@@ -173,12 +174,16 @@ class TaskDARTS(nn.Module):
             self.graph_builder = None
             self.encoder = ConstantEmbedding(config.embed_dim)
         self.controller = ArchController(self.space, config.embed_dim, config.hidden)
+        # The auxiliary head of --dataset-loss: which meta-train data set an episode came from, read linearly off z
+        # (none without the encoder: a constant z names nothing).
+        self.dataset_head = (nn.Linear(config.embed_dim, len(config.tasks))
+                             if config.use_encoder and config.dataset_loss > 0 else None)
         self.initializer = (WeightInitializer(self.supernet.named_parameters(), config.embed_dim)
                             if config.use_initializer else None)
 
     def outer_parameters(self) -> list[nn.Parameter]:
         """What the outer optimiser trains; the base supernet is updated by Reptile instead."""
-        modules = [self.encoder, self.controller, self.graph_builder, self.initializer]
+        modules = [self.encoder, self.controller, self.graph_builder, self.initializer, self.dataset_head]
         return [p for m in modules if m is not None for p in m.parameters()]
 
     def graph_sample(self, task: Task) -> tuple[torch.Tensor, torch.Tensor]:

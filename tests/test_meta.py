@@ -499,12 +499,13 @@ def test_validation_cells_come_from_the_runs_held_out_classes_and_the_split_is_c
     split = json.loads((meta_run / "task_split.json").read_text())
     cells = bench.validation_cells(str(meta_run), "digits", 4)
     assert len(cells) == 4
-    for name, genotype in cells:
+    for name, genotype, named in cells:
+        assert named is None  # the run has no --dataset-loss head
         classes = {int(c) for c in name.split("[", 1)[1].rstrip("]").split(",")}
         assert classes <= set(split["meta_test"]["digits"])
         assert get_space("nb201").to_text(genotype).startswith("|")
     held_out = split["meta_test"]["digits"]
-    for name, _ in bench.validation_cells(str(meta_run), "digits", 3, ways=len(held_out)):  # deployment-sized
+    for name, _, _ in bench.validation_cells(str(meta_run), "digits", 3, ways=len(held_out)):  # deployment-sized
         assert sorted(int(c) for c in name.split("[", 1)[1].rstrip("]").split(",")) == sorted(held_out)
     with pytest.raises(InputError, match="--ways must lie between 1 and the family's 3 held-out classes, got 4"):
         bench.validation_cells(str(meta_run), "digits", 1, ways=4)

@@ -106,6 +106,23 @@ def _stripes_npz(path, classes=8, n_per_class=50, size=8, seed=0):
     return f"npz:{path}"
 
 
+def _hand_made_bank(tmp_path, stripes, cells):
+    """A teacher bank whose end points are data: teachers of digits tasks ended at the first half of `cells`,
+    teachers of stripes tasks at the second half."""
+    options = {"space": "nb201", "layers": 1, "init_channels": 4, "tasks": ["digits", stripes], "ways": 3}
+    split = MetaConfig.from_dict(options).distributions()[2]
+    space, half = get_space("nb201"), len(cells) // 2
+    teachers = [{"spec": spec, "labels": split.meta_train[spec], "seed": 0, "genotype": cell, "val_acc": 1.0,
+                 "seconds": 1.0, "weights": {k: torch.softmax(v, -1).tolist()
+                                             for k, v in space.logits_of(space.from_text(cell)).items()}}
+                for spec, cell in zip(["digits"] * half + [stripes] * half, cells)]
+    bank_dir = tmp_path / "bank"
+    bank_dir.mkdir()
+    (bank_dir / "teachers.json").write_text(json.dumps({"space": "nb201", "split": split.as_dict(),
+                                                        "teachers": teachers}))
+    return bank_dir
+
+
 CONV_CELL = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 POOL_CELL = "|avg_pool_3x3~0|+|avg_pool_3x3~0|avg_pool_3x3~1|+|avg_pool_3x3~0|avg_pool_3x3~1|avg_pool_3x3~2|"
 
@@ -117,20 +134,9 @@ def test_imitation_gives_each_kind_of_task_its_teachers_cell_and_the_ablation_on
     kind's cell zero-shot; without the encoder every task gets one cell. With `--imitate-pool dataset` each kind has
     a dissenting teacher (the other kind's cell) and its held-out classes still get the majority's cell."""
     stripes = _stripes_npz(tmp_path / "stripes.npz")
-    options = {"space": "nb201", "layers": 1, "init_channels": 4, "tasks": ["digits", stripes], "ways": 3}
-    split = MetaConfig.from_dict(options).distributions()[2]
-    bank_dir = tmp_path / "bank"
-    bank_dir.mkdir()
-    space = get_space("nb201")
-    teachers = [{"spec": spec, "labels": split.meta_train[spec], "seed": 0, "genotype": cell, "val_acc": 1.0,
-                 "seconds": 1.0, "weights": {k: torch.softmax(v, -1).tolist()
-                                             for k, v in space.logits_of(space.from_text(cell)).items()}}
-                for spec, cell in (("digits", CONV_CELL), (stripes, POOL_CELL))]
-    if pool == "dataset":  # two agreeing teachers and one dissenting teacher per kind
-        teachers = [teachers[0], teachers[0], dict(teachers[1], spec="digits", labels=teachers[0]["labels"]),
-                    teachers[1], teachers[1], dict(teachers[0], spec=stripes, labels=teachers[1]["labels"])]
-    (bank_dir / "teachers.json").write_text(json.dumps({"space": "nb201", "split": split.as_dict(),
-                                                        "teachers": teachers}))
+    cells = [CONV_CELL, CONV_CELL, POOL_CELL, POOL_CELL, POOL_CELL, CONV_CELL] if pool == "dataset" else [
+        CONV_CELL, POOL_CELL]  # pooled: two agreeing teachers and one dissenting teacher per kind
+    bank_dir = _hand_made_bank(tmp_path, stripes, cells)
     out = tmp_path / "imitate"
     flags = ["--tasks", "digits", stripes, "--ways", "3", "--objective", "imitate", "--teachers", str(bank_dir),
              "--log-every", "50", "--imitate-pool", pool, "--imitate-prior", "1", "--out", str(out),
@@ -157,6 +163,35 @@ def test_imitation_gives_each_kind_of_task_its_teachers_cell_and_the_ablation_on
         assert code == 0, stderr
     else:
         assert len(proposed["digits"] | proposed[stripes]) == 1
+
+
+@pytest.mark.parametrize("encoder", [True, False])
+def test_the_dataset_loss_makes_z_name_the_data_set_of_held_out_classes(tmp_path, encoder):
+    """Both kinds' teachers ended at one cell, so imitation alone gives z no reason to tell digits from stripes; with
+    --dataset-loss the head trained on z names the data set of episodes of *held-out* classes of each kind. Without
+    the encoder there is no z to name anything with: no head, no auxiliary loss."""
+    stripes = _stripes_npz(tmp_path / "stripes.npz")
+    bank_dir = _hand_made_bank(tmp_path, stripes, [CONV_CELL, CONV_CELL])
+    out = tmp_path / "imitate"
+    code, _, stderr = run_cli("meta-train", *TINY, "--tasks", "digits", stripes, "--ways", "3", "--objective",
+                              "imitate", "--teachers", str(bank_dir), "--meta-steps", "150", "--log-every", "50",
+                              "--dataset-loss", "1", "--out", str(out), *([] if encoder else ["--no-encoder"]))
+    assert code == 0, stderr
+    header, *rows = (out / "metrics.csv").read_text().splitlines()
+    meta = load_meta(str(out), torch.device("cpu")).eval()
+    if not encoder:
+        assert meta.dataset_head is None and "dataset_acc" not in header
+        return
+    column = header.split(",").index("dataset_acc")
+    assert all(float(row.split(",")[column]) == 1.0 for row in rows[-10:])
+    _, meta_test, _ = meta.config.distributions()
+    rng = random.Random(1)
+    for pool in meta_test.pools:
+        episodes = EpisodeDistribution([pool], 3, meta.config.split_sizes)
+        with torch.no_grad():
+            named = [meta.config.tasks[int(meta.dataset_head(meta.embed([episodes.sample(rng)])[0]).argmax())]
+                     for _ in range(4)]
+        assert named == [pool.spec] * 4
 
 
 def test_pooled_targets_are_each_data_sets_mean_shrunk_toward_the_banks():
@@ -192,6 +227,8 @@ def test_a_bank_made_with_another_split_is_refused(bank, tmp_path):
     (["--imitate-pool", "family"], "argument --imitate-pool: invalid choice: 'family'"),
     (["--imitate-prior", "-1"], "--imitate-prior must be at least 0, got -1.0"),
     (["--imitate-prior", "nan"], "--imitate-prior must be a finite number"),
+    (["--dataset-loss", "-1"], "--dataset-loss must be at least 0, got -1.0"),
+    (["--dataset-loss", "inf"], "--dataset-loss must be a finite number"),
     (["--objective", "distill"], "argument --objective: invalid choice: 'distill'"),
     (["--teacher-probe-epochs", "-1"], "--teacher-probe-epochs must be at least 0, got -1"),
     (["--teacher-probe-layers", "0"], "--teacher-probe-layers must be at least 1, got 0"),
