@@ -57,7 +57,7 @@ SHARED = ROOT.parent / "shared" / "data"
 SPACE = get_space("nb201")
 METHODS = {"taskdarts": True, "no-encoder": False}  # imitation meta-runs: name -> use_encoder
 CONFIG_OVERRIDES = ("teacher_method", "teacher_probe_epochs", "imitate_target", "imitate_pool", "meta_steps",
-                    "max_ways")  # options that replace the config's value when given
+                    "max_ways", "dataset_loss")  # options that replace the config's value when given
 
 
 def natural_config(args, seed: int, **overrides) -> MetaConfig:
@@ -314,6 +314,8 @@ def main() -> None:
     parser.add_argument("--imitate-target", choices=("cell", "weights"), help="instead of the config's")
     parser.add_argument("--imitate-pool", choices=("teacher", "dataset"), help="instead of the config's")
     parser.add_argument("--max-ways", type=int, help="largest imitation episode instead of the config's (5: 5-way only)")
+    parser.add_argument("--dataset-loss", type=float, help="weight of the data-set naming loss instead of the config's "
+                                                           "(0: off)")
     parser.add_argument("--teacher-method", help="instead of the config's (also the families' own searches in (c))")
     parser.add_argument("--teacher-probe-epochs", type=int, help="instead of the config's (0: teachers without the "
                                                                  "skip probe)")

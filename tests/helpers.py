@@ -1,4 +1,5 @@
 import contextlib
+import importlib.util
 import io
 import os
 import subprocess
@@ -11,6 +12,14 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 
 # A DARTS-space search small enough for tests: 3 cells of 4 channels on native 8 px digits.
 TINY_SEARCH = ["--space", "darts", "--layers", "3", "--init-channels", "4", "--batch-size", "64", "--no-progress"]
+
+
+def load_benchmark(name: str):
+    """A script of benchmarks/ as a module (they are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_cli(*args: str) -> tuple[int, str, str]:

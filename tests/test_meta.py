@@ -1,6 +1,5 @@
 import copy
 import csv
-import importlib.util
 import json
 import random
 import shutil
@@ -23,7 +22,7 @@ from meta.tasks import SplitSizes, Task, build_distributions, whole_dataset_task
 from run_kit import InputError
 from search_spaces import get_space
 
-from .helpers import ROOT, run_cli
+from .helpers import ROOT, load_benchmark, run_cli
 
 # A meta-training run small enough for tests (NAS-Bench-201 supernet, 1 cell per stage, 4 channels, 8 px digits).
 TINY_META = ["--space", "nb201", "--layers", "1", "--init-channels", "4", "--meta-batch", "2", "--inner-steps", "2",
@@ -315,17 +314,10 @@ def test_meta_bad_input_is_clear(meta_run, tmp_path):
 
 # --- clean held-out evaluation ---------------------------------------------------------------------------------
 
-def _load_benchmark(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_held_out_classes_never_meet_meta_training_classes_for_any_training_seed():
     """The class split depends on --split-seed alone: meta-runs with training seeds 0, 1, 2 (as the benchmark runs
     them) hold out the same classes, and the benchmark's held-out episodes come from exactly those."""
-    bench = _load_benchmark("meta_zero_shot")
+    bench = load_benchmark("meta_zero_shot")
     splits = []
     for seed in (0, 1, 2):
         config = MetaConfig(space="nb201", layers=1, init_channels=4, seed=seed)
@@ -344,7 +336,7 @@ def test_held_out_classes_never_meet_meta_training_classes_for_any_training_seed
 def test_proxy_alignment_reads_only_the_validation_familys_held_out_classes(tmp_path):
     """benchmarks/proxy_alignment.py: its images are held-out classes of the config's split; its rank correlation
     handles ties (hand-computed: ranks (0.5, 0.5, 2) against (0, 1, 2) give 1.5 / sqrt(1.5 * 2))."""
-    bench = _load_benchmark("proxy_alignment")
+    bench = load_benchmark("proxy_alignment")
     config = tmp_path / "meta.yaml"
     config.write_text(yaml.safe_dump({"space": "nb201", "tasks": ["digits"], "split_seed": 0}))
     split = MetaTrainJob(MetaConfig(space="nb201", layers=1, init_channels=4), torch.device("cpu")).split
@@ -495,7 +487,7 @@ def test_beta_regularizer_adds_exactly_its_gradient_to_the_proposal():
 
 
 def test_validation_cells_come_from_the_runs_held_out_classes_and_the_split_is_checked(meta_run, tmp_path):
-    bench = _load_benchmark("meta_validation")
+    bench = load_benchmark("meta_validation")
     split = json.loads((meta_run / "task_split.json").read_text())
     cells = bench.validation_cells(str(meta_run), "digits", 4)
     assert len(cells) == 4
@@ -517,3 +509,5 @@ def test_validation_cells_come_from_the_runs_held_out_classes_and_the_split_is_c
     (tampered / "task_split.json").write_text(json.dumps(split))
     with pytest.raises(InputError, match="differs from its task_split.json"):
         bench.validation_cells(str(tampered), "digits", 1)
+    with pytest.raises(InputError, match="was not meta-trained by imitation"):  # a diagnostic of imitation runs only
+        load_benchmark("imitation_fit").imitation_fit(str(meta_run), 1)

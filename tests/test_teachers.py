@@ -15,7 +15,7 @@ from image_sets import load_dataset
 from meta.teachers import probed_weights, skip_probe, top_cell_frequencies
 from search_spaces import get_space
 
-from .helpers import run_cli
+from .helpers import load_benchmark, run_cli
 
 TINY = ["--space", "nb201", "--layers", "1", "--init-channels", "4", "--no-progress"]
 TINY_TEACHERS = [*TINY, "--teachers-per-dataset", "2", "--teacher-epochs", "1", "--teacher-images", "120"]
@@ -155,14 +155,20 @@ def test_imitation_gives_each_kind_of_task_its_teachers_cell_and_the_ablation_on
             cells = {space.to_text(space.derive(meta.start(meta.embed([episodes.sample(rng)])[0]).logits))
                      for _ in range(4)}
         proposed[pool.spec] = cells
+    fit = load_benchmark("imitation_fit").imitation_fit(str(out), 2)  # on the training classes, by data set
     if encoder:
         assert proposed == {"digits": {CONV_CELL}, stripes: {POOL_CELL}}
+        if pool == "teacher":
+            assert fit == {"digits": {"cell_fit": 1.0, "edge_fit": 1.0}, stripes: {"cell_fit": 1.0, "edge_fit": 1.0}}
+        else:  # each kind's pooled target is its majority's cell
+            assert all(f["cell_fit"] == 1.0 for f in fit.values())
         # and the command line proposes from the imitation checkpoint, zero-shot or after adaptation
         code, _, stderr = run_cli("search", "--meta", str(out), "--dataset", "digits", "--adapt-steps", "2", "--out",
                                   str(tmp_path / "proposal"), "--no-progress")
         assert code == 0, stderr
-    else:
+    else:  # one cell for both kinds: it fits one kind's target, not the other's
         assert len(proposed["digits"] | proposed[stripes]) == 1
+        assert sorted(f["cell_fit"] for f in fit.values()) == [0.0, 1.0]
 
 
 @pytest.mark.parametrize("encoder", [True, False])
