@@ -62,6 +62,10 @@ def _propose(config: MetaSearchConfig, meta, task, run: RunDir, log, device: tor
     with torch.no_grad():
         z = meta.embed([task])[0]
         start = meta.start(z)
+        # With a --dataset-loss head: how much the new data set looks like each meta-train data set (which data set's
+        # teachers the proposal follows). Recorded, never used to propose.
+        resembles = ({} if meta.dataset_head is None else
+                     dict(zip(mc.tasks, [round(p, 4) for p in meta.dataset_head(z).softmax(-1).tolist()])))
     buffers = {name: b.detach().clone() for name, b in meta.supernet.named_buffers()}
     # A data set with more classes than meta-training had gets a grown classifier (adapt: load_weights); the
     # zero-shot proposal itself reads the task graph only, which takes any number of classes.
@@ -83,9 +87,11 @@ def _propose(config: MetaSearchConfig, meta, task, run: RunDir, log, device: tor
     save_checkpoint({"kind": "taskdarts-adapted", "space": meta.space.name, "config": asdict(config),
                      "arch": adapted.logits.state_dict(), "model": work.state_dict(),
                      "embedding": z.cpu(), "genotype": meta.space.to_json(genotype)}, run.checkpoint)
-    atomic_write_text(run.file("embedding.json"), json.dumps({"task": task.name, "z": z.cpu().tolist()}) + "\n")
+    embedding = {"task": task.name, "z": z.cpu().tolist(), **({"resembles": resembles} if resembles else {})}
+    atomic_write_text(run.file("embedding.json"), json.dumps(embedding) + "\n")
     atomic_write_text(run.file("genotype.json"), meta.space.dumps(genotype) + "\n")
     log.info(f"{'zero-shot' if config.adapt_steps == 0 else f'{config.adapt_steps}-step'} TaskDARTS search on "
              f"{task.name} ({task.num_classes} classes) in {seconds:.1f}s: supernet query accuracy "
-             f"{query_acc:.4f}, genotype {row['genotype']}")
+             f"{query_acc:.4f}, genotype {row['genotype']}"
+             + (f"; resembles {max(resembles, key=resembles.get)} (p {max(resembles.values()):.2f})" if resembles else ""))
     return {"genotype": meta.space.to_json(genotype), "query_acc": query_acc, "seconds": round(seconds, 3)}

@@ -198,6 +198,13 @@ def test_the_dataset_loss_makes_z_name_the_data_set_of_held_out_classes(tmp_path
             named = [meta.config.tasks[int(meta.dataset_head(meta.embed([episodes.sample(rng)])[0]).argmax())]
                      for _ in range(4)]
         assert named == [pool.spec] * 4
+    # search --meta records how much a new data set resembles each meta-train data set (the head's probabilities)
+    code, _, stderr = run_cli("search", "--meta", str(out), "--dataset", stripes, "--out", str(tmp_path / "zs"),
+                              "--no-progress")
+    assert code == 0, stderr
+    resembles = json.loads((tmp_path / "zs" / "embedding.json").read_text())["resembles"]
+    assert set(resembles) == {"digits", stripes} and resembles[stripes] > 0.5
+    assert abs(sum(resembles.values()) - 1) < 1e-3
 
 
 def test_pooled_targets_are_each_data_sets_mean_shrunk_toward_the_banks():
