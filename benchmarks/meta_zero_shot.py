@@ -85,8 +85,9 @@ def ensure_meta(args, seed: int, method: str, bank: Path, out: Path) -> Path:
     config = natural_config(args, seed, objective="imitate", teachers=str(bank), use_encoder=METHODS[method])
     checkpoint = run / "checkpoint.pt"
     state = torch.load(checkpoint, weights_only=True) if checkpoint.is_file() else None
-    if state is not None and state["config"] != config.as_dict():  # made with another design: redo it, and what
-        shutil.rmtree(run)                                            # was proposed with it
+    made_with = None if state is None else MetaConfig.from_dict(state["config"]).as_dict()  # options added since: defaults
+    if made_with is not None and made_with != config.as_dict():  # made with another design: redo it, and what was
+        shutil.rmtree(run)                                       # proposed with it
         for proposal in (out / f"seed{seed}" / "cifar10").glob(f"{method}-*"):
             shutil.rmtree(proposal)
         state = None

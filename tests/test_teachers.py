@@ -207,6 +207,35 @@ def test_the_dataset_loss_makes_z_name_the_data_set_of_held_out_classes(tmp_path
     assert abs(sum(resembles.values()) - 1) < 1e-3
 
 
+def test_the_benchmark_reuses_a_meta_run_of_the_same_design_and_redoes_one_of_another(tmp_path):
+    """benchmarks/meta_zero_shot.py ensure_meta: a finished imitation is reused, also when its checkpoint predates an
+    option (saved without the key, read with the default); a run made with other values is redone, and the proposals
+    made with it are removed."""
+    import argparse
+
+    bench = load_benchmark("meta_zero_shot")
+    stripes = _stripes_npz(tmp_path / "stripes.npz")
+    bank_dir = _hand_made_bank(tmp_path, stripes, [CONV_CELL, POOL_CELL])
+    config = tmp_path / "meta.yaml"
+    config.write_text(json.dumps({"space": "nb201", "layers": 1, "init_channels": 4, "tasks": ["digits", stripes],
+                                  "ways": 3, "meta_steps": 4, "log_every": 2}))
+    args = argparse.Namespace(config=str(config), **{name: None for name in bench.CONFIG_OVERRIDES})
+    out = tmp_path / "bench"
+    run = bench.ensure_meta(args, 0, "taskdarts", bank_dir, out)
+    checkpoint = run / "checkpoint.pt"
+    state = torch.load(checkpoint, weights_only=True)
+    del state["config"]["dataset_loss"]  # as saved before --dataset-loss existed
+    torch.save(state, checkpoint)
+    made = checkpoint.stat().st_mtime_ns
+    assert bench.ensure_meta(args, 0, "taskdarts", bank_dir, out) == run and checkpoint.stat().st_mtime_ns == made
+    proposal = out / "seed0" / "cifar10" / "taskdarts-0"
+    proposal.mkdir(parents=True)
+    args.dataset_loss = 1.0
+    bench.ensure_meta(args, 0, "taskdarts", bank_dir, out)
+    redone = torch.load(checkpoint, weights_only=True)
+    assert redone["config"]["dataset_loss"] == 1.0 and redone["step"] == 4 and not proposal.exists()
+
+
 def test_pooled_targets_are_each_data_sets_mean_shrunk_toward_the_banks():
     """q_d = (sum_{j in d} q_j + w qbar) / (n_d + w), by hand for three teachers of data set a and one of b."""
     one_hot = [{"cell": F.one_hot(torch.tensor([i]), 2).float()} for i in (0, 0, 1, 1)]
