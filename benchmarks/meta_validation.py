@@ -25,7 +25,9 @@ from evaluation.compare import mean_std
 from evaluation.nb201_table import NB201Table
 from meta.meta_train import load_meta
 from meta.tasks import EpisodeDistribution
+from meta.teachers import profile_distances
 from run_kit import InputError
+from search_spaces import get_space
 
 
 def validation_cells(run: str, family: str, episodes: int, seed: int = 0, ways: int | None = None
@@ -61,6 +63,16 @@ def validation_cells(run: str, family: str, episodes: int, seed: int = 0, ways: 
     return cells
 
 
+def search_end(path: str) -> str:
+    """The nb201 cell a search ended at, from its genotype.json or a skip-probe record ({"genotype": text})."""
+    space = get_space("nb201")
+    try:
+        saved = json.loads(Path(path).read_text())
+        return space.to_text(space.from_json(saved) if "arch" in saved else space.from_text(saved["genotype"]))
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise InputError(f"{path}: not a genotype.json or skip-probe record ({err})") from None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", help="meta-train run directory")
@@ -72,10 +84,14 @@ def main() -> None:
     parser.add_argument("--table", default="../shared/data/nb201/nats_bench.csv")
     parser.add_argument("--column", default="imagenet16_120", choices=("imagenet16_120", "cifar100"),
                         help="never cifar10: that column is a reported figure")
+    parser.add_argument("--searches", nargs="+", metavar="JSON", default=[],
+                        help="where searches on the family's held-out classes ended (genotype.json files or skip-probe "
+                             "records with a 'genotype'): adds the distances of the proposals' op profile to theirs")
     args = parser.parse_args()
     try:
         table = NB201Table.load(args.table)
         cells = validation_cells(args.run, args.family, args.episodes, args.seed, args.ways)
+        searches = [search_end(path) for path in args.searches]
     except InputError as err:
         print(f"meta_validation.py: error: {err}", file=sys.stderr)
         sys.exit(2)
@@ -83,11 +99,14 @@ def main() -> None:
     space = load_meta(args.run, torch.device("cpu")).space
     distinct = {space.to_text(g) for _, g, _ in cells}
     named = [n for _, _, n in cells if n is not None]
+    distances = profile_distances(space, [space.to_text(g) for _, g, _ in cells], searches) if searches else None
     print(json.dumps({"run": args.run, "family": args.family, "column": args.column, "ways": args.ways,
                       "episodes": len(cells),
                       "mean": round(statistics.mean(scores), 3), "summary": mean_std(scores, ".2f", ".2f"),
                       "distinct_cells": len(distinct),
                       "named_as_family": round(sum(args.family in n for n in named) / len(named), 3) if named else None,
+                      **({"to_searches": {"searches": len(searches), "shares": round(distances[0], 3),
+                                          "per_edge": round(distances[1], 3)}} if distances else {}),
                       "cells": [{"task": name, "arch": space.to_text(g), "score": s, "named": n}
                                 for (name, g, n), s in zip(cells, scores)]}, indent=1, ensure_ascii=False))
 

@@ -44,8 +44,8 @@ from meta.meta_search import MetaSearchConfig, run_meta_search
 from meta.meta_train import load_meta, run_meta_train
 from meta.model import MetaConfig
 from meta.tasks import EpisodeDistribution, Task
-from meta.teachers import (TEACHERS_FILE, class_images, op_frequencies, run_teachers, skip_probe,
-                           teacher_search_config)
+from meta.teachers import (TEACHERS_FILE, class_images, op_frequencies, profile_distances, run_teachers,
+                           skip_probe, teacher_search_config)
 from run_kit.device import seed_everything
 from run_kit.run_dir import RunDir
 from search_spaces import get_space
@@ -226,14 +226,6 @@ def retrain_comparison(args, out: Path) -> dict:
     return results
 
 
-def profile_distances(cells: list[str], reference: list[str]) -> tuple[float, float]:
-    """Total variation between the cells' and the reference cells' op shares over all edges, and its mean over edges
-    between their per-edge op distributions."""
-    ours, theirs = op_frequencies(SPACE, cells)["cell"], op_frequencies(SPACE, reference)["cell"]
-    return (0.5 * float((ours.mean(0) - theirs.mean(0)).abs().sum()),
-            0.5 * float((ours - theirs).abs().sum(-1).mean()))
-
-
 def conditioning(args, out: Path) -> dict:
     """(c): per family, the zero-shot cells of both meta-runs over held-out episodes and the family's own search."""
     results: dict = {}
@@ -292,7 +284,7 @@ def report(args, a: dict, b: dict, c: dict, out: Path) -> list[str]:
               "|---|---|---|" + "---|" * (len(SPACE.ops) + 2)]
     for family, sources in c.items():
         for source, cells in sources.items():
-            distances = [profile_distances(cells, sources[ref]) for ref in ("family search", "family teachers")]
+            distances = [profile_distances(SPACE, cells, sources[ref]) for ref in ("family search", "family teachers")]
             shares = op_frequencies(SPACE, cells)["cell"].mean(0)
             lines.append(f"| {family} | {source} | {len(set(cells))} | " + " | ".join(f"{share:.2f}" for share in shares)
                          + "".join(f" | {whole:.2f} / {per_edge:.2f}" for whole, per_edge in distances) + " |")
@@ -354,11 +346,13 @@ def main() -> None:
         (out / f"seed{s}" / "teachers" / TEACHERS_FILE).read_text())["teachers"]),
         **{m: sum(r["seconds"] for r in torch.load(out / f"seed{s}" / m / "checkpoint.pt", weights_only=True)["metrics"])
            for m in METHODS}} for s in range(args.seeds)}
-    (out / "results.json").write_text(json.dumps({"args": vars(args), "a": a, "b": b, "c": c, "one_off_seconds": costs},
-                                                 indent=1) + "\n")
+    # a run of some parts only writes its own files (results-c.json, report-c.md): it never blanks the full report
+    suffix = "" if set(args.parts) == {"a", "b", "c"} else "-" + "".join(sorted(set(args.parts)))
+    (out / f"results{suffix}.json").write_text(json.dumps({"args": vars(args), "a": a, "b": b, "c": c,
+                                                           "one_off_seconds": costs}, indent=1) + "\n")
     lines = report(args, a, b, c, out)
     lines += ["", "One-off costs per seed (seconds): " + json.dumps(costs)]
-    (out / "report.md").write_text("\n".join(lines) + "\n")
+    (out / f"report{suffix}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -88,6 +88,15 @@ def op_frequencies(space, genotypes: list[str]) -> dict[str, torch.Tensor]:
     return {k: torch.stack([h[k] for h in one_hots]).mean(0) for k in one_hots[0]}
 
 
+def profile_distances(space, cells: list[str], reference: list[str]) -> tuple[float, float]:
+    """How far a set of cells ends from a reference set (e.g. searches on a family): the total variation between their
+    op shares over all edges, and the mean over edges of the total variation between their per-edge op distributions.
+    Single cell type spaces (nb201)."""
+    (ours,), (theirs,) = op_frequencies(space, cells).values(), op_frequencies(space, reference).values()
+    return (0.5 * float((ours.mean(0) - theirs.mean(0)).abs().sum()),
+            0.5 * float((ours - theirs).abs().sum(-1).mean()))
+
+
 def top_cell_frequencies(space, rows: list[dict[str, Any]], fraction: float) -> dict[str, list[list[float]]]:
     """Per edge, how often each op occurs among the best `fraction` of a training-free search's scored cells: the
     search's preference as a distribution over ops rather than one cell (rows: its metrics, score and genotype)."""

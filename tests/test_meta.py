@@ -509,5 +509,11 @@ def test_validation_cells_come_from_the_runs_held_out_classes_and_the_split_is_c
     (tampered / "task_split.json").write_text(json.dumps(split))
     with pytest.raises(InputError, match="differs from its task_split.json"):
         bench.validation_cells(str(tampered), "digits", 1)
+    cell = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+    (tmp_path / "genotype.json").write_text(get_space("nb201").dumps(get_space("nb201").from_text(cell)))
+    (tmp_path / "probe.json").write_text(json.dumps({"searched": "x", "genotype": cell}))
+    assert bench.search_end(str(tmp_path / "genotype.json")) == bench.search_end(str(tmp_path / "probe.json")) == cell
+    with pytest.raises(InputError, match="not a genotype.json or skip-probe record"):
+        bench.search_end(str(meta_run / "task_split.json"))
     with pytest.raises(InputError, match="was not meta-trained by imitation"):  # a diagnostic of imitation runs only
         load_benchmark("imitation_fit").imitation_fit(str(meta_run), 1)

@@ -12,7 +12,7 @@ from meta.meta_train import load_meta, pooled_targets
 from meta.model import MetaConfig
 from meta.tasks import EpisodeDistribution
 from image_sets import load_dataset
-from meta.teachers import probed_weights, skip_probe, top_cell_frequencies
+from meta.teachers import op_frequencies, probed_weights, profile_distances, skip_probe, top_cell_frequencies
 from search_spaces import get_space
 
 from .helpers import load_benchmark, run_cli
@@ -234,6 +234,20 @@ def test_the_benchmark_reuses_a_meta_run_of_the_same_design_and_redoes_one_of_an
     bench.ensure_meta(args, 0, "taskdarts", bank_dir, out)
     redone = torch.load(checkpoint, weights_only=True)
     assert redone["config"]["dataset_loss"] == 1.0 and redone["step"] == 4 and not proposal.exists()
+
+
+def test_op_profiles_and_their_distances_by_hand():
+    """op_frequencies: per edge, the share of cells with each op; profile_distances: total variation of the op shares
+    over all edges, and the mean over edges of the per-edge total variation. CONV against {CONV, POOL}: every edge is
+    half 3x3 / half pooling in the reference, so per edge TV 0.5, and the all-edge shares differ by 0.5 too."""
+    space = get_space("nb201")
+    profile = op_frequencies(space, [CONV_CELL, POOL_CELL])["cell"]
+    conv, pool = space.ops.index("nor_conv_3x3"), space.ops.index("avg_pool_3x3")
+    assert torch.all(profile[:, conv] == 0.5) and torch.all(profile[:, pool] == 0.5) and profile.sum() == 6
+    assert profile_distances(space, [CONV_CELL], [CONV_CELL, POOL_CELL]) == pytest.approx((0.5, 0.5))
+    assert profile_distances(space, [CONV_CELL], [CONV_CELL]) == (0.0, 0.0)
+    one_edge = CONV_CELL.replace("|nor_conv_3x3~0|+", "|avg_pool_3x3~0|+", 1)  # the first edge pooled
+    assert profile_distances(space, [CONV_CELL], [one_edge]) == pytest.approx((1 / 6, 1 / 6))
 
 
 def test_pooled_targets_are_each_data_sets_mean_shrunk_toward_the_banks():
