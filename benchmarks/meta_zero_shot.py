@@ -32,6 +32,7 @@ import shutil
 import statistics
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -39,7 +40,7 @@ import yaml
 
 from evaluation.compare import CompareConfig, Comparison, mean_std, search_settings
 from evaluation.nb201_table import NB201Table
-from image_sets import ImageData, load_dataset, split_indices
+from image_sets import ImageData, in_memory, load_dataset, split_indices
 from meta.meta_search import MetaSearchConfig, run_meta_search
 from meta.meta_train import load_meta, run_meta_train
 from meta.model import MetaConfig
@@ -166,11 +167,12 @@ def cifar10(args, out: Path, table: NB201Table) -> dict:
     return rows
 
 
-def held_out_data(config: MetaConfig, family: str, max_images: int) -> ImageData:
-    """All held-out classes of `family` (the run's meta-test classes), relabelled, capped per class."""
+def held_out_data(config: MetaConfig, family: str, max_images: int) -> tuple[ImageData, list[int]]:
+    """All held-out classes of `family` (the run's meta-test classes), relabelled, capped per class; and their labels
+    in the data set."""
     _, meta_test, _ = config.distributions()
     pool = next(pool for pool in meta_test.pools if family in pool.spec)
-    return class_images(pool, pool.labels(), max_images, seed=0)
+    return class_images(pool, pool.labels(), max_images, seed=0), pool.labels()
 
 
 def as_task(data: ImageData, seed: int) -> Task:
@@ -185,9 +187,11 @@ def retrain_comparison(args, out: Path) -> dict:
     results: dict = {}
     for family in args.retrain_families:
         meta_config = natural_config(args, 0)
-        data = held_out_data(meta_config, family, args.retrain_images)
+        data, labels = held_out_data(meta_config, family, args.retrain_images)
         train_index, test_index = split_indices(len(data), [0.8, 0.2], seed=0)
         train, test = data.subset(train_index), data.subset(test_index)
+        recorded = in_memory(f"{data.name} held-out classes {labels}, {len(data)} images: 80 % to search and train, "
+                             f"20 % to test (benchmarks/meta_zero_shot.py (b))")
         for seed in range(args.seeds):
             base = out / f"seed{seed}" / f"held-out-{family}"
             cells = {}
@@ -201,7 +205,8 @@ def retrain_comparison(args, out: Path) -> dict:
                 search_dir = base / f"{method}-search"
                 settings = search_settings(method, args.search_epochs, 100)
                 found = run_search(SearchConfig(space="nb201", epochs=args.search_epochs, layers=1, init_channels=8,
-                                                seed=seed, device="cpu", **settings), train, RunDir(search_dir),
+                                                seed=seed, device="cpu", dataset=recorded, **settings), train,
+                                   RunDir(search_dir),
                                    resume=finished(search_dir, "checkpoint.pt"), progress=False)
                 cells[f"{method} search"] = (SPACE.from_json(found["genotype"]), found["search_seconds"])
                 if meta_config.teacher_probe_epochs and method == meta_config.teacher_method:
@@ -216,8 +221,8 @@ def retrain_comparison(args, out: Path) -> dict:
                 run.mkdir(parents=True, exist_ok=True)
                 cell_file.write_text(SPACE.dumps(genotype) + "\n")
                 if not finished(run, "result.json"):
-                    config = RetrainConfig(genotype=str(cell_file), epochs=args.retrain_epochs, layers=2,
-                                           init_channels=16, batch_size=64, seed=seed, device="cpu")
+                    config = RetrainConfig(genotype=str(cell_file), dataset=recorded, epochs=args.retrain_epochs,
+                                           layers=2, init_channels=16, batch_size=64, seed=seed, device="cpu")
                     run_retrain(config, train, test, RunDir(run), resume=finished(run, "checkpoint.pt"),
                                 progress=False)
                 acc = json.loads((run / "result.json").read_text())["test_acc"]
@@ -248,7 +253,10 @@ def conditioning(args, out: Path) -> dict:
                 run = out / f"seed{seed}" / f"family-search-{family}{suffix}"
                 data = class_images(pool, pool.labels(), config.teacher_images, search_seed)
                 seed_everything(search_seed)
-                found = run_search(teacher_search_config(config, search_seed), data, RunDir(run),
+                recorded = in_memory(f"{data.name} held-out classes {pool.labels()}, {len(data)} images drawn with "
+                                     f"seed {search_seed} (benchmarks/meta_zero_shot.py (c))")
+                found = run_search(replace(teacher_search_config(config, search_seed), dataset=recorded), data,
+                                   RunDir(run),
                                    resume=finished(run, "checkpoint.pt"), progress=False)
                 cell = SPACE.from_json(found["genotype"])
                 if config.teacher_probe_epochs:  # the family's search ends as a teacher's does

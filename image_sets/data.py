@@ -54,6 +54,15 @@ class ImageData:
         return ImageData(self.x[indices], self.y[indices], self.classes, self.name, self.hflip, self.notes)
 
 
+IN_MEMORY = "in-memory: "
+
+
+def in_memory(description: str) -> str:
+    """The `dataset` a run records when its caller hands it images in memory (a benchmark's or a teacher's class
+    sample): says what they were, and cannot be mistaken for a data set to load (a resumed run refuses to guess)."""
+    return IN_MEMORY + description
+
+
 @dataclass
 class DataOptions:
     """Which data set a run reads: the options search, retrain and compare share (a base of their configs)."""
@@ -69,6 +78,10 @@ class DataOptions:
 
     def load(self, split: str) -> "ImageData":
         from .loaders import load_dataset
+
+        if self.dataset.startswith(IN_MEMORY):
+            raise InputError(f"this run's images were handed to it in memory ({self.dataset[len(IN_MEMORY):]}); they "
+                             f"cannot be loaded by name: rerun the command that made it")
 
         return load_dataset(self.dataset, split, self.data_root, self.download, self.image_size)
 

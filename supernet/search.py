@@ -16,6 +16,7 @@ from tqdm import tqdm
 from evaluation.accuracy import evaluate
 from image_sets import (Augment, BatchStream, DataOptions, ImageData, Preprocess, channel_stats, ordered_batches,
                         split_indices)
+from image_sets.data import IN_MEMORY
 from run_kit import InputError
 from run_kit.config import Config, require_at_least, require_choice, require_fraction, require_positive
 from run_kit.device import PRECISIONS, pick_device, require_memory, require_model_fits, seed_everything
@@ -297,8 +298,13 @@ class SearchJob(Job):
 
 def next_steps(run_path, config: SearchConfig) -> list[str]:
     """What a user does with a finished search: retrain its genotype on the same data, draw its cells."""
-    data = f" --dataset {config.dataset}" + (f" --image-size {config.image_size}" if config.image_size else "")
-    return [f"retrain it: python train.py retrain --genotype {run_path}{data} --out {run_path}/retrain",
+    if config.dataset.startswith(IN_MEMORY):  # no command can load these images by name
+        retrain = (f"retrain it: python train.py retrain --genotype {run_path} --dataset D --out {run_path}/retrain, "
+                   f"D the data set of the images it searched ({config.dataset})")
+    else:
+        data = f" --dataset {config.dataset}" + (f" --image-size {config.image_size}" if config.image_size else "")
+        retrain = f"retrain it: python train.py retrain --genotype {run_path}{data} --out {run_path}/retrain"
+    return [retrain,
             f"draw it:    python train.py visualize {run_path} --out {run_path}/cells"]
 
 

@@ -200,6 +200,29 @@ def test_resume_without_a_run_and_malformed_config_are_clear(tmp_path):
     assert code == 2 and "unknown search config keys: epoch" in stderr
 
 
+def test_a_run_on_images_handed_over_in_memory_says_so_and_is_not_resumed_on_a_guess(tmp_path):
+    """A benchmark or teacher hands a search a class sample in memory: its config.yaml records what the images were
+    (not the default data set), its retrain hint does not name a data set it never saw, and `--resume` refuses with
+    one line instead of continuing on the default digits."""
+    from image_sets import in_memory, load_dataset
+    from run_kit.run_dir import RunDir
+    from supernet.search import run_search
+
+    data = load_dataset("digits")
+    data = data.subset(torch.nonzero(data.y < 3).flatten()[:90])
+    config = SearchConfig(space="nb201", proxy="naswot", candidates=4, layers=1, init_channels=4,
+                          dataset=in_memory("digits classes 0-2, 90 images"), device="cpu")
+    out = tmp_path / "run"
+    run_search(config, data, RunDir(out), progress=False, stop_after_epoch=2)
+    assert yaml.safe_load((out / "config.yaml").read_text())["dataset"] == "in-memory: digits classes 0-2, 90 images"
+    code, _, stderr = run_cli("search", "--out", str(out), "--resume", "--no-progress")
+    assert code == 2 and len(stderr.strip().splitlines()) == 1, stderr
+    assert "handed to it in memory (digits classes 0-2, 90 images)" in stderr
+    run_search(config, data, RunDir(out), resume=True, progress=False)  # its maker can resume it
+    hint = next(line for line in (out / "log.txt").read_text().splitlines() if "retrain it:" in line)
+    assert "--dataset D " in hint and "(in-memory: digits classes 0-2, 90 images)" in hint
+
+
 def test_a_finished_run_is_not_overwritten(search_run):
     out, _ = search_run
     code, _, stderr = run_cli("search", *TINY_SEARCH, "--out", str(out))
