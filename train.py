@@ -95,7 +95,7 @@ def _add_meta_args(parser, unit: str) -> None:
                             "target (default 0; unused with --imitate-pool teacher)")
     group.add_argument("--dataset-loss", type=float,
                        help="weight of an auxiliary loss that names each episode's data set from its embedding z "
-                            "(default 0: off; ignored with --no-encoder)")
+                            "(imitate objective; default 0: off; ignored with --no-encoder)")
     group.add_argument("--teacher-method", help="the teachers' search, a compare method (default pcdarts)")
     for name in ("teacher_epochs", "teachers_per_dataset", "teacher_classes", "teacher_images"):
         group.add_argument(_flag(name), type=int)

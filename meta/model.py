@@ -174,10 +174,10 @@ class TaskDARTS(nn.Module):
             self.graph_builder = None
             self.encoder = ConstantEmbedding(config.embed_dim)
         self.controller = ArchController(self.space, config.embed_dim, config.hidden)
-        # The auxiliary head of --dataset-loss: which meta-train data set an episode came from, read linearly off z
-        # (none without the encoder: a constant z names nothing).
-        self.dataset_head = (nn.Linear(config.embed_dim, len(config.tasks))
-                             if config.use_encoder and config.dataset_loss > 0 else None)
+        # The auxiliary head of --dataset-loss (imitate objective): which meta-train data set an episode came from,
+        # read linearly off z (none without the encoder: a constant z names nothing).
+        self.dataset_head = (nn.Linear(config.embed_dim, len(config.tasks)) if config.use_encoder
+                             and config.objective == "imitate" and config.dataset_loss > 0 else None)
         self.initializer = (WeightInitializer(self.supernet.named_parameters(), config.embed_dim)
                             if config.use_initializer else None)
 
