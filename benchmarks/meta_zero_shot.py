@@ -30,6 +30,7 @@ import json
 import random
 import shutil
 import statistics
+import sys
 import time
 from collections import Counter
 from dataclasses import replace
@@ -214,20 +215,27 @@ def retrain_comparison(args, out: Path) -> dict:
                                                 base / f"{method}-skip-probe.json")
                     cells[f"{method} search + skip probe"] = (cell, found["search_seconds"] + seconds)
             for method, (genotype, seconds) in cells.items():
-                run = base / f"retrain-{method.replace(' ', '-')}"
-                cell_file = run.parent / f"{method.replace(' ', '-')}.json"
+                name = method.replace(" ", "-")
+                cell_file = base / f"{name}.json"
+                # retraining r of the cell: seed `seed + 100 r` (r = 0: the seed itself), its own run directory
+                runs = [base / (f"retrain-{name}" + (f"-r{r}" if r else "")) for r in range(args.retrain_seeds)]
                 if cell_file.is_file() and cell_file.read_text() != SPACE.dumps(genotype) + "\n":
-                    shutil.rmtree(run, ignore_errors=True)  # another cell than the one retrained there before
-                run.mkdir(parents=True, exist_ok=True)
+                    for run in [base / f"retrain-{name}", *base.glob(f"retrain-{name}-r*")]:  # another cell than
+                        shutil.rmtree(run, ignore_errors=True)                            # the one retrained there
+                base.mkdir(parents=True, exist_ok=True)
                 cell_file.write_text(SPACE.dumps(genotype) + "\n")
-                if not finished(run, "result.json"):
-                    config = RetrainConfig(genotype=str(cell_file), dataset=recorded, epochs=args.retrain_epochs,
-                                           layers=2, init_channels=16, batch_size=64, seed=seed, device="cpu")
-                    run_retrain(config, train, test, RunDir(run), resume=finished(run, "checkpoint.pt"),
-                                progress=False)
-                acc = json.loads((run / "result.json").read_text())["test_acc"]
+                accs = []
+                for r, run in enumerate(runs):
+                    if not finished(run, "result.json"):
+                        config = RetrainConfig(genotype=str(cell_file), dataset=recorded, epochs=args.retrain_epochs,
+                                               layers=2, init_channels=16, batch_size=64, seed=seed + 100 * r,
+                                               device="cpu")
+                        run_retrain(config, train, test, RunDir(run), resume=finished(run, "checkpoint.pt"),
+                                    progress=False)
+                    accs.append(json.loads((run / "result.json").read_text())["test_acc"])
                 results.setdefault(family, {}).setdefault(method, []).append(
-                    {"seed": seed, "genotype": SPACE.to_text(genotype), "test_acc": acc, "seconds": seconds})
+                    {"seed": seed, "genotype": SPACE.to_text(genotype), "test_acc": statistics.mean(accs),
+                     "retrain_accs": accs, "seconds": seconds})
     return results
 
 
@@ -276,7 +284,8 @@ def report(args, a: dict, b: dict, c: dict, out: Path) -> list[str]:
         cells = len({r["genotype"] for r in rows if r["genotype"]})
         lines.append(f"| {method} | {mean_std([r['acc'] for r in rows], '.2f', '.2f')} | "
                      f"{mean_std([r['seconds'] for r in rows], '.3g', '.2g')} | {cells or '-'} distinct |")
-    lines += ["", "(b) Held-out classes, retrained (2 cells per stage, C=16, same recipe and seed per method), test "
+    lines += ["", f"(b) Held-out classes, retrained (2 cells per stage, C=16, same recipe and seeds per method; "
+              f"{args.retrain_seeds} retraining(s) per cell and seed, averaged), test "
               "accuracy:", "", "| family | method | test accuracy | search seconds |", "|---|---|---|---|"]
     for family, methods in b.items():
         for method, rows in methods.items():
@@ -330,12 +339,17 @@ def main() -> None:
     parser.add_argument("--retrain-families", nargs="+", default=["mnist", "gtsrb"])
     parser.add_argument("--retrain-images", type=int, default=2000)
     parser.add_argument("--retrain-epochs", type=int, default=10)
+    parser.add_argument("--retrain-seeds", type=int, default=1,
+                        help="(b): retrainings of each cell (seeds s, s + 100, ...); a seed's accuracy is their mean")
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--family-searches", type=int, default=1,
                         help="(c): searches per seed on each family's held-out classes (another image sample each)")
     parser.add_argument("--parts", nargs="+", default=["a", "b", "c"], choices=("a", "b", "c"))
     parser.add_argument("--out", default="runs/meta-zero-shot")
     args = parser.parse_args()
+    if args.retrain_seeds < 1:
+        print(f"meta_zero_shot.py: error: --retrain-seeds must be at least 1, got {args.retrain_seeds}", file=sys.stderr)
+        sys.exit(2)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     table = NB201Table.load(args.table)

@@ -334,6 +334,16 @@ def test_held_out_classes_never_meet_meta_training_classes_for_any_training_seed
     assert other.split.as_dict() != splits[0]
 
 
+def test_the_zero_shot_benchmark_refuses_a_bad_retrain_count_before_any_work(tmp_path, monkeypatch, capsys):
+    bench = load_benchmark("meta_zero_shot")
+    monkeypatch.setattr("sys.argv", ["meta_zero_shot.py", "--retrain-seeds", "0", "--out", str(tmp_path / "b")])
+    with pytest.raises(SystemExit) as stopped:
+        bench.main()
+    stderr = capsys.readouterr().err.strip()
+    assert stopped.value.code == 2 and stderr.splitlines() == [stderr] and "--retrain-seeds must be at least 1" in stderr
+    assert not (tmp_path / "b").exists()
+
+
 def test_proxy_alignment_reads_only_the_validation_familys_held_out_classes(tmp_path):
     """benchmarks/proxy_alignment.py: its images are held-out classes of the config's split; its rank correlation
     handles ties (hand-computed: ranks (0.5, 0.5, 2) against (0, 1, 2) give 1.5 / sqrt(1.5 * 2))."""
