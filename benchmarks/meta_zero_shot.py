@@ -87,7 +87,8 @@ def ensure_meta(args, seed: int, method: str, bank: Path, out: Path) -> Path:
     config = natural_config(args, seed, objective="imitate", teachers=str(bank), use_encoder=METHODS[method])
     checkpoint = run / "checkpoint.pt"
     state = torch.load(checkpoint, weights_only=True) if checkpoint.is_file() else None
-    made_with = None if state is None else MetaConfig.from_dict(state["config"]).as_dict()  # options added since: defaults
+    # options added since the run was made count at their defaults
+    made_with = None if state is None else MetaConfig.from_dict(state["config"]).as_dict()
     if made_with is not None and made_with != config.as_dict():  # made with another design: redo it, and what was
         shutil.rmtree(run)                                       # proposed with it
         for proposal in (out / f"seed{seed}" / "cifar10").glob(f"{method}-*"):
@@ -348,7 +349,8 @@ def main() -> None:
     parser.add_argument("--out", default="runs/meta-zero-shot")
     args = parser.parse_args()
     if args.retrain_seeds < 1:
-        print(f"meta_zero_shot.py: error: --retrain-seeds must be at least 1, got {args.retrain_seeds}", file=sys.stderr)
+        print(f"meta_zero_shot.py: error: --retrain-seeds must be at least 1, got {args.retrain_seeds}",
+              file=sys.stderr)
         sys.exit(2)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -8,5 +8,4 @@ from .data import DataOptions, ImageData, channel_stats, in_memory, resize, spli
 from .loaders import DATASET_NAMES, load_dataset
 
 __all__ = ["Augment", "BatchStream", "Preprocess", "ordered_batches", "DataOptions", "ImageData", "channel_stats",
-           "in_memory", "resize",
-           "split_indices", "stratified_holdout", "DATASET_NAMES", "load_dataset"]
+           "in_memory", "resize", "split_indices", "stratified_holdout", "DATASET_NAMES", "load_dataset"]

@@ -90,8 +90,9 @@ def _propose(config: MetaSearchConfig, meta, task, run: RunDir, log, device: tor
     embedding = {"task": task.name, "z": z.cpu().tolist(), **({"resembles": resembles} if resembles else {})}
     atomic_write_text(run.file("embedding.json"), json.dumps(embedding) + "\n")
     atomic_write_text(run.file("genotype.json"), meta.space.dumps(genotype) + "\n")
+    nearest = max(resembles, key=resembles.get) if resembles else None
     log.info(f"{'zero-shot' if config.adapt_steps == 0 else f'{config.adapt_steps}-step'} TaskDARTS search on "
              f"{task.name} ({task.num_classes} classes) in {seconds:.1f}s: supernet query accuracy "
              f"{query_acc:.4f}, genotype {row['genotype']}"
-             + (f"; resembles {max(resembles, key=resembles.get)} (p {max(resembles.values()):.2f})" if resembles else ""))
+             + (f"; resembles {nearest} (p {resembles[nearest]:.2f})" if nearest else ""))
     return {"genotype": meta.space.to_json(genotype), "query_acc": query_acc, "seconds": round(seconds, 3)}

@@ -340,7 +340,8 @@ def test_the_zero_shot_benchmark_refuses_a_bad_retrain_count_before_any_work(tmp
     with pytest.raises(SystemExit) as stopped:
         bench.main()
     stderr = capsys.readouterr().err.strip()
-    assert stopped.value.code == 2 and stderr.splitlines() == [stderr] and "--retrain-seeds must be at least 1" in stderr
+    assert stopped.value.code == 2 and stderr.splitlines() == [stderr]
+    assert "--retrain-seeds must be at least 1" in stderr
     assert not (tmp_path / "b").exists()
 
 
