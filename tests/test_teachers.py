@@ -179,9 +179,9 @@ def test_the_dataset_loss_makes_z_name_the_data_set_of_held_out_classes(tmp_path
     stripes = _stripes_npz(tmp_path / "stripes.npz")
     bank_dir = _hand_made_bank(tmp_path, stripes, [CONV_CELL, CONV_CELL])
     out = tmp_path / "imitate"
-    code, _, stderr = run_cli("meta-train", *TINY, "--tasks", "digits", stripes, "--ways", "3", "--objective",
-                              "imitate", "--teachers", str(bank_dir), "--meta-steps", "150", "--log-every", "50",
-                              "--dataset-loss", "1", "--out", str(out), *([] if encoder else ["--no-encoder"]))
+    flags = ["--tasks", "digits", stripes, "--ways", "3", "--objective", "imitate", "--teachers", str(bank_dir),
+             "--meta-steps", "150", "--log-every", "50", "--dataset-loss", "1"]
+    code, _, stderr = run_cli("meta-train", *TINY, *flags, "--out", str(out), *([] if encoder else ["--no-encoder"]))
     assert code == 0, stderr
     header, *rows = (out / "metrics.csv").read_text().splitlines()
     meta = load_meta(str(out), torch.device("cpu")).eval()
@@ -190,6 +190,13 @@ def test_the_dataset_loss_makes_z_name_the_data_set_of_held_out_classes(tmp_path
         return
     column = header.split(",").index("dataset_acc")
     assert all(float(row.split(",")[column]) == 1.0 for row in rows[-10:])
+    cut = tmp_path / "cut"  # interrupted and resumed, the head and its optimiser state included: the same run
+    assert run_cli("meta-train", *TINY, *flags, "--out", str(cut), "--stop-after-epoch", "50")[0] == 0
+    code, _, stderr = run_cli("meta-train", "--out", str(cut), "--resume", "--no-progress")
+    assert code == 0, stderr
+    whole, resumed = (torch.load(run / "checkpoint.pt", weights_only=True)["model"] for run in (out, cut))
+    assert any(key.startswith("dataset_head") for key in whole)
+    assert all(torch.equal(whole[key], resumed[key]) for key in whole)
     _, meta_test, _ = meta.config.distributions()
     rng = random.Random(1)
     for pool in meta_test.pools:
