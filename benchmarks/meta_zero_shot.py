@@ -10,7 +10,8 @@ every data set fixed by --split-seed, the same for all seeds):
     the same supernet scale (compare's settings and seeds), and to 100 random cells per seed; every cell scored by
     its NAS-Bench-201 CIFAR-10 test accuracy (table lookup). Search seconds per method.
 (b) Held-out MNIST and GTSRB classes (no table): a seeded 80/20 split of their images; the zero-shot cell (TaskDARTS
-    and the ablation) and a DARTS search's cell, each retrained with the same small recipe and seed; test accuracy.
+    and the ablation) and a DARTS search's cell, each retrained with the same small recipe and seeds (--retrain-seeds
+    retrainings per cell, averaged); test accuracy.
 (c) Conditioning: zero-shot cells for --episodes episodes of every data set's held-out classes, how many distinct
     cells, and each family's op profile (share of edges per op, and per edge) next to where teacher-style searches on
     that family's held-out classes end (--family-searches per seed) and where its teachers ended.
@@ -20,7 +21,7 @@ images) and (b), and the families' own searches in (c) end with it.
 Everything is run to report; nothing here chooses a design (benchmarks/meta_validation.py is for that). Finished
 parts in --out are reused, so an interrupted run continues where it stopped.
 
-    python benchmarks/meta_zero_shot.py --family-searches 4 --out runs/meta-zero-shot   # about 100 min, 2 CPU cores
+    python benchmarks/meta_zero_shot.py --family-searches 4 --retrain-seeds 3 --out runs/meta-zero-shot   # ~110 min
 """
 from __future__ import annotations
 
