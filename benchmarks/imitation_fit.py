@@ -22,17 +22,19 @@ from meta.meta_train import MetaTrainJob, load_meta
 from run_kit import InputError
 
 
-def imitation_fit(run: str, episodes: int, seed: int = 0) -> dict[str, dict[str, float]]:
-    """Per data set: {"cell_fit", "edge_fit"} over `episodes` episodes of each of its teachers' classes. The targets are
-    rebuilt from the run's config and bank exactly as meta-training built them."""
+def imitation_fit(run: str, episodes: int, seed: int = 0) -> dict[str, dict]:
+    """Per data set: {"cell_fit", "edge_fit"} over `episodes` episodes of each of its teachers' classes, and "targets":
+    the distinct cells its teachers' targets put first (one with pooled targets). The targets are rebuilt from the
+    run's config and bank exactly as meta-training built them."""
     meta = load_meta(run, torch.device("cpu")).eval()
     if meta.config.objective != "imitate":
         raise InputError(f"{run} was not meta-trained by imitation (objective {meta.config.objective})")
     job = MetaTrainJob(meta.config, torch.device("cpu"))
     rng = random.Random(seed)
-    cells, edges = defaultdict(list), defaultdict(list)
+    cells, edges, targets = defaultdict(list), defaultdict(list), defaultdict(set)
     with torch.no_grad():
         for distribution, target, dataset in zip(job.teacher_episodes, job.teacher_targets, job.teacher_datasets):
+            targets[meta.config.tasks[dataset]].add(meta.space.to_text(meta.space.derive_from_weights(target)))
             for _ in range(episodes):
                 logits = meta.start(meta.embed([distribution.sample(rng)])[0]).logits
                 hits = torch.cat([(logits[k].argmax(-1) == target[k].argmax(-1)).flatten() for k in logits]).float()
@@ -40,7 +42,8 @@ def imitation_fit(run: str, episodes: int, seed: int = 0) -> dict[str, dict[str,
                 edges[name].append(float(hits.mean()))
                 cells[name].append(float(hits.min()))
     return {name: {"cell_fit": round(sum(cells[name]) / len(cells[name]), 3),
-                   "edge_fit": round(sum(edges[name]) / len(edges[name]), 3)} for name in cells}
+                   "edge_fit": round(sum(edges[name]) / len(edges[name]), 3), "targets": sorted(targets[name])}
+            for name in cells}
 
 
 def main() -> None:
