@@ -18,6 +18,7 @@ from collections import defaultdict
 
 import torch
 
+from meta.controller import target_matches
 from meta.meta_train import MetaTrainJob, load_meta
 from run_kit import InputError
 
@@ -34,11 +35,11 @@ def imitation_fit(run: str, episodes: int, seed: int = 0) -> dict[str, dict]:
     cells, edges, targets = defaultdict(list), defaultdict(list), defaultdict(set)
     with torch.no_grad():
         for distribution, target, dataset in zip(job.teacher_episodes, job.teacher_targets, job.teacher_datasets):
-            targets[meta.config.tasks[dataset]].add(meta.space.to_text(meta.space.derive_from_weights(target)))
+            name = meta.config.tasks[dataset]
+            targets[name].add(meta.space.to_text(meta.space.derive_from_weights(target)))
             for _ in range(episodes):
                 logits = meta.start(meta.embed([distribution.sample(rng)])[0]).logits
-                hits = torch.cat([(logits[k].argmax(-1) == target[k].argmax(-1)).flatten() for k in logits]).float()
-                name = meta.config.tasks[dataset]
+                hits = target_matches({k: v[None] for k, v in logits.items()}, [target])[0].float()
                 edges[name].append(float(hits.mean()))
                 cells[name].append(float(hits.min()))
     return {name: {"cell_fit": round(sum(cells[name]) / len(cells[name]), 3),

@@ -45,9 +45,9 @@ def validation_cells(run: str, family: str, episodes: int, seed: int = 0, ways: 
     pools = [pool for pool in getattr(meta_test, "pools", []) if family in pool.spec]
     if not pools:
         raise InputError(f"{run}: no held-out classes of a data set matching '{family}'")
-    if ways is not None and not 1 <= ways <= min(len(pool.members) for pool in pools):
-        raise InputError(f"--ways must lie between 1 and the family's {min(len(p.members) for p in pools)} held-out "
-                         f"classes, got {ways}")
+    held_out = min(len(pool.members) for pool in pools)
+    if ways is not None and not 1 <= ways <= held_out:
+        raise InputError(f"--ways must lie between 1 and the family's {held_out} held-out classes, got {ways}")
     distribution = (EpisodeDistribution(pools, c.ways, c.split_sizes, c.max_ways) if ways is None
                     else EpisodeDistribution(pools, ways, c.split_sizes))
     rng = random.Random(seed)
@@ -96,7 +96,7 @@ def main() -> None:
         print(f"meta_validation.py: error: {err}", file=sys.stderr)
         sys.exit(2)
     scores = [getattr(table.lookup(g), args.column) for _, g, _ in cells]
-    space = load_meta(args.run, torch.device("cpu")).space
+    space = get_space("nb201")  # validation_cells loaded the run as an nb201 meta-model
     distinct = {space.to_text(g) for _, g, _ in cells}
     named = [n for _, _, n in cells if n is not None]
     distances = profile_distances(space, [space.to_text(g) for _, g, _ in cells], searches) if searches else None

@@ -63,6 +63,13 @@ def imitation_loss(logits: dict[str, torch.Tensor], targets: list[dict[str, torc
     return total / edges
 
 
+def target_matches(logits: dict[str, torch.Tensor], targets: list[dict[str, torch.Tensor]]) -> torch.Tensor:
+    """[B, E] (E: the edges of all cell types): whether each edge's most likely op under the policy is the one its
+    target q_i puts first. logits {cell_type: [B, edges, ops]}; targets, per task, {cell_type: [edges, ops]}."""
+    return torch.cat([value.argmax(-1).cpu() == torch.stack([t[k] for t in targets]).argmax(-1).cpu()
+                      for k, value in logits.items()], dim=1)
+
+
 def policy_entropy(logits: dict[str, torch.Tensor]) -> torch.Tensor:
     """H(pi): the sum over edges of the entropy of each edge's Categorical."""
     return sum(dist.entropy().sum() for dist in policy(logits).values())

@@ -39,7 +39,7 @@ from supernet.relaxation import DiscreteRelaxation
 from supernet.search import logits_entropy
 
 from .adapt import adapt, split_batch, split_metrics
-from .controller import PolicyGradient, imitation_loss, sample_architecture
+from .controller import PolicyGradient, imitation_loss, sample_architecture, target_matches
 from .model import MetaConfig, TaskDARTS
 from .tasks import ClassPool, EpisodeDistribution
 from .teachers import TeacherBank, op_frequencies
@@ -239,9 +239,7 @@ class MetaTrainJob(Job):
         torch.nn.utils.clip_grad_norm_(self.model.outer_parameters(), config.grad_clip)
         self.optimizer.step()
         with torch.no_grad():  # the share of edges whose most likely op is the teacher's; mean edge entropy
-            hits = [(value.argmax(-1).cpu() == torch.stack([t[k] for t in targets]).argmax(-1)).float()
-                    for k, value in logits.items()]
-            match = float(torch.cat([h.flatten() for h in hits]).mean())
+            match = float(target_matches(logits, targets).float().mean())
             entropy = sum(logits_entropy(logits).values()) / len(logits)
         self.done += 1
         row = {"meta_step": self.done, "imitation_loss": round(imitation.item(), 6),
