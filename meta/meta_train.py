@@ -42,7 +42,7 @@ from .adapt import adapt, split_batch, split_metrics
 from .controller import PolicyGradient, imitation_loss, sample_architecture, target_matches
 from .model import MetaConfig, TaskDARTS
 from .tasks import ClassPool, EpisodeDistribution
-from .teachers import TeacherBank, op_frequencies
+from .teachers import TeacherBank, op_frequencies, pooled_targets
 
 
 class MetaTrainJob(Job):
@@ -274,21 +274,6 @@ class MetaTrainJob(Job):
         score = ("teacher_match",) if self.config.objective == "imitate" else ("outer_acc",)
         return {"meta_step": self.done, **{key: last.get(key) for key in score},
                 "distinct_genotypes": last.get("distinct_genotypes")}
-
-
-def pooled_targets(groups: list[str], targets: list[dict[str, torch.Tensor]], prior: float
-                   ) -> list[dict[str, torch.Tensor]]:
-    """Per teacher k of group d (its data set): q_d = (sum_{j in d} q_j + w qbar) / (n_d + w), qbar the mean of all
-    targets. Teachers of one data set are replicate searches on random class subsets of it; their mean estimates where
-    a search on that data set ends, without the single search's noise, and w pseudo-teachers shrink a small group's
-    mean toward the bank's."""
-    mean = {key: torch.stack([t[key] for t in targets]).mean(0) for key in targets[0]}
-    pooled = {}
-    for group in set(groups):
-        members = [t for g, t in zip(groups, targets) if g == group]
-        pooled[group] = {key: (torch.stack([t[key] for t in members]).sum(0) + prior * mean[key])
-                         / (len(members) + prior) for key in mean}
-    return [pooled[group] for group in groups]
 
 
 def run_meta_train(config: MetaConfig, run: RunDir, resume: bool = False, stop_after_step: int | None = None,

@@ -20,6 +20,7 @@ Held-out classes never enter a teacher: the classes come from the run's meta-tra
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import random
@@ -80,12 +81,17 @@ def teacher_classes(config, split) -> list[tuple[str, list[int]]]:
 TOP_FRACTION = 0.1
 
 
+def cell_one_hots(space, genotypes: list[str]) -> dict[str, torch.Tensor]:
+    """Per cell type [cells, edges, ops]: each cell's (genotype text's) op on each edge, one-hot."""
+    per_cell = [{k: F.one_hot(v.argmax(-1), v.shape[-1]).float()
+                 for k, v in space.logits_of(space.from_text(genotype)).items()} for genotype in genotypes]
+    return {k: torch.stack([h[k] for h in per_cell]) for k in per_cell[0]}
+
+
 def op_frequencies(space, genotypes: list[str]) -> dict[str, torch.Tensor]:
     """Per cell type [edges, ops]: the share of the cells (genotype texts) that put each op on each edge; one cell's
     is its one-hot."""
-    one_hots = [{k: F.one_hot(v.argmax(-1), v.shape[-1]).float()
-                 for k, v in space.logits_of(space.from_text(genotype)).items()} for genotype in genotypes]
-    return {k: torch.stack([h[k] for h in one_hots]).mean(0) for k in one_hots[0]}
+    return {k: v.mean(0) for k, v in cell_one_hots(space, genotypes).items()}
 
 
 def profile_distances(space, cells: list[str], reference: list[str]) -> tuple[float, float]:
@@ -95,6 +101,82 @@ def profile_distances(space, cells: list[str], reference: list[str]) -> tuple[fl
     (ours,), (theirs,) = op_frequencies(space, cells).values(), op_frequencies(space, reference).values()
     return (0.5 * float((ours.mean(0) - theirs.mean(0)).abs().sum()),
             0.5 * float((ours - theirs).abs().sum(-1).mean()))
+
+
+def pooled_targets(groups: list[str], targets: list[dict[str, torch.Tensor]], prior: float
+                   ) -> list[dict[str, torch.Tensor]]:
+    """Per teacher k of group d (its data set): q_d = (sum_{j in d} q_j + w qbar) / (n_d + w), qbar the mean of all
+    targets (w = inf: qbar itself, the limit). Teachers of one data set are replicate searches on random class subsets
+    of it; their mean estimates where a search on that data set ends, without the single search's noise, and w
+    pseudo-teachers shrink a small group's mean toward the bank's."""
+    mean = {key: torch.stack([t[key] for t in targets]).mean(0) for key in targets[0]}
+    pooled = {}
+    for group in set(groups):
+        members = [t for g, t in zip(groups, targets) if g == group]
+        pooled[group] = (dict(mean) if math.isinf(prior) else
+                         {key: (torch.stack([t[key] for t in members]).sum(0) + prior * mean[key])
+                          / (len(members) + prior) for key in mean})
+    return [pooled[group] for group in groups]
+
+
+def _edges_one_hot(space, genotypes: list[str]) -> torch.Tensor:
+    """[cells, edges of all cell types, ops]."""
+    return torch.cat(list(cell_one_hots(space, genotypes).values()), dim=1)
+
+
+def _between_groups(one_hot: torch.Tensor, labels: torch.Tensor, count: int) -> float:
+    profiles = [one_hot[labels == g].mean(0) for g in range(count)]
+    return float(torch.stack([0.5 * (a - b).abs().sum(-1).mean()
+                              for a, b in itertools.combinations(profiles, 2)]).mean())
+
+
+def dataset_dependence(space, groups: list[str], genotypes: list[str], shuffles: int = 2000, seed: int = 0
+                       ) -> dict[str, Any]:
+    """Whether searches end in different places on different data sets, beyond the spread of one data set's searches:
+    a permutation test. Statistic: the mean over pairs of data sets of the per-edge total variation between their op
+    profiles (profile_distances' second number); null: the statistic with the data-set labels shuffled (group sizes
+    kept); p = (1 + #{shuffled >= observed}) / (1 + shuffles). What a task-conditioned proposal can learn from a bank
+    beyond its overall vote is this difference; a large p says the bank shows none."""
+    names = sorted(set(groups))
+    if len(names) < 2:
+        raise InputError("testing the teachers' dependence on the data set needs teachers of at least 2 data sets")
+    one_hot = _edges_one_hot(space, genotypes)
+    labels = torch.tensor([names.index(g) for g in groups])
+    observed = _between_groups(one_hot, labels, len(names))
+    generator = torch.Generator().manual_seed(seed)
+    null = torch.tensor([_between_groups(one_hot, labels[torch.randperm(len(labels), generator=generator)],
+                                         len(names)) for _ in range(shuffles)])
+    return {"teachers_per_dataset": {name: groups.count(name) for name in names}, "statistic": round(observed, 4),
+            "shuffled_mean": round(float(null.mean()), 4),
+            "p_value": round((1 + int((null >= observed - 1e-9).sum())) / (1 + shuffles), 4), "shuffles": shuffles}
+
+
+def leave_one_out(space, groups: list[str], genotypes: list[str], priors: list[float]) -> dict[float, dict[str, float]]:
+    """How well a pooled target predicts where a search it never saw ends: for each teacher k, the pooled target of k's
+    data set from the *other* teachers (pooled_targets of their cells, prior w), its most likely op per edge (ties
+    broken by the other teachers' mean) against k's cell. Per prior: edge_agreement (share of edges), cell_agreement
+    (share of whole cells) and probability (the target's mean mass on k's op). Teachers alone in their data set are
+    left out for every prior (w = 0 has no target for them)."""
+    one_hot = _edges_one_hot(space, genotypes)
+    scored = [k for k, group in enumerate(groups) if groups.count(group) > 1]
+    if not scored or len(groups) < 3:
+        raise InputError("leave-one-out needs a data set with at least 2 teachers and at least 3 teachers in all")
+    results = {}
+    for prior in priors:
+        edges, cells, mass = [], [], []
+        for k in scored:
+            others = [j for j in range(len(groups)) if j != k]
+            targets = pooled_targets([groups[j] for j in others], [{"edges": one_hot[j]} for j in others], prior)
+            target = targets[[groups[j] for j in others].index(groups[k])]["edges"]
+            mean = one_hot[others].mean(0)
+            hits = (target + 1e-6 * mean).argmax(-1) == one_hot[k].argmax(-1)
+            edges.append(float(hits.float().mean()))
+            cells.append(float(hits.all()))
+            mass.append(float((target * one_hot[k]).sum(-1).mean()))
+        results[prior] = {"edge_agreement": round(sum(edges) / len(edges), 4),
+                          "cell_agreement": round(sum(cells) / len(cells), 4),
+                          "probability": round(sum(mass) / len(mass), 4), "teachers": len(scored)}
+    return results
 
 
 def top_cell_frequencies(space, rows: list[dict[str, Any]], fraction: float) -> dict[str, list[list[float]]]:
@@ -263,9 +345,28 @@ class TeacherJob(Job):
                 "teachers": [asdict(t) for t in self.teachers]}
         return {TEACHERS_FILE: json.dumps(bank, indent=1) + "\n"}
 
+    def dependence(self) -> dict[str, Any] | None:
+        """dataset_dependence of the finished teachers' cells (None with one data set or none finished)."""
+        groups = [teacher.spec for teacher in self.teachers]
+        if len(set(groups)) < 2:
+            return None
+        return dataset_dependence(get_space(self.config.space), groups, [t.genotype for t in self.teachers])
+
+    def final_lines(self, run_path) -> list[str]:
+        test = self.dependence()
+        if test is None:
+            return []
+        return [f"do the teachers end differently on different data sets? per-edge distance between the data sets' "
+                f"op profiles {test['statistic']:.3f}, with the labels shuffled {test['shuffled_mean']:.3f}: p = "
+                f"{test['p_value']:.3f}" + (" (no evidence at the 5 % level: task conditioning has little to learn "
+                                            "here beyond the bank's vote; see benchmarks/teacher_signal.py)"
+                                            if test["p_value"] > 0.05 else "")]
+
     def result(self) -> dict[str, Any]:
+        test = self.dependence() if self.done == self.total else None
         return {"teachers": self.done, "distinct_genotypes": len({t.genotype for t in self.teachers}),
-                "seconds": round(sum(t.seconds for t in self.teachers), 1)}
+                "seconds": round(sum(t.seconds for t in self.teachers), 1),
+                **({"dataset_dependence_p": test["p_value"]} if test else {})}
 
 
 def run_teachers(config, run: RunDir, resume: bool = False, stop_after: int | None = None,
@@ -291,6 +392,21 @@ class TeacherBank:
     def load(cls, path: str | Path, space_name: str, split: TaskSplit) -> "TeacherBank":
         """The bank at `path`, refused unless it was made in `space_name` with exactly `split` (the imitating run's
         class split) and its teachers' classes lie in that split's meta-train part."""
+        bank = cls.read(path, space_name)
+        file = Path(path) / TEACHERS_FILE if Path(path).is_dir() else Path(path)
+        if bank.split != split.as_dict():
+            raise InputError(f"teacher bank {file} was made with another class split than this run's (other tasks, "
+                             f"--split-seed or --meta-test-fraction); its teachers could have seen held-out classes")
+        for teacher in bank.teachers:
+            if not set(teacher.labels) <= set(split.meta_train.get(teacher.spec, [])):
+                raise InputError(f"teacher bank {file}: a teacher of {teacher.spec} searched classes outside this "
+                                 f"run's meta-train split")
+        return bank
+
+    @classmethod
+    def read(cls, path: str | Path, space_name: str | None = None) -> "TeacherBank":
+        """The bank at `path` (a teachers.json or its run directory), refused unless it is a well-formed bank of
+        `space_name` (default: the space it names): its cells parse and its op weights have the space's shapes."""
         path = Path(path)
         file = path / TEACHERS_FILE if path.is_dir() else path
         if not file.is_file():
@@ -304,12 +420,9 @@ class TeacherBank:
             bank = cls(raw["space"], raw["split"], [Teacher(**t) for t in raw["teachers"]])
         except (ValueError, KeyError, TypeError) as err:
             raise InputError(f"{file} is not a teacher bank ({type(err).__name__}: {err})"[:300]) from None
-        space = get_space(space_name)
+        space = get_space(bank.space if space_name is None else space_name)
         if bank.space != space.name:
             raise InputError(f"teacher bank {file} is for the {bank.space} space, not {space.name}")
-        if bank.split != split.as_dict():
-            raise InputError(f"teacher bank {file} was made with another class split than this run's (other tasks, "
-                             f"--split-seed or --meta-test-fraction); its teachers could have seen held-out classes")
         if not bank.teachers:
             raise InputError(f"teacher bank {file} holds no teachers")
         shapes = space.logits_shapes()
@@ -326,7 +439,4 @@ class TeacherBank:
                     or not all(bool(torch.isfinite(v).all() and (v >= 0).all()) for v in weights.values())):
                 raise InputError(f"teacher bank {file}: a teacher's op weights must be non-negative arrays of shapes "
                                  f"{ {k: list(v) for k, v in shapes.items()} }")
-            if not set(teacher.labels) <= set(split.meta_train.get(teacher.spec, [])):
-                raise InputError(f"teacher bank {file}: a teacher of {teacher.spec} searched classes outside this "
-                                 f"run's meta-train split")
         return bank

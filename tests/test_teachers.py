@@ -1,5 +1,6 @@
 """Teacher searches and the imitate meta-objective (meta/teachers.py, MetaTrainJob.imitation_unit)."""
 import json
+import math
 import random
 
 import numpy as np
@@ -8,11 +9,13 @@ import torch
 import torch.nn.functional as F
 
 from meta.controller import imitation_loss
-from meta.meta_train import load_meta, pooled_targets
+from meta.meta_train import load_meta
 from meta.model import MetaConfig
 from meta.tasks import EpisodeDistribution
 from image_sets import load_dataset
-from meta.teachers import op_frequencies, probed_weights, profile_distances, skip_probe, top_cell_frequencies
+from meta.teachers import (dataset_dependence, leave_one_out, op_frequencies, pooled_targets, probed_weights,
+                           profile_distances, skip_probe, top_cell_frequencies)
+from run_kit import InputError
 from search_spaces import get_space
 
 from .helpers import load_benchmark, run_cli
@@ -26,7 +29,24 @@ def bank(tmp_path_factory):
     out = tmp_path_factory.mktemp("teachers") / "bank"
     code, stdout, stderr = run_cli("teachers", *TINY_TEACHERS, "--out", str(out))
     assert code == 0, stderr
+    (out / "stdout.json").write_text(stdout)
     return out
+
+
+def test_a_finished_bank_reports_whether_its_teachers_depend_on_the_data_set(bank, tmp_path):
+    """The permutation test over the bank's own cells, in the log and the result (the numbers: tests below); a bank
+    of one data set has nothing to test."""
+    assert "dataset_dependence_p" not in json.loads((bank / "stdout.json").read_text())
+    stripes = _stripes_npz(tmp_path / "stripes.npz")
+    out = tmp_path / "two"
+    code, stdout, stderr = run_cli("teachers", *TINY_TEACHERS, "--tasks", "digits", stripes, "--out", str(out))
+    assert code == 0, stderr
+    saved = json.loads((out / "teachers.json").read_text())
+    assert {t["spec"] for t in saved["teachers"]} == {"digits", stripes}
+    expected = dataset_dependence(get_space("nb201"), [t["spec"] for t in saved["teachers"]],
+                                  [t["genotype"] for t in saved["teachers"]])
+    assert json.loads(stdout)["dataset_dependence_p"] == expected["p_value"]
+    assert f"p = {expected['p_value']:.3f}" in (out / "log.txt").read_text()
 
 
 def test_teachers_search_only_meta_training_classes(bank):
@@ -267,6 +287,68 @@ def test_pooled_targets_are_each_data_sets_mean_shrunk_toward_the_banks():
     assert torch.allclose(pooled[1]["cell"], torch.tensor([[3 / 5, 2 / 5]]))
     assert torch.allclose(pooled[3]["cell"], torch.tensor([[1 / 3, 2 / 3]]))
     assert all(torch.allclose(t["cell"].sum(-1), torch.ones(1)) for t in pooled)
+    pooled = pooled_targets(groups, one_hot, prior=math.inf)  # the limit: every target is the bank's mean
+    assert all(torch.equal(t["cell"], torch.tensor([[0.5, 0.5]])) for t in pooled)
+
+
+def test_the_permutation_test_finds_data_set_dependence_only_where_the_cells_differ():
+    """Five teachers per data set: all conv against all pooling (per-edge distance 1; only the 2 of the 252 label
+    splits that separate them reach it), and the same mix of both cells in each data set (distance 0: p = 1)."""
+    space, groups = get_space("nb201"), ["a"] * 5 + ["b"] * 5
+    apart = dataset_dependence(space, groups, [CONV_CELL] * 5 + [POOL_CELL] * 5, shuffles=500)
+    assert apart["statistic"] == 1.0 and apart["p_value"] < 0.05 and apart["shuffled_mean"] < 0.5
+    assert apart["teachers_per_dataset"] == {"a": 5, "b": 5}
+    mixed = [CONV_CELL, POOL_CELL, CONV_CELL, POOL_CELL, CONV_CELL] * 2
+    together = dataset_dependence(space, groups, mixed, shuffles=500)
+    assert together["statistic"] == 0.0 and together["p_value"] == 1.0
+    with pytest.raises(InputError, match="at least 2 data sets"):
+        dataset_dependence(space, ["a"] * 3, [CONV_CELL] * 3)
+
+
+def test_leave_one_out_credits_the_data_sets_vote_only_where_data_sets_differ():
+    """By hand. Apart (a: 3 conv teachers, b: 3 pooling): a's vote from its 2 others is conv (w = 0 and 1: every edge
+    right, target mass 1 and (2 + 0.4) / 3 on it), the others' bank vote is pooling (3 of 5: every edge wrong, mass
+    2/5). Shared (each data set: conv, conv, pooling): the conv teachers are predicted and the pooling ones are not,
+    by either vote (ties go to the others' mean, conv)."""
+    space = get_space("nb201")
+    apart = leave_one_out(space, ["a"] * 3 + ["b"] * 3, [CONV_CELL] * 3 + [POOL_CELL] * 3, [0.0, 1.0, math.inf])
+    assert apart[0.0] == {"edge_agreement": 1.0, "cell_agreement": 1.0, "probability": 1.0, "teachers": 6}
+    assert apart[1.0]["edge_agreement"] == 1.0 and apart[1.0]["probability"] == pytest.approx(0.8, abs=1e-4)
+    assert apart[math.inf]["edge_agreement"] == 0.0 and apart[math.inf]["probability"] == pytest.approx(0.4)
+    shared = leave_one_out(space, ["a"] * 3 + ["b"] * 3, [CONV_CELL, CONV_CELL, POOL_CELL] * 2, [0.0, math.inf])
+    assert shared[0.0]["edge_agreement"] == shared[math.inf]["edge_agreement"] == pytest.approx(2 / 3, abs=1e-4)
+    alone = leave_one_out(space, ["a", "a", "a", "b"], [CONV_CELL] * 3 + [POOL_CELL], [0.0])  # b's teacher: no vote
+    assert alone[0.0]["teachers"] == 3
+
+
+def test_teacher_signal_reports_a_hand_made_bank_and_refuses_bad_input(tmp_path, monkeypatch, capsys):
+    """benchmarks/teacher_signal.py on a bank whose digit teachers ended at conv cells and stripe teachers at pooling:
+    p < 0.05 and the data set's own vote (w = 0) predicts every left-out teacher; bad input is one line, exit 2."""
+    stripes = _stripes_npz(tmp_path / "stripes.npz")
+    bank_dir = _hand_made_bank(tmp_path, stripes, [CONV_CELL] * 5 + [POOL_CELL] * 5)
+    bench = load_benchmark("teacher_signal")
+    signal = bench.bank_signal(bench.read_banks([str(bank_dir)]), [0.0, math.inf], shuffles=300)
+    assert signal["dependence"]["p_value"] < 0.05
+    assert signal["dependence"]["teachers_per_dataset"] == {"digits": 5, "stripes": 5}
+    assert signal["leave_one_out"][0.0]["cell_agreement"] == 1.0
+    assert signal["leave_one_out"][math.inf]["cell_agreement"] == 0.0
+    monkeypatch.setattr("sys.argv", ["teacher_signal.py", str(bank_dir), str(bank_dir), "--shuffles", "50"])
+    bench.main()
+    out = capsys.readouterr().out
+    assert "| all 2 banks | 10 |" in out and out.count("\n") == 5  # header, rule, 2 banks, both
+    other = json.loads((bank_dir / "teachers.json").read_text())
+    other["split"] = {"seed": 1}
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    for argv, message in [([str(tmp_path / "none")], "no teachers.json"),
+                          ([str(bank_dir), "--shuffles", "0"], "--shuffles must be at least 1"),
+                          ([str(bank_dir), "--priors", "-1"], "--priors must be non-negative"),
+                          ([str(bank_dir), str(tmp_path / "other.json")], "another space or class split"),
+                          ([stripes.split(":", 1)[1]], "is not a teacher bank")]:
+        monkeypatch.setattr("sys.argv", ["teacher_signal.py", *argv])
+        with pytest.raises(SystemExit) as stopped:
+            bench.main()
+        stderr = capsys.readouterr().err.strip()
+        assert stopped.value.code == 2 and stderr.splitlines() == [stderr] and message in stderr, stderr
 
 
 def test_a_bank_made_with_another_split_is_refused(bank, tmp_path):
