@@ -47,8 +47,8 @@ from meta.meta_search import MetaSearchConfig, run_meta_search
 from meta.meta_train import load_meta, run_meta_train
 from meta.model import MetaConfig
 from meta.tasks import EpisodeDistribution, Task
-from meta.teachers import (TEACHERS_FILE, class_images, op_frequencies, profile_distances, run_teachers,
-                           skip_probe, teacher_search_config)
+from meta.teachers import (TEACHERS_FILE, class_images, dataset_dependence, op_frequencies, profile_distances,
+                           run_teachers, skip_probe, teacher_search_config)
 from run_kit.device import seed_everything
 from run_kit.run_dir import RunDir
 from search_spaces import get_space
@@ -307,6 +307,15 @@ def report(args, a: dict, b: dict, c: dict, out: Path) -> list[str]:
             shares = op_frequencies(SPACE, cells)["cell"].mean(0)
             lines.append(f"| {family} | {source} | {len(set(cells))} | " + " | ".join(f"{share:.2f}" for share in shares)
                          + "".join(f" | {whole:.2f} / {per_edge:.2f}" for whole, per_edge in distances) + " |")
+    if len(c) > 1:
+        lines.append("\nDo the families' own searches end in different places at all? Permutation test of the family "
+                     "labels (meta/teachers.py dataset_dependence: mean per-edge distance between the families' "
+                     "profiles against the same with the labels shuffled, 2,000 shuffles):")
+        for source in ("family search", "family teachers"):
+            groups = [family for family, sources in c.items() for _ in sources[source]]
+            test = dataset_dependence(SPACE, groups, [cell for sources in c.values() for cell in sources[source]])
+            lines.append(f"- {source}: {test['statistic']:.3f} against {test['shuffled_mean']:.3f} shuffled, "
+                         f"p = {test['p_value']:.3f}")
     for method in METHODS:
         every = {cell for sources in c.values() for cell in sources[method]}
         modal = [len({Counter(sources[method][seed * args.episodes:(seed + 1) * args.episodes]).most_common(1)[0][0]
