@@ -31,6 +31,7 @@ import torch
 import yaml
 
 from evaluation.nb201_table import NB201Table
+from evaluation.ranking import spearman
 from image_sets import ImageData, split_indices
 from meta.model import MetaConfig
 from meta.teachers import class_images, probe_accuracy
@@ -43,26 +44,6 @@ SPACE = get_space("nb201")
 COLUMNS = ("imagenet16_120", "cifar100")
 CONVS = ("nor_conv_1x1", "nor_conv_3x3")
 RESIDUAL_CHOICES = ("skip_connect", "nor_conv_1x1", "nor_conv_3x3")
-
-
-def spearman(a: list[float], b: list[float]) -> float:
-    """Spearman's rho (average ranks for ties)."""
-    def ranks(values):
-        order = sorted(range(len(values)), key=values.__getitem__)
-        result = [0.0] * len(values)
-        i = 0
-        while i < len(order):
-            j = i
-            while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-                j += 1
-            for k in range(i, j + 1):
-                result[order[k]] = (i + j) / 2
-            i = j + 1
-        return result
-    ra, rb = ranks(a), ranks(b)
-    ma, mb = statistics.mean(ra), statistics.mean(rb)
-    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb))
-    return cov / (sum((x - ma) ** 2 for x in ra) * sum((y - mb) ** 2 for y in rb)) ** 0.5
 
 
 def validation_images(config_path: str, family: str, classes: int, images: int, seed: int) -> ImageData:
