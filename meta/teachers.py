@@ -271,6 +271,7 @@ class TeacherJob(Job):
         self.done = 0
         self.teachers: list[Teacher] = []
         self.metrics: list[dict[str, Any]] = []
+        self._dependence: tuple[int, dict[str, Any]] | None = None  # (teachers tested, dataset_dependence)
 
     def describe(self) -> str:
         c = self.config
@@ -346,11 +347,15 @@ class TeacherJob(Job):
         return {TEACHERS_FILE: json.dumps(bank, indent=1) + "\n"}
 
     def dependence(self) -> dict[str, Any] | None:
-        """dataset_dependence of the finished teachers' cells (None with one data set or none finished)."""
+        """dataset_dependence of the teachers' cells so far (None with fewer than 2 data sets), computed once per
+        number of teachers (the log and the result ask for the same)."""
         groups = [teacher.spec for teacher in self.teachers]
         if len(set(groups)) < 2:
             return None
-        return dataset_dependence(get_space(self.config.space), groups, [t.genotype for t in self.teachers])
+        if self._dependence is None or self._dependence[0] != len(groups):
+            self._dependence = (len(groups), dataset_dependence(get_space(self.config.space), groups,
+                                                                [t.genotype for t in self.teachers]))
+        return self._dependence[1]
 
     def final_lines(self, run_path) -> list[str]:
         test = self.dependence()
