@@ -76,6 +76,15 @@ def finished(run: Path, marker: str) -> bool:
     return (run / marker).is_file()
 
 
+def retrained_with(run: Path, epochs: int) -> bool:
+    """Whether `run` holds a finished retraining of `epochs` epochs. A retraining of another length, finished or not,
+    is removed: a rerun with another --retrain-epochs redoes it rather than reporting (or resuming) the old recipe."""
+    config = run / "config.yaml"
+    if config.is_file() and (yaml.safe_load(config.read_text()) or {}).get("epochs") != epochs:
+        shutil.rmtree(run)
+    return finished(run, "result.json")
+
+
 def ensure_teachers(args, seed: int, out: Path) -> Path:
     run = out / f"seed{seed}" / "teachers"
     if not finished(run, TEACHERS_FILE):
@@ -228,7 +237,7 @@ def retrain_comparison(args, out: Path) -> dict:
                 cell_file.write_text(SPACE.dumps(genotype) + "\n")
                 accs = []
                 for r, run in enumerate(runs):
-                    if not finished(run, "result.json"):
+                    if not retrained_with(run, args.retrain_epochs):
                         config = RetrainConfig(genotype=str(cell_file), dataset=recorded, epochs=args.retrain_epochs,
                                                layers=2, init_channels=16, batch_size=64, seed=seed + 100 * r,
                                                device="cpu")
@@ -279,20 +288,26 @@ def conditioning(args, out: Path) -> dict:
 
 
 def report(args, a: dict, b: dict, c: dict, out: Path) -> list[str]:
-    lines = [f"Seeds: {args.seeds}; NAS-Bench-201 supernet C=8, 1 cell per stage, 16 px; mean ± std over seeds.", "",
-             "(a) CIFAR-10 (held out of meta-training), cells for the CIFAR-10 training images, NAS-Bench-201 CIFAR-10 "
-             "test accuracy (%):", "", "| method | NB201 CIFAR-10 | search seconds | cells |", "|---|---|---|---|"]
+    """The report of the parts that ran (a part not asked for has no section)."""
+    lines = [f"Seeds: {args.seeds}; NAS-Bench-201 supernet C=8, 1 cell per stage, 16 px; mean ± std over seeds."]
+    if a:
+        lines += ["", "(a) CIFAR-10 (held out of meta-training), cells for the CIFAR-10 training images, NAS-Bench-201 "
+                  "CIFAR-10 test accuracy (%):", "", "| method | NB201 CIFAR-10 | search seconds | cells |",
+                  "|---|---|---|---|"]
     for method, rows in a.items():
         cells = len({r["genotype"] for r in rows if r["genotype"]})
         lines.append(f"| {method} | {mean_std([r['acc'] for r in rows], '.2f', '.2f')} | "
                      f"{mean_std([r['seconds'] for r in rows], '.3g', '.2g')} | {cells or '-'} distinct |")
-    lines += ["", f"(b) Held-out classes, retrained (2 cells per stage, C=16, same recipe and seeds per method; "
-              f"{args.retrain_seeds} retraining(s) per cell and seed, averaged), test "
-              "accuracy:", "", "| family | method | test accuracy | search seconds |", "|---|---|---|---|"]
+    if b:
+        lines += ["", f"(b) Held-out classes, retrained (2 cells per stage, C=16, {args.retrain_epochs} epochs, same "
+                  f"recipe and seeds per method; {args.retrain_seeds} retraining(s) per cell and seed, averaged), test "
+                  "accuracy:", "", "| family | method | test accuracy | search seconds |", "|---|---|---|---|"]
     for family, methods in b.items():
         for method, rows in methods.items():
             lines.append(f"| {family} | {method} | {mean_std([r['test_acc'] for r in rows], '.4f', '.4f')} | "
                          f"{mean_std([r['seconds'] for r in rows], '.3g', '.2g')} |")
+    if not c:
+        return lines
     lines += ["", f"(c) Zero-shot cells over {args.episodes} episodes of each family's held-out classes per seed, and "
               "the op shares (over all edges of those cells) next to where the family's own searches end: "
               f"{args.family_searches} on its held-out classes per seed (family search) and the teachers on its "

@@ -262,6 +262,20 @@ def test_the_benchmark_reuses_a_meta_run_of_the_same_design_and_redoes_one_of_an
     assert redone["config"]["dataset_loss"] == 1.0 and redone["step"] == 4 and not proposal.exists()
 
 
+def test_the_benchmark_redoes_a_retraining_of_another_length(tmp_path):
+    """meta_zero_shot.py (b) reuses a finished retraining only of the asked --retrain-epochs; one of another length,
+    finished or interrupted, is removed so that it is redone."""
+    bench = load_benchmark("meta_zero_shot")
+    run = tmp_path / "retrain"
+    nb201 = ["--genotype", CONV_CELL, "--layers", "1", "--init-channels", "4", "--no-progress"]
+    assert run_cli("retrain", *nb201, "--epochs", "1", "--out", str(run))[0] == 0
+    assert bench.retrained_with(run, 1) and (run / "result.json").is_file()
+    assert not bench.retrained_with(run, 2) and not run.exists()
+    assert run_cli("retrain", *nb201, "--epochs", "2", "--stop-after-epoch", "1", "--out", str(run))[0] == 0
+    assert not bench.retrained_with(run, 2) and run.exists()  # interrupted, same length: kept to resume
+    assert not bench.retrained_with(run, 3) and not run.exists()
+
+
 def test_op_profiles_and_their_distances_by_hand():
     """op_frequencies: per edge, the share of cells with each op; profile_distances: total variation of the op shares
     over all edges, and the mean over edges of the per-edge total variation. CONV against {CONV, POOL}: every edge is
