@@ -226,14 +226,14 @@ class MetaTrainJob(Job):
         targets = [self.teacher_targets[k] for k in picks]
         loss = imitation = imitation_loss(logits, targets)
         check_finite([loss.item()], "imitation loss", f"meta-step {self.done + 1}")
-        row: dict[str, Any] = {}
+        head_metrics: dict[str, Any] = {}
         if self.model.dataset_head is not None:  # + lambda CE(h(z_i), d_i): z must name the episode's data set
             datasets = torch.tensor([self.teacher_datasets[k] for k in picks], device=self.device)
             named = self.model.dataset_head(z)
             dataset_loss = F.cross_entropy(named, datasets)
             loss = loss + config.dataset_loss * dataset_loss
-            row["dataset_loss"] = round(dataset_loss.item(), 6)
-            row["dataset_acc"] = round(float((named.argmax(1) == datasets).float().mean()), 6)
+            head_metrics["dataset_loss"] = round(dataset_loss.item(), 6)
+            head_metrics["dataset_acc"] = round(float((named.argmax(1) == datasets).float().mean()), 6)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.outer_parameters(), config.grad_clip)
@@ -242,8 +242,8 @@ class MetaTrainJob(Job):
             match = float(target_matches(logits, targets).float().mean())
             entropy = sum(logits_entropy(logits).values()) / len(logits)
         self.done += 1
-        row = {"meta_step": self.done, "imitation_loss": round(imitation.item(), 6),
-               "teacher_match": round(match, 6), "entropy": round(entropy, 6), **row}
+        row: dict[str, Any] = {"meta_step": self.done, "imitation_loss": round(imitation.item(), 6),
+               "teacher_match": round(match, 6), "entropy": round(entropy, 6), **head_metrics}
         row["distinct_genotypes"] = (self.distinct_genotypes()
                                      if self.done % config.log_every == 0 or self.done == config.meta_steps else "")
         row["seconds"] = round(time.time() - started, 3)

@@ -99,8 +99,12 @@ def profile_distances(space, cells: list[str], reference: list[str]) -> tuple[fl
     op shares over all edges, and the mean over edges of the total variation between their per-edge op distributions.
     Single cell type spaces (nb201)."""
     (ours,), (theirs,) = op_frequencies(space, cells).values(), op_frequencies(space, reference).values()
-    return (0.5 * float((ours.mean(0) - theirs.mean(0)).abs().sum()),
-            0.5 * float((ours - theirs).abs().sum(-1).mean()))
+    return 0.5 * float((ours.mean(0) - theirs.mean(0)).abs().sum()), float(per_edge_distance(ours, theirs))
+
+
+def per_edge_distance(ours: torch.Tensor, theirs: torch.Tensor) -> torch.Tensor:
+    """The mean over edges of the total variation between two op profiles [edges, ops] (a 0-d tensor)."""
+    return 0.5 * (ours - theirs).abs().sum(-1).mean()
 
 
 def pooled_targets(groups: list[str], targets: list[dict[str, torch.Tensor]], prior: float
@@ -126,8 +130,7 @@ def _edges_one_hot(space, genotypes: list[str]) -> torch.Tensor:
 
 def _between_groups(one_hot: torch.Tensor, labels: torch.Tensor, count: int) -> float:
     profiles = [one_hot[labels == g].mean(0) for g in range(count)]
-    return float(torch.stack([0.5 * (a - b).abs().sum(-1).mean()
-                              for a, b in itertools.combinations(profiles, 2)]).mean())
+    return float(torch.stack([per_edge_distance(a, b) for a, b in itertools.combinations(profiles, 2)]).mean())
 
 
 def dataset_dependence(space, groups: list[str], genotypes: list[str], shuffles: int = 2000, seed: int = 0
@@ -166,8 +169,9 @@ def leave_one_out(space, groups: list[str], genotypes: list[str], priors: list[f
         edges, cells, mass = [], [], []
         for k in scored:
             others = [j for j in range(len(groups)) if j != k]
-            targets = pooled_targets([groups[j] for j in others], [{"edges": one_hot[j]} for j in others], prior)
-            target = targets[[groups[j] for j in others].index(groups[k])]["edges"]
+            other_groups = [groups[j] for j in others]
+            targets = pooled_targets(other_groups, [{"edges": one_hot[j]} for j in others], prior)
+            target = targets[other_groups.index(groups[k])]["edges"]
             mean = one_hot[others].mean(0)
             hits = (target + 1e-6 * mean).argmax(-1) == one_hot[k].argmax(-1)
             edges.append(float(hits.float().mean()))
@@ -385,6 +389,12 @@ def run_teachers(config, run: RunDir, resume: bool = False, stop_after: int | No
     return run_job(TeacherJob(config, device), run, resume, stop_after, progress)
 
 
+def bank_file(path: str | Path) -> Path:
+    """A bank's teachers.json, given it or the teacher run's directory."""
+    path = Path(path)
+    return path / TEACHERS_FILE if path.is_dir() else path
+
+
 @dataclass
 class TeacherBank:
     """A finished teacher bank, checked against the meta-train run that imitates it."""
@@ -398,7 +408,7 @@ class TeacherBank:
         """The bank at `path`, refused unless it was made in `space_name` with exactly `split` (the imitating run's
         class split) and its teachers' classes lie in that split's meta-train part."""
         bank = cls.read(path, space_name)
-        file = Path(path) / TEACHERS_FILE if Path(path).is_dir() else Path(path)
+        file = bank_file(path)
         if bank.split != split.as_dict():
             raise InputError(f"teacher bank {file} was made with another class split than this run's (other tasks, "
                              f"--split-seed or --meta-test-fraction); its teachers could have seen held-out classes")
@@ -412,8 +422,7 @@ class TeacherBank:
     def read(cls, path: str | Path, space_name: str | None = None) -> "TeacherBank":
         """The bank at `path` (a teachers.json or its run directory), refused unless it is a well-formed bank of
         `space_name` (default: the space it names): its cells parse and its op weights have the space's shapes."""
-        path = Path(path)
-        file = path / TEACHERS_FILE if path.is_dir() else path
+        path, file = Path(path), bank_file(path)
         if not file.is_file():
             where = path / "checkpoint.pt"
             unfinished = where.is_file() and load_checkpoint(where).get("kind") == "taskdarts-teachers"
