@@ -20,7 +20,12 @@ import yaml
 
 from run_kit import InputError, RunDiverged
 from run_kit.config import flag as _flag
-from search_spaces import SPACES, get_space, load_genotype
+from run_kit.device import PRECISIONS
+from supernet.methods import method_names, method_settings, require_method
+from supernet.regularizers import REGULARIZERS
+from supernet.relaxation import RELAXATIONS
+from supernet.training_free import PROXIES
+from supernet.spaces import entry_of, get_space, load_genotype, space_names
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
@@ -49,7 +54,7 @@ def _add_run_args(group, unit: str = "epoch") -> None:
     group.add_argument("--stop-after-epoch", type=int, metavar=unit.upper().replace("-", "_"),
                        help=f"stop cleanly after this {unit} (continue with --resume)")
     group.add_argument("--no-progress", action="store_true", help="no progress bars")
-    group.add_argument("--precision", choices=("fp32", "bf16"), help="bf16: bfloat16 autocast of the forward pass "
+    group.add_argument("--precision", choices=PRECISIONS, help="bf16: bfloat16 autocast of the forward pass "
                                                                    "(for GPUs; slower than fp32 on this CPU)")
 
 
@@ -57,7 +62,7 @@ def _add_meta_args(parser, unit: str) -> None:
     """The options of meta-train; `teachers` takes the same config, so both see one set of tasks and one split."""
     parser.add_argument("--config", help="YAML file of defaults")
     group = parser.add_argument_group("tasks")
-    group.add_argument("--space", choices=sorted(SPACES))
+    group.add_argument("--space", choices=space_names())
     group.add_argument("--tasks", nargs="+", metavar="SPEC",
                        help="DATASET (N-way episodes from a seeded part of its classes) or whole:DATASET")
     group.add_argument("--test-tasks", nargs="*", metavar="SPEC", help="held-out data sets for meta-testing")
@@ -75,7 +80,7 @@ def _add_meta_args(parser, unit: str) -> None:
     for name in ("meta_lr", "reptile_lr", "inner_w_lr", "inner_logit_lr", "entropy_weight"):
         group.add_argument(_flag(name), type=float)
     group.add_argument("--mode", choices=("relaxed", "reinforce"))
-    group.add_argument("--logit-regularizer", choices=("none", "beta"),
+    group.add_argument("--logit-regularizer", choices=("none", *REGULARIZERS),
                        help="beta: beta-decay on the inner logit steps and the controller's proposal")
     group.add_argument("--regularizer-weight", type=float, help="its lambda at the last meta-step (default 50)")
     group.add_argument("--no-initializer", dest="use_initializer", action="store_const", const=False)
@@ -96,7 +101,8 @@ def _add_meta_args(parser, unit: str) -> None:
     group.add_argument("--dataset-loss", type=float,
                        help="weight of an auxiliary loss that names each episode's data set from its embedding z "
                             "(imitate objective; default 0: off; ignored with --no-encoder)")
-    group.add_argument("--teacher-method", help="the teachers' search, a compare method (default pcdarts)")
+    group.add_argument("--teacher-method", metavar="METHOD",
+                       help=f"the teachers' search: {method_names()} (default pcdarts)")
     for name in ("teacher_epochs", "teachers_per_dataset", "teacher_classes", "teacher_images"):
         group.add_argument(_flag(name), type=int)
     group.add_argument("--teacher-logit-lr", type=float, help="the teachers' logit lr (default: the method's, 3e-4)")
@@ -108,7 +114,7 @@ def _add_meta_args(parser, unit: str) -> None:
 
 
 def build_parser() -> OneLineParser:
-    from evaluation.compare import CompareConfig
+    from evaluation.compare import CompareConfig, method_help
     from meta.model import MetaConfig
     from supernet.retrain import RetrainConfig
     from supernet.search import SearchConfig
@@ -119,10 +125,12 @@ def build_parser() -> OneLineParser:
     search = commands.add_parser("search", help="DARTS search; writes genotype.json and a resumable checkpoint")
     search.add_argument("--config", help="YAML file of defaults (keys as in the saved config.yaml)")
     group = search.add_argument_group("search")
-    group.add_argument("--space", choices=sorted(SPACES))
+    group.add_argument("--method", metavar="METHOD",
+                       help=f"a method's published settings as defaults ({method_names()}); --config and flags win")
+    group.add_argument("--space", choices=space_names())
     group.add_argument("--epochs", type=int)
     group.add_argument("--order", type=int, choices=(1, 2), help="1: first-order, 2: unrolled second-order")
-    group.add_argument("--relax", choices=("softmax", "gumbel", "dirichlet"),
+    group.add_argument("--relax", choices=tuple(RELAXATIONS),
                        help="softmax (DARTS), hard Gumbel (GDAS) or Dirichlet (DrNAS)")
     group.add_argument("--layers", type=int, help="cells (darts) or cells per stage (nb201)")
     group.add_argument("--init-channels", type=int)
@@ -138,9 +146,9 @@ def build_parser() -> OneLineParser:
     group.add_argument("--logit-warmup-epochs", type=int, help="train weights only for this many epochs first")
     group.add_argument("--logit-lr-schedule", choices=("constant", "cosine"),
                        help="cosine: anneal the logit lr to 0 over the run, so a short search settles")
-    group.add_argument("--logit-regularizer", choices=("none", "beta"), help="beta: beta-DARTS's beta-decay")
+    group.add_argument("--logit-regularizer", choices=("none", *REGULARIZERS), help="beta: beta-DARTS's beta-decay")
     group.add_argument("--regularizer-weight", type=float, help="beta-decay lambda at the last epoch (default 50)")
-    group.add_argument("--proxy", choices=("naswot", "synflow"),
+    group.add_argument("--proxy", choices=tuple(PROXIES),
                        help="training-free search: score --candidates random cells at initialisation, keep the best")
     group.add_argument("--candidates", type=int, help="cells a training-free search scores (default 100)")
     opt = search.add_argument_group("optimisers (DARTS defaults)")
@@ -185,14 +193,18 @@ def build_parser() -> OneLineParser:
 
     derive = commands.add_parser("derive", help="print the genotype of a search run or checkpoint")
     derive.add_argument("source", metavar="RUN_DIR_OR_CHECKPOINT")
-    derive.add_argument("--format", choices=("json", "darts", "nb201"), default="json")
+    derive.add_argument("--format", choices=("json", *space_names()), default="json",
+                        help="json, or the one-line text form of the genotype's space (named after it)")
     derive.set_defaults(handler=cmd_derive)
 
     inspect = commands.add_parser("inspect", help="build a genotype's network; print params and FLOPs as JSON")
     inspect.add_argument("genotype", metavar="G", help="as for retrain --genotype, or 'random' with --space")
-    inspect.add_argument("--space", choices=sorted(SPACES), help="the space G must belong to")
-    inspect.add_argument("--layers", type=int, help="default: 20 (darts), 5 (nb201)")
-    inspect.add_argument("--init-channels", type=int, help="default: 36 (darts), 16 (nb201)")
+    inspect.add_argument("--space", choices=space_names(), help="the space G must belong to")
+    published = {name: entry_of(name).inspect_defaults for name in space_names()}
+    inspect.add_argument("--layers", type=int, help="default: the published evaluation network's, " + ", ".join(
+        f"{size['layers']} ({name})" for name, size in published.items()))
+    inspect.add_argument("--init-channels", type=int, help="default: " + ", ".join(
+        f"{size['init_channels']} ({name})" for name, size in published.items()))
     inspect.add_argument("--num-classes", type=int, default=10)
     inspect.add_argument("--image-size", type=int, default=32)
     inspect.add_argument("--channels", type=int, default=3)
@@ -202,10 +214,8 @@ def build_parser() -> OneLineParser:
     compare = commands.add_parser("compare", help="search, retrain and tabulate several methods over several seeds")
     compare.add_argument("--config", help="YAML file of defaults")
     group = compare.add_argument_group("methods")
-    group.add_argument("--space", choices=sorted(SPACES))
-    group.add_argument("--methods", nargs="+", metavar="METHOD",
-                       help="darts1 darts2 gdas pcdarts beta-darts drnas naswot[-N] synflow[-N] random published "
-                            "DARTS_V2 ... taskdarts-0 taskdarts-K")
+    group.add_argument("--space", choices=space_names())
+    group.add_argument("--methods", nargs="+", metavar="METHOD", help=method_help())
     group.add_argument("--meta", metavar="META_CKPT", help="meta-checkpoint for the taskdarts-K methods")
     group.add_argument("--nb201-table", metavar="PATH", help="NATS-Bench topology CSV: add benchmark accuracies")
     for name in ("seeds", "search_epochs", "candidates", "layers", "init_channels", "batch_size", "retrain_epochs",
@@ -233,7 +243,6 @@ def build_parser() -> OneLineParser:
     return parser
 
 
-RUN_FLAGS = ("command", "config", "out", "resume", "stop_after_epoch", "no_progress", "handler", "config_class")
 
 
 def resolve_config(args: argparse.Namespace, defaults_file: str | None):
@@ -255,6 +264,11 @@ def resolve_config(args: argparse.Namespace, defaults_file: str | None):
     for key, value in vars(args).items():
         if key in known and value is not None:
             values[key] = value
+    method = getattr(args, "method", None)
+    if method:  # the method's settings lie under the file and the flags; epochs and candidates as resolved
+        require_method(method, "--method")
+        resolved = config_class.from_dict(values)
+        values = {**method_settings(method, resolved.epochs, resolved.candidates), **values}
     return config_class.from_dict(values)
 
 
@@ -325,6 +339,8 @@ def cmd_meta_search(args: argparse.Namespace) -> int:
                if name in {f.name for f in fields(args.config_class)} - meta_flags and value is not None]
     if args.resume:
         ignored.append("--resume")
+    if args.method:
+        ignored.append("--method")
     if args.config:
         ignored.append("--config")
     if ignored:
@@ -401,24 +417,22 @@ def cmd_derive(args: argparse.Namespace) -> int:
     return 0
 
 
-INSPECT_DEFAULTS = {"darts": {"layers": 20, "init_channels": 36}, "nb201": {"layers": 5, "init_channels": 16}}
-
-
 def cmd_inspect(args: argparse.Namespace) -> int:
     import torch
 
-    from supernet.discrete import count_flops_m, count_parameters_m, create_network
+    from supernet.discrete import count_flops_m, count_parameters_m
+    from supernet.spaces import create_network
 
     if args.genotype == "random":
         if not args.space:
-            raise InputError("inspect random needs --space darts|nb201")
+            raise InputError(f"inspect random needs --space {'|'.join(space_names())}")
         space = get_space(args.space)
         genotype = space.random_genotype(torch.Generator().manual_seed(args.seed))
     else:
         space, genotype = load_genotype(args.genotype)
         if args.space and args.space != space.name:
             raise InputError(f"genotype is of the {space.name} space, not {args.space}")
-    defaults = INSPECT_DEFAULTS[space.name]
+    defaults = entry_of(space).inspect_defaults
     layers = args.layers or defaults["layers"]
     channels = args.init_channels or defaults["init_channels"]
     for name, value in (("--layers", layers), ("--init-channels", channels), ("--num-classes", args.num_classes),
@@ -446,10 +460,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_nb201_lookup(args: argparse.Namespace) -> int:
-    from evaluation.nb201_table import NB201Table
+    from evaluation.nb201_table import TABLE_SPACE, NB201Table
 
     space, genotype = load_genotype(args.arch)
-    if space.name != "nb201":
+    if space.name != TABLE_SPACE:
         raise InputError(f"nb201-lookup needs a NAS-Bench-201 cell, got a {space.name} genotype")
     table = NB201Table.load(args.table)
     print(json.dumps({"arch": space.to_text(genotype), **table.lookup(genotype).as_dict()}))

@@ -16,12 +16,13 @@ import csv
 import json
 from pathlib import Path
 
-from evaluation.compare import mean_std, search_settings
+from evaluation.compare import mean_std
 from evaluation.nb201_table import NB201Table
 from image_sets import load_dataset
 from run_kit.run_dir import RunDir
-from search_spaces import get_space
+from supernet.spaces import get_space
 from search_spaces.operations import PARAMETER_FREE_OPS
+from supernet.methods import method_settings
 from supernet.search import SearchConfig, run_search
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
@@ -49,7 +50,7 @@ def main() -> None:
     for method in args.methods:
         for seed in range(args.seeds):
             run = out / method / f"seed{seed}"
-            settings = {**search_settings(method, args.epochs, 1), "logit_lr": args.logit_lr}
+            settings = {**method_settings(method, args.epochs, 1), "logit_lr": args.logit_lr}
             config = SearchConfig(space="nb201", dataset=f"npz:{args.data}", image_size=args.image_size,
                                   epochs=args.epochs, layers=args.layers, init_channels=args.init_channels, seed=seed,
                                   device="cpu", **settings)

@@ -27,7 +27,7 @@ from meta.meta_train import load_meta
 from meta.tasks import EpisodeDistribution
 from meta.teachers import profile_distances
 from run_kit import InputError
-from search_spaces import get_space
+from supernet.spaces import get_space
 
 
 def validation_cells(run: str, family: str, episodes: int, seed: int = 0, ways: int | None = None

@@ -40,7 +40,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from evaluation.compare import CompareConfig, Comparison, mean_std, search_settings
+from evaluation.compare import CompareConfig, Comparison, mean_std
 from evaluation.nb201_table import NB201Table
 from image_sets import ImageData, in_memory, load_dataset, split_indices
 from meta.meta_search import MetaSearchConfig, run_meta_search
@@ -51,8 +51,9 @@ from meta.teachers import (TEACHERS_FILE, class_images, dataset_dependence, op_f
                            run_teachers, skip_probe, teacher_search_config)
 from run_kit.device import seed_everything
 from run_kit.run_dir import RunDir
-from search_spaces import get_space
+from supernet.spaces import get_space
 from supernet.retrain import RetrainConfig, run_retrain
+from supernet.methods import method_settings
 from supernet.search import SearchConfig, run_search
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -215,7 +216,7 @@ def retrain_comparison(args, out: Path) -> dict:
                 cells[method] = (SPACE.derive(logits), time.time() - started)
             for method in args.retrain_searches:
                 search_dir = base / f"{method}-search"
-                settings = search_settings(method, args.search_epochs, 100)
+                settings = method_settings(method, args.search_epochs, 100)
                 found = run_search(SearchConfig(space="nb201", epochs=args.search_epochs, layers=1, init_channels=8,
                                                 seed=seed, device="cpu", dataset=recorded, **settings), train,
                                    RunDir(search_dir),

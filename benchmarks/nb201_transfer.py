@@ -22,7 +22,7 @@ from pathlib import Path
 from evaluation.nb201_table import COLUMNS, NB201Table
 from evaluation.ranking import spearman
 from run_kit import InputError
-from search_spaces import get_space
+from supernet.spaces import get_space
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 

@@ -35,7 +35,7 @@ from evaluation.ranking import spearman
 from image_sets import ImageData, split_indices
 from meta.model import MetaConfig
 from meta.teachers import class_images, probe_accuracy
-from search_spaces import get_space
+from supernet.spaces import get_space
 from supernet.search import SearchConfig
 from supernet.training_free import TrainingFreeJob
 

@@ -44,10 +44,14 @@ def measure(name: str, order: int, variant: str, steps: int, warmup: int, device
     import torch
 
     from run_kit.device import pick_device
-    from search_spaces import get_space
     from supernet.bilevel import BilevelOptimizer
-    from supernet.model import ArchLogits, create_supernet
+    from supernet.model import ArchLogits
     from supernet.relaxation import create_relaxation
+    try:
+        from supernet.spaces import create_supernet, get_space
+    except ImportError:  # a --before checkout older than the space registry (2026-12-04)
+        from search_spaces import get_space
+        from supernet.model import create_supernet
 
     if threads:
         torch.set_num_threads(threads)

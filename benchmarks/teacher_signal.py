@@ -23,7 +23,7 @@ from pathlib import Path
 
 from meta.teachers import TeacherBank, dataset_dependence, leave_one_out
 from run_kit import InputError
-from search_spaces import get_space
+from supernet.spaces import get_space
 
 
 def bank_signal(banks: list[TeacherBank], priors: list[float], shuffles: int, seed: int = 0) -> dict:

@@ -28,39 +28,21 @@ from run_kit import InputError
 from run_kit.config import Config, require_at_least
 from run_kit.files import atomic_write_text
 from run_kit.run_dir import RunDir
-from search_spaces import PUBLISHED, get_space, load_genotype
 from search_spaces.plot import plot_genotype
 from supernet.retrain import RetrainConfig, run_retrain
-from supernet.search import LITERATURE, SearchConfig, run_search
+from supernet.methods import method_names, method_settings
+from supernet.search import SearchConfig, run_search
+from supernet.spaces import SPACES, get_space, load_genotype
 
-SEARCH_METHODS = {
-    "darts1": {**LITERATURE, "order": 1, "relax": "softmax"},
-    "darts2": {**LITERATURE, "order": 2, "relax": "softmax"},
-    "gdas": {**LITERATURE, "relax": "gumbel"},
-    "pcdarts": {**LITERATURE, "partial_channels": 4, "edge_normalization": True, "logit_warmup_fraction": 0.3},
-    "beta-darts": {**LITERATURE, "logit_regularizer": "beta"},
-    "drnas": {**LITERATURE, "relax": "dirichlet"},
-    "naswot": {"proxy": "naswot"},
-    "synflow": {"proxy": "synflow"},
-}
-"""Search settings per method, each with the published logit optimiser (`LITERATURE`); anything else is the
-search's default. PC-DARTS freezes the logits for the first 30 % of the epochs (15 of 50 in the paper).
-`naswot-N` / `synflow-N` name the number of candidates, overriding --candidates."""
-METHOD_HELP = ("darts1, darts2, gdas, pcdarts, beta-darts, drnas, naswot[-N], synflow[-N], random, published "
-               "(DARTS_V1 and DARTS_V2), a published name, taskdarts-K")
+from .nb201_table import TABLE_SPACE, NB201Table
+
+OTHER_METHODS = ("random (a random genotype of the space), published (the space's published genotypes), a "
+                 "published name, taskdarts-K (K adaptation steps from --meta)")
 
 
-def search_settings(method: str, epochs: int, candidates: int) -> dict[str, Any] | None:
-    """SearchConfig overrides of a searching method (None if `method` does not search)."""
-    name, _, count = method.partition("-") if method.split("-")[0] in ("naswot", "synflow") else (method, "", "")
-    if name not in SEARCH_METHODS or (count and not count.isdigit()):
-        return None
-    settings = dict(SEARCH_METHODS[name])
-    if "logit_warmup_fraction" in settings:
-        settings["logit_warmup_epochs"] = round(settings.pop("logit_warmup_fraction") * epochs)
-    if "proxy" in settings:
-        settings["candidates"] = int(count) if count else candidates
-    return settings
+def method_help() -> str:
+    """What `--methods` takes: the search methods of the registry and compare's own."""
+    return f"{method_names()}, {OTHER_METHODS}"
 
 
 @dataclass
@@ -92,7 +74,7 @@ class CompareConfig(DataOptions, Config):
 
     def expanded_methods(self) -> list[str]:
         """Method names with `published` expanded; validated against the space."""
-        get_space(self.space)
+        space = get_space(self.space)
         require_at_least(self, 1, "seeds", "search_epochs", "layers", "init_channels", "batch_size",
                          "retrain_layers", "retrain_channels", "candidates")
         if self.retrain_batch_size is not None:
@@ -100,18 +82,22 @@ class CompareConfig(DataOptions, Config):
         require_at_least(self, 0, "retrain_epochs")
         methods: list[str] = []
         for method in self.methods:
-            names = ["DARTS_V1", "DARTS_V2"] if method == "published" else [method]
+            if method == "published" and not space.baselines:
+                raise InputError(f"method 'published' does not fit --space {space.name}: it has no published genotypes")
+            names = list(space.baselines) if method == "published" else [method]
             for name in names:
-                if name in PUBLISHED and self.space != "darts":
-                    raise InputError(f"method '{name}' is a DARTS-space genotype; it does not fit --space {self.space}")
+                owner = published_space(name)
+                if owner is not None and owner is not space:
+                    raise InputError(f"method '{name}' is a {owner.name}-space genotype; it does not fit --space "
+                                     f"{space.name}")
                 if name.startswith("taskdarts-"):
                     steps = name[len("taskdarts-"):]
                     if not steps.isdigit():
                         raise InputError(f"method '{name}': use taskdarts-K with K the adaptation steps, e.g. taskdarts-0")
                     if not self.meta:
                         raise InputError(f"method '{name}' needs --meta META_CKPT")
-                elif search_settings(name, 1, 1) is None and name != "random" and name not in PUBLISHED:
-                    raise InputError(f"unknown method '{name}'; known: {METHOD_HELP}")
+                elif method_settings(name, 1, 1) is None and name != "random" and owner is None:
+                    raise InputError(f"unknown method '{name}'; known: {method_help()}")
                 if name not in methods:
                     methods.append(name)
         if not methods:
@@ -119,9 +105,14 @@ class CompareConfig(DataOptions, Config):
         if self.retrain_epochs == 0 and not self.nb201_table:
             raise InputError("--retrain-epochs 0 leaves nothing to compare; give --nb201-table for NAS-Bench-201 "
                              "benchmark accuracies, or retrain")
-        if self.nb201_table and self.space != "nb201":
-            raise InputError("--nb201-table applies to --space nb201 only")
+        if self.nb201_table and self.space != TABLE_SPACE:
+            raise InputError(f"--nb201-table applies to --space {TABLE_SPACE} only")
         return methods
+
+
+def published_space(name: str):
+    """The space whose published genotype is called `name`, or None."""
+    return next((entry.space for entry in SPACES.values() if name in entry.space.published), None)
 
 
 class Comparison:
@@ -133,8 +124,6 @@ class Comparison:
         self.progress = progress
         self.table = None
         if config.nb201_table:
-            from .nb201_table import NB201Table
-
             self.table = NB201Table.load(config.nb201_table)
         self.rows: list[dict[str, Any]] = []
 
@@ -190,7 +179,7 @@ class Comparison:
         pair_dir = self.out / method / f"seed{seed}"
         search_dir = pair_dir / "search"
         search_seconds = 0.0
-        settings = search_settings(method, c.search_epochs, c.candidates)
+        settings = method_settings(method, c.search_epochs, c.candidates)
         if settings is not None:
             config = SearchConfig(space=c.space, dataset=c.dataset, data_root=c.data_root, image_size=c.image_size,
                                   epochs=c.search_epochs, layers=c.layers, init_channels=c.init_channels,
@@ -214,7 +203,7 @@ class Comparison:
         elif method == "random":
             genotype = self.space.random_genotype(torch.Generator().manual_seed(seed))
         else:
-            genotype = PUBLISHED[method]
+            genotype = self.space.published[method]
         atomic_write_text(pair_dir / "genotype.json", self.space.dumps(genotype) + "\n")
         plot_genotype(self.space, genotype, pair_dir / "cells")
         row: dict[str, Any] = {"method": method, "seed": seed, "genotype": self.space.to_text(genotype),

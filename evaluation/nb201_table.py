@@ -14,6 +14,7 @@ from search_spaces.nb201 import NB201Genotype, NB201Space
 COLUMNS = {"cifar10": "CIFAR10TestAccuracy200Epochs", "cifar100": "CIFAR100TestAccuracy200Epochs",
            "imagenet16_120": "ImageNetTestAccuracy200Epochs"}
 ARCH_COLUMN = "ArchitectureString"
+TABLE_SPACE = NB201Space.name  # the space whose cells the table scores
 NUM_CELLS = 5 ** 6
 
 

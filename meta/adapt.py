@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from evaluation.accuracy import evaluate
+from supernet.accuracy import evaluate
 from image_sets import BatchStream, Preprocess, ordered_batches
 from supernet.bilevel import BilevelOptimizer
 from supernet.model import ArchLogits

@@ -33,7 +33,7 @@ from run_kit.device import pick_device, seed_everything
 from run_kit.files import load_checkpoint
 from run_kit.loop import Job, check_finite, run_job
 from run_kit.run_dir import RunDir
-from supernet.model import create_supernet
+from supernet.spaces import create_supernet
 from supernet.regularizers import create_regularizer
 from supernet.relaxation import DiscreteRelaxation
 from supernet.search import logits_entropy

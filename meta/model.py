@@ -16,8 +16,8 @@ from image_sets.data import check_image_size
 from run_kit import InputError
 from run_kit.config import Config, require_at_least, require_choice, require_fraction, require_positive
 from run_kit.device import PRECISIONS
-from search_spaces import SearchSpace, get_space
-from supernet.model import create_supernet
+from search_spaces import SearchSpace
+from supernet.spaces import create_supernet, get_space
 from supernet.regularizers import create_regularizer
 
 from .controller import ArchController

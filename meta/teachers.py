@@ -32,17 +32,17 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from evaluation.compare import search_settings
 from image_sets import ImageData, split_indices
 from run_kit import InputError
 from run_kit.device import pick_device, seed_everything
 from run_kit.files import load_checkpoint
 from run_kit.loop import Job, run_job
 from run_kit.run_dir import RunDir
-from search_spaces import get_space
 from search_spaces.nb201 import NB201Genotype
+from supernet.methods import method_names, method_settings
 from supernet.retrain import RetrainConfig, retrain_in_memory
 from supernet.search import SearchConfig, SearchJob
+from supernet.spaces import get_space
 from supernet.training_free import TrainingFreeJob
 
 from .tasks import ClassPool, EpisodeDistribution, TaskSplit
@@ -248,10 +248,9 @@ def probed_weights(weights: dict[str, list[list[float]]], before: NB201Genotype,
 
 def teacher_search_config(config, seed: int) -> SearchConfig:
     """The teachers' search: the `teacher_method` of `compare`, at the meta-model's supernet scale."""
-    settings = search_settings(config.teacher_method, config.teacher_epochs, 100)
+    settings = method_settings(config.teacher_method, config.teacher_epochs, 100)
     if settings is None:
-        raise InputError(f"--teacher-method must be a searching compare method (darts1, darts2, gdas, pcdarts, "
-                         f"beta-darts, drnas, naswot[-N], synflow[-N]), got '{config.teacher_method}'")
+        raise InputError(f"--teacher-method must be a search method ({method_names()}), got '{config.teacher_method}'")
     if config.teacher_logit_lr is not None:
         settings["logit_lr"] = config.teacher_logit_lr
     return SearchConfig(space=config.space, epochs=config.teacher_epochs, layers=config.layers,

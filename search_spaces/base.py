@@ -1,15 +1,29 @@
-"""The interface every cell search space offers to the supernet, the controller and the command line."""
+"""The genotype side of a cell search space: its cell types, edges and ops, the derivation rule, the genotype's
+text and JSON forms, published genotypes and cell diagrams. Its network side (supernet, discrete network, retraining
+recipe) is paired with it in the registry, supernet/spaces.py."""
 from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from typing import Any, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
 from run_kit import InputError
 
 Mixing = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class CellDiagram:
+    """One cell drawn as a graph (search_spaces/plot.py): `name`.png shows `edges` (source, target, op label; an
+    empty label is a plain connection) between nodes placed at `positions`, titled `title`."""
+
+    name: str
+    edges: Sequence[tuple[str, str, str]]
+    positions: Mapping[str, tuple[float, float]]
+    title: str
 
 
 def edge_key(cell_type: str) -> str:
@@ -30,6 +44,16 @@ class SearchSpace(ABC):
     num_edges: int
     num_reductions: int  # spatial halvings of the macro skeleton; bounds the smallest usable image
     node_inputs: tuple[tuple[int, ...], ...]  # the states each node of a search cell reads, in logits-row order
+    text_form: str  # how its one-line genotype text looks, for messages ("Genotype(...) string")
+    one_op_per_edge: bool = False  # a genotype is one op per edge of a single cell type (edge_ops/with_edge_ops)
+
+    @property
+    def published(self) -> Mapping[str, Any]:
+        """Published genotypes of the space, by name (retrain --genotype NAME, compare --methods NAME)."""
+        return {}
+
+    baselines: tuple[str, ...] = ()
+    """The published genotypes compare's `published` method stands for."""
 
     def logits_shapes(self, edge_logits: bool = False) -> dict[str, tuple[int, ...]]:
         shapes: dict[str, tuple[int, ...]] = {ct: (self.num_edges, len(self.ops)) for ct in self.cell_types}
@@ -118,6 +142,26 @@ class SearchSpace(ABC):
     @abstractmethod
     def from_json(self, data: Mapping[str, Any]) -> Any:
         ...
+
+    @abstractmethod
+    def recognizes(self, text: str) -> bool:
+        """Whether `text` is written in this space's one-line form (then `from_text` parses it or says what is wrong)."""
+
+    @abstractmethod
+    def diagrams(self, genotype: Any) -> list[CellDiagram]:
+        """The genotype's cells as graphs, one per cell type."""
+
+    def active_edges(self, genotype: Any) -> int:
+        """Edges per cell of the genotype's discrete network (a bound on its training memory)."""
+        return self.num_edges
+
+    def edge_ops(self, genotype: Any) -> tuple[str, ...]:
+        """The op on every edge, in logits-row order (spaces with `one_op_per_edge` only)."""
+        raise InputError(f"a {self.name} genotype is not one op per edge")
+
+    def with_edge_ops(self, ops: Sequence[str]) -> Any:
+        """The genotype with these ops on its edges, in logits-row order (spaces with `one_op_per_edge` only)."""
+        raise InputError(f"a {self.name} genotype is not one op per edge")
 
     def dumps(self, genotype: Any) -> str:
         return json.dumps(self.to_json(genotype), indent=1)

@@ -12,7 +12,7 @@ import torch
 
 from run_kit import InputError
 
-from .base import SearchSpace
+from .base import CellDiagram, SearchSpace
 from .operations import DARTS_OPS
 
 Genotype = namedtuple("Genotype", "normal normal_concat reduce reduce_concat")
@@ -37,9 +37,41 @@ class DartsSpace(SearchSpace):
     num_edges = sum(2 + i for i in range(STEPS))
     num_reductions = 2
     node_inputs = NODE_INPUTS
+    text_form = "Genotype(...) string"
+    baselines = ("DARTS_V1", "DARTS_V2")
+
+    @property
+    def published(self) -> Mapping[str, Genotype]:
+        from .published import PUBLISHED  # built from this module's Genotype, so imported when asked for
+
+        return PUBLISHED
 
     def owns(self, genotype: Any) -> bool:
         return isinstance(genotype, Genotype)
+
+    def recognizes(self, text: str) -> bool:
+        return text.startswith("Genotype(")
+
+    def active_edges(self, genotype: Genotype) -> int:
+        """A node keeps 2 of its inputs: 8 edges per cell, not 14."""
+        return len(genotype.normal)
+
+    def diagrams(self, genotype: Genotype) -> list[CellDiagram]:
+        """Per cell type: the inputs c_{k-2}, c_{k-1} on the left, nodes 0-3 alternating above and below, and their
+        concatenation c_{k} on the right."""
+        genotype = self.validate(genotype)
+        out = []
+        for cell_type in self.cell_types:
+            pairs = getattr(genotype, cell_type)
+            concat = getattr(genotype, f"{cell_type}_concat")
+            names = ["c_{k-2}", "c_{k-1}"] + [str(i) for i in range(len(pairs) // 2)]
+            positions = {"c_{k-2}": (0.0, 0.8), "c_{k-1}": (0.0, -0.8), "c_{k}": (len(pairs) // 2 + 1.5, 0.0)}
+            for i in range(len(pairs) // 2):
+                positions[str(i)] = (1.0 + i, 0.9 if i % 2 == 0 else -0.9)
+            edges = [(names[j], str(k // 2), op) for k, (op, j) in enumerate(pairs)]
+            edges += [(names[i], "c_{k}", "") for i in concat]
+            out.append(CellDiagram(cell_type, edges, positions, f"{cell_type} cell"))
+        return out
 
     def derive_from_weights(self, weights: Mapping[str, torch.Tensor]) -> Genotype:
         """Per node, the 2 incoming edges whose best non-`none` weight is largest, each with that op.

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 
 from run_kit import InputError
 
-from .base import SearchSpace
+from .base import CellDiagram, SearchSpace
 from .operations import NB201_OPS
 
 NODES = 4
@@ -49,9 +49,27 @@ class NB201Space(SearchSpace):
     num_edges = len(EDGES)
     num_reductions = 2
     node_inputs = NODE_INPUTS
+    text_form = "NAS-Bench-201 string"
+    one_op_per_edge = True
 
     def owns(self, genotype: Any) -> bool:
         return isinstance(genotype, NB201Genotype)
+
+    def recognizes(self, text: str) -> bool:
+        return text.startswith("|")
+
+    def edge_ops(self, genotype: NB201Genotype) -> tuple[str, ...]:
+        return self.validate(genotype).ops
+
+    def with_edge_ops(self, ops: Sequence[str]) -> NB201Genotype:
+        return self.validate(NB201Genotype(tuple(ops)))
+
+    def diagrams(self, genotype: NB201Genotype) -> list[CellDiagram]:
+        """Nodes 0-3 left to right, alternating below and above; `none` edges are not drawn."""
+        genotype = self.validate(genotype)
+        positions = {str(i): (float(i), 0.9 if i % 2 else -0.9) for i in range(NODES)}
+        edges = [(str(s), str(t), op) for (t, s), op in zip(EDGES, genotype.ops) if op != "none"]
+        return [CellDiagram("cell", edges, positions, self.to_text(genotype))]
 
     def derive_from_weights(self, weights: Mapping[str, torch.Tensor]) -> NB201Genotype:
         """Argmax op per edge, `none` included (the benchmark's rule)."""

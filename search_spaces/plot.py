@@ -47,26 +47,8 @@ def _draw(edges: list[tuple[str, str, str]], positions: dict[str, tuple[float, f
 
 def plot_genotype(space: SearchSpace, genotype: Any, out_dir: str | Path) -> list[Path]:
     """Write `<cell_type>.png` for each cell type of the genotype; returns the paths."""
-    genotype = space.validate(genotype)
-    out_dir = Path(out_dir)
     paths = []
-    if space.name == "darts":
-        for cell_type in space.cell_types:
-            pairs = getattr(genotype, cell_type)
-            concat = getattr(genotype, f"{cell_type}_concat")
-            names = ["c_{k-2}", "c_{k-1}"] + [str(i) for i in range(len(pairs) // 2)]
-            positions = {"c_{k-2}": (0.0, 0.8), "c_{k-1}": (0.0, -0.8), "c_{k}": (len(pairs) // 2 + 1.5, 0.0)}
-            for i in range(len(pairs) // 2):
-                positions[str(i)] = (1.0 + i, 0.9 if i % 2 == 0 else -0.9)
-            edges = [(names[j], str(k // 2), op) for k, (op, j) in enumerate(pairs)]
-            edges += [(names[i], "c_{k}", "") for i in concat]
-            paths.append(out_dir / f"{cell_type}.png")
-            _draw(edges, positions, f"{cell_type} cell", paths[-1])
-    else:
-        from .nb201 import EDGES
-
-        positions = {str(i): (float(i), 0.9 if i % 2 else -0.9) for i in range(4)}
-        edges = [(str(s), str(t), op) for (t, s), op in zip(EDGES, genotype.ops) if op != "none"]
-        paths.append(out_dir / "cell.png")
-        _draw(edges, positions, space.to_text(genotype), paths[-1])
+    for diagram in space.diagrams(genotype):
+        paths.append(Path(out_dir) / f"{diagram.name}.png")
+        _draw(list(diagram.edges), dict(diagram.positions), diagram.title, paths[-1])
     return paths

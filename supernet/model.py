@@ -1,4 +1,5 @@
-"""Weight-sharing supernets. They own weights only: architecture logits come in through `forward`.
+"""What every weight-sharing supernet is made of. A supernet owns weights only: architecture logits come in
+through `forward` (each space's supernet: darts_networks.py, nb201_networks.py; built by spaces.create_supernet).
 
 forward(x, logits) with logits = {cell_type: tensor [edges, ops]}; every edge computes
     mixed(x) = sum_k w_k * op_k(x)            (softmax / Dirichlet relaxation; `none` is skipped, it adds zeros)
@@ -21,12 +22,10 @@ from torch import nn
 from torch.func import functional_call
 from torch.utils.checkpoint import checkpoint
 
-from search_spaces import SearchSpace, darts, nb201
-from run_kit.device import autocast, widen
-from search_spaces.operations import DARTS_OPS, NB201_OPS, POOL_OPS, RELU_FIRST, OpFactory, Zero
+from search_spaces import SearchSpace
+from search_spaces.operations import POOL_OPS, RELU_FIRST, OpFactory, Zero
 
-from .relaxation import SoftmaxRelaxation
-from .skeleton import ResNetBasicBlock, cell_walk, darts_cells, darts_preprocess, nb201_head, nb201_stages, stem
+from .skeleton import cell_walk
 
 
 class SharedSource:
@@ -149,30 +148,6 @@ def walk_mixed(edges: nn.ModuleList, node_inputs, states: list[torch.Tensor], w:
     return cell_walk(states, node_inputs, edge)
 
 
-class DartsSearchCell(nn.Module):
-    """2 inputs, 4 nodes reading the inputs and every earlier node; output = concat of the nodes."""
-
-    def __init__(self, op_names: Sequence[str], slot, partial: int = 1):
-        super().__init__()
-        self.reduction = slot.reduction
-        self.preprocess0, self.preprocess1 = darts_preprocess(slot, affine=False)
-        strides = [2 if slot.reduction and j < 2 else 1 for inputs in darts.NODE_INPUTS for j in inputs]
-        self.edges = mixed_edges(DARTS_OPS, op_names, slot.c, strides, bn_after_pool=True, partial=partial)
-
-    def forward(self, s0, s1, w: CellWeights):
-        states = walk_mixed(self.edges, darts.NODE_INPUTS, [self.preprocess0(s0), self.preprocess1(s1)], w)
-        return torch.cat(states[2:], dim=1)
-
-
-class NB201SearchCell(nn.Module):
-    """node_i = sum_{j<i} mixed_{i<-j}(node_j), output = node_3; search BN without affine."""
-
-    def __init__(self, op_names: Sequence[str], C: int, partial: int = 1):
-        super().__init__()
-        self.edges = mixed_edges(NB201_OPS, op_names, C, [1] * len(nb201.EDGES), bn_after_pool=False, partial=partial)
-
-    def forward(self, x, w: CellWeights):
-        return walk_mixed(self.edges, nb201.NODE_INPUTS, [x], w)[-1]
 
 
 class KeepBuffers:
@@ -204,67 +179,6 @@ def run_cell(recompute: bool, cell: nn.Module, *inputs):
                       context_fn=lambda: (nullcontext(), KeepBuffers(cell)))
 
 
-class DartsSupernet(nn.Module):
-    """The DARTS search network: stem (3C), `layers` cells with reductions at layers//3 and 2*layers//3, GAP, linear."""
-
-    def __init__(self, space: SearchSpace, num_classes: int, in_channels: int = 3, C: int = 16, layers: int = 8,
-                 stem_multiplier: int = 3, relaxation=None, partial: int = 1, recompute: bool = False,
-                 precision: str = "fp32"):
-        super().__init__()
-        self.space = space
-        self.recompute, self.precision = recompute, precision
-        self.relaxation = relaxation or SoftmaxRelaxation()
-        self.stem = stem(in_channels, stem_multiplier * C)
-        steps = len(darts.NODE_INPUTS)
-        slots = list(darts_cells(C, layers, stem_multiplier, steps, steps))
-        self.cells = nn.ModuleList(DartsSearchCell(space.ops, slot, partial) for slot in slots)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(steps * slots[-1].c, num_classes)
-
-    def forward(self, x: torch.Tensor, logits: Mapping[str, torch.Tensor], relaxation=None) -> torch.Tensor:
-        """`relaxation` overrides the network's own for this call (e.g. DiscreteRelaxation for a sampled cell)."""
-        weights = relax(self.space, relaxation or self.relaxation, logits, self.training)
-        with autocast(self.precision, x.device.type):
-            s0 = s1 = self.stem(x)
-            for cell in self.cells:
-                s0, s1 = s1, run_cell(self.recompute, cell, s0, s1, weights["reduce" if cell.reduction else "normal"])
-            return widen(self.classifier(self.pool(s1).flatten(1)))
-
-
-class NB201Supernet(nn.Module):
-    """NAS-Bench-201 skeleton (C=16, N=5 by default) with every cell a search cell."""
-
-    def __init__(self, space: SearchSpace, num_classes: int, in_channels: int = 3, C: int = 16, layers: int = 5,
-                 relaxation=None, partial: int = 1, recompute: bool = False, precision: str = "fp32"):
-        super().__init__()
-        self.space = space
-        self.recompute, self.precision = recompute, precision
-        self.relaxation = relaxation or SoftmaxRelaxation()
-        self.stem = stem(in_channels, C)
-        self.cells = nn.ModuleList(NB201SearchCell(space.ops, c_out, partial) if kind == "cell"
-                                   else ResNetBasicBlock(c_in, c_out) for kind, c_in, c_out in nb201_stages(C, layers))
-        self.lastact, self.classifier = nb201_head(4 * C, num_classes)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-
-    def forward(self, x: torch.Tensor, logits: Mapping[str, torch.Tensor], relaxation=None) -> torch.Tensor:
-        """`relaxation` overrides the network's own for this call (e.g. DiscreteRelaxation for a sampled cell)."""
-        w = relax(self.space, relaxation or self.relaxation, logits, self.training)["cell"]
-        with autocast(self.precision, x.device.type):
-            h = self.stem(x)
-            for cell in self.cells:
-                h = run_cell(self.recompute, cell, h, w) if isinstance(cell, NB201SearchCell) else cell(h)
-            return widen(self.classifier(self.pool(self.lastact(h)).flatten(1)))
-
-
-SUPERNETS = {"darts": DartsSupernet, "nb201": NB201Supernet}
-
-
-def create_supernet(space: SearchSpace, num_classes: int, in_channels: int, C: int, layers: int,
-                    relaxation=None, partial: int = 1, recompute: bool = False, precision: str = "fp32") -> nn.Module:
-    """`partial`: PC-DARTS's K (1 = every channel through every op, plain DARTS). `recompute`: keep only each cell's
-    inputs for backward and recompute the cell's inside (run_cell). `precision`: "fp32" or "bf16" (autocast)."""
-    return SUPERNETS[space.name](space, num_classes, in_channels=in_channels, C=C, layers=layers,
-                                 relaxation=relaxation, partial=partial, recompute=recompute, precision=precision)
 
 
 class ArchLogits(nn.Module):

@@ -1,6 +1,6 @@
 """Retraining a genotype's discrete network from scratch and reporting its test accuracy, size and FLOPs.
 
-Recipes: the DARTS evaluation recipe for DARTS-space genotypes (SGD 0.025 cosine to 0, momentum 0.9, wd 3e-4,
+Recipes (per space, supernet/spaces.py): the DARTS evaluation recipe for DARTS-space genotypes (SGD 0.025 cosine to 0, momentum 0.9, wd 3e-4,
 batch 96, gradient norm clipped at 5, optional auxiliary head weighted 0.4, drop-path ramped linearly to 0.2,
 optional cutout) and the NAS-Bench-201 recipe for its cells (SGD 0.1 Nesterov cosine to 0, momentum 0.9, wd 5e-4,
 batch 256, no gradient clipping, no drop-path or auxiliary head). The reported accuracy is the last epoch's on the
@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from evaluation.accuracy import evaluate
+from .accuracy import evaluate
 from image_sets import Augment, BatchStream, DataOptions, ImageData, Preprocess, channel_stats, ordered_batches
 from run_kit import InputError
 from run_kit.config import Config, require_at_least, require_choice, require_fraction, require_positive
@@ -25,18 +25,9 @@ from run_kit.device import PRECISIONS, pick_device, require_memory, require_mode
 from run_kit.distributed import SINGLE, DistContext, init_distributed
 from run_kit.loop import Job, check_finite, run_job
 from run_kit.run_dir import RunDir
-from search_spaces import load_genotype
 
-from .discrete import count_flops_m, count_parameters_m, create_network
-from .skeleton import activation_bytes_lower_bound
-
-RECIPES = {
-    "darts": {"lr": 0.025, "weight_decay": 3e-4, "nesterov": False, "drop_path_prob": 0.2, "batch_size": 96,
-              "grad_clip": 5.0},
-    "nb201": {"lr": 0.1, "weight_decay": 5e-4, "nesterov": True, "drop_path_prob": 0.0, "batch_size": 256,
-              "grad_clip": 0.0},
-}
-"""Per space; a value set in the config (not None) wins. grad_clip 0 means no clipping."""
+from .discrete import count_flops_m, count_parameters_m
+from .spaces import RetrainRecipe, activation_bytes_lower_bound, create_network, entry_of, load_genotype
 
 
 @dataclass
@@ -87,12 +78,11 @@ class RetrainConfig(DataOptions, Config):
         if self.drop_path_prob is not None:
             require_fraction(self, "drop_path_prob")
 
-    def resolved(self, space: str) -> dict[str, Any]:
+    def resolved(self, recipe: RetrainRecipe) -> dict[str, Any]:
         """The recipe values this run uses: the config's where set, else the space's recipe."""
-        recipe = RECIPES[space]
-        return {key: recipe[key] if getattr(self, key) is None else getattr(self, key)
+        return {key: getattr(recipe, key) if getattr(self, key) is None else getattr(self, key)
                 for key in ("lr", "weight_decay", "drop_path_prob", "batch_size", "grad_clip")} | \
-            {"nesterov": recipe["nesterov"]}
+            {"nesterov": recipe.nesterov}
 
 
 class RetrainJob(Job):
@@ -103,7 +93,7 @@ class RetrainJob(Job):
         config.validate()
         self.config, self.dist, self.device = config, dist, device
         self.space, self.genotype = load_genotype(config.genotype)
-        self.recipe = config.resolved(self.space.name)
+        self.recipe = config.resolved(entry_of(self.space).recipe)
         self.asked_batch = self.recipe["batch_size"]
         self.recipe["batch_size"] = min(self.asked_batch, len(train))
         dist.check_batch(self.recipe["batch_size"])
@@ -120,8 +110,8 @@ class RetrainJob(Job):
         build = lambda: create_network(self.genotype, train.num_classes, train.channels, config.init_channels,  # noqa
                                        config.layers, config.auxiliary, size, config.precision)
         require_model_fits(build, "the network", device)
-        edges = len(self.genotype.normal) if self.space.name == "darts" else self.space.num_edges
-        require_memory(activation_bytes_lower_bound(self.space.name, config.init_channels, config.layers, edges,
+        require_memory(activation_bytes_lower_bound(self.space, config.init_channels, config.layers,
+                                                    self.space.active_edges(self.genotype),
                                                     self.recipe["batch_size"], size),
                        f"a training step at batch {self.recipe['batch_size']} and {size} px", device)
         self.model = build().to(device)

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from evaluation.accuracy import evaluate
+from .accuracy import evaluate
 from image_sets import (Augment, BatchStream, DataOptions, ImageData, Preprocess, channel_stats, ordered_batches,
                         split_indices)
 from image_sets.data import IN_MEMORY
@@ -23,14 +23,14 @@ from run_kit.device import PRECISIONS, pick_device, require_memory, require_mode
 from run_kit.distributed import SINGLE, DistContext, init_distributed
 from run_kit.loop import Job, check_finite, run_job
 from run_kit.run_dir import RunDir
-from search_spaces import SearchSpace, get_space
+from search_spaces import SearchSpace
 from search_spaces.operations import PARAMETER_FREE_OPS
 
 from .bilevel import BilevelOptimizer
-from .model import ArchLogits, create_supernet
+from .model import ArchLogits
 from .regularizers import create_regularizer
 from .relaxation import create_relaxation, gumbel_tau
-from .skeleton import activation_bytes_lower_bound
+from .spaces import activation_bytes_lower_bound, create_supernet, get_space
 from .training_free import PROXIES, TrainingFreeJob
 
 
@@ -39,7 +39,7 @@ class SearchConfig(DataOptions, Config):
     """Everything that decides a search's result. Defaults: a first-order DARTS search of the NAS-Bench-201 space on
     the embedded `digits` (about 1 minute on 2 CPU cores) whose logits move enough in a short run to settle: logit lr
     0.3 annealed to 0 by cosine over 50 epochs (the DARTS reference uses 3e-4, constant, over 50 epochs of CIFAR-10,
-    some 20,000 steps; digits gives 550). `LITERATURE` holds the reference settings the compare methods use;
+    some 20,000 steps; digits gives 550). The methods of supernet/methods.py (`--method`) hold the reference settings;
     configs/darts_cifar10.yaml is the DARTS paper's run."""
 
     kind = "search"
@@ -109,11 +109,6 @@ class SearchConfig(DataOptions, Config):
             raise InputError(f"--w-lr-min {self.w_lr_min} exceeds --w-lr {self.w_lr}")
 
 
-LITERATURE = {"logit_lr": 3e-4, "logit_lr_schedule": "constant"}
-"""The DARTS reference's logit optimiser (Adam 3e-4, betas 0.5/0.999, wd 1e-3, no schedule; the betas and weight
-decay are the defaults already): what DARTS, GDAS, PC-DARTS, beta-DARTS and DrNAS searches use in `compare`."""
-
-
 def logits_entropy(logits: dict[str, torch.Tensor], cell_types=None, mixing=None) -> dict[str, float]:
     """Mean per-edge entropy (nats) of the op weights mixing(logits) (default softmax) for each cell type (default:
     every entry); log(num_ops) is uniform, 0 is one-hot."""
@@ -160,7 +155,7 @@ class SearchJob(Job):
                                         config.layers, self.relaxation, config.partial_channels, config.recompute,
                                         config.precision)
         require_model_fits(build, "the supernet", device)
-        require_memory(activation_bytes_lower_bound(self.space.name, config.init_channels, config.layers,
+        require_memory(activation_bytes_lower_bound(self.space, config.init_channels, config.layers,
                                                     self.space.num_edges, self.batch_size, data.image_size),
                        f"a search step at batch {self.batch_size} and {data.image_size} px", device)
         self.model = build().to(device)

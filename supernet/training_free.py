@@ -29,10 +29,9 @@ from image_sets import BatchStream, ImageData, Preprocess, channel_stats
 from run_kit import InputError
 from run_kit.distributed import SINGLE, DistContext
 from run_kit.loop import Job
-from search_spaces import get_space
 
-from .discrete import create_network
 from .model import ArchLogits
+from .spaces import create_network, get_space
 
 
 @torch.no_grad()

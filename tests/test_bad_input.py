@@ -270,7 +270,7 @@ def test_malformed_genotype_json(tmp_path, text, message):
 
 
 def test_genotype_strings_with_the_cells_own_inputs_or_odd_concats():
-    from search_spaces import load_genotype
+    from supernet.spaces import load_genotype
     text = ("Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1)] * 4, normal_concat=[2, 3, 4, 5], "
             "reduce=[], reduce_concat=[2])")
     with pytest.raises(InputError, match="must be a literal list"):

@@ -5,8 +5,9 @@ import pytest
 import torch
 import yaml
 
-from search_spaces import PUBLISHED, get_space
+from search_spaces import PUBLISHED
 from supernet.search import SearchConfig
+from supernet.spaces import get_space
 
 from .helpers import TINY_SEARCH, run_cli, run_cli_process
 

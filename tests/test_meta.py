@@ -20,7 +20,7 @@ from meta.model import MetaConfig, TaskDARTS
 from meta.task_graph import ATTRIBUTES, TaskGraphBuilder
 from meta.tasks import SplitSizes, Task, build_distributions, whole_dataset_task
 from run_kit import InputError
-from search_spaces import get_space
+from supernet.spaces import get_space
 
 from .helpers import ROOT, load_benchmark, run_cli
 

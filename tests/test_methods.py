@@ -10,13 +10,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from search_spaces import get_space
+from supernet.spaces import get_space
 from supernet.bilevel import BilevelOptimizer
-from supernet.model import ArchLogits, CellWeights, MixedOp, create_supernet
+from supernet.model import ArchLogits, CellWeights, MixedOp
 from supernet.regularizers import BetaDecay
 from supernet.relaxation import DirichletRelaxation
 from supernet.training_free import first_occurrences, naswot_score, synflow_score
-from supernet.discrete import create_network
+from supernet.spaces import create_network, create_supernet
 
 from .helpers import run_cli
 

@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from run_kit import InputError
-from search_spaces import (PUBLISHED, Genotype, NB201Genotype, genotype_from_json, genotype_to_json,
-                           get_space, load_genotype)
+from search_spaces import PUBLISHED, Genotype, NB201Genotype
 from search_spaces.darts import edge_row
 from search_spaces.nb201 import EDGES
-from supernet.discrete import count_flops_m, count_parameters_m, create_network
+from supernet.discrete import count_flops_m, count_parameters_m
+from supernet.spaces import create_network, genotype_from_json, genotype_to_json, get_space, load_genotype
 
 from .helpers import SHARED_DATA
 

@@ -6,11 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from search_spaces import darts, get_space
+from search_spaces import darts
 from search_spaces.operations import DARTS_OPS, NB201_OPS, RELU_FIRST, DepthwiseConv2d
 from supernet.bilevel import BilevelOptimizer
-from supernet.model import ArchLogits, CellWeights, DartsSearchCell, create_supernet
-from supernet.skeleton import cell_walk, darts_cells
+from supernet.darts_networks import DartsSearchCell, darts_cells
+from supernet.model import ArchLogits, CellWeights
+from supernet.skeleton import cell_walk
+from supernet.spaces import create_supernet, get_space
 from tests.helpers import run_cli
 
 

@@ -4,9 +4,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from search_spaces import get_space
+from supernet.spaces import get_space
 from supernet.bilevel import BilevelOptimizer, second_order_logit_grads
-from supernet.model import ArchLogits, MixedOp, create_supernet
+from supernet.model import ArchLogits, MixedOp
+from supernet.spaces import create_supernet
 from supernet.relaxation import GumbelRelaxation, SoftmaxRelaxation, create_relaxation, gumbel_tau
 
 

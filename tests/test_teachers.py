@@ -16,7 +16,7 @@ from image_sets import load_dataset
 from meta.teachers import (dataset_dependence, leave_one_out, op_frequencies, pooled_targets, probed_weights,
                            profile_distances, skip_probe, top_cell_frequencies)
 from run_kit import InputError
-from search_spaces import get_space
+from supernet.spaces import get_space
 
 from .helpers import load_benchmark, run_cli
 
@@ -380,7 +380,7 @@ def test_a_bank_made_with_another_split_is_refused(bank, tmp_path):
     (["--teacher-classes", "0"], "--teacher-classes must be at least 1, got 0"),
     (["--teacher-images", "0"], "--teacher-images must be at least 1, got 0"),
     (["--teacher-logit-lr", "-1"], "--teacher-logit-lr must be greater than 0, got -1.0"),
-    (["--teacher-method", "random"], "--teacher-method must be a searching compare method"),
+    (["--teacher-method", "random"], "--teacher-method must be a search method"),
     (["--imitate-target", "probs"], "argument --imitate-target: invalid choice: 'probs'"),
     (["--imitate-pool", "family"], "argument --imitate-pool: invalid choice: 'family'"),
     (["--imitate-prior", "-1"], "--imitate-prior must be at least 0, got -1.0"),
