@@ -20,6 +20,7 @@ import yaml
 
 from run_kit import InputError, RunDiverged
 from run_kit.config import flag as _flag
+from run_kit.config import merge
 from run_kit.device import PRECISIONS
 from supernet.methods import method_names, method_settings, require_method
 from supernet.regularizers import REGULARIZERS
@@ -60,6 +61,8 @@ def _add_run_args(group, unit: str = "epoch") -> None:
 
 def _add_meta_args(parser, unit: str) -> None:
     """The options of meta-train; `teachers` takes the same config, so both see one set of tasks and one split."""
+    from meta.objectives import MODES, OBJECTIVES
+
     parser.add_argument("--config", help="YAML file of defaults")
     group = parser.add_argument_group("tasks")
     group.add_argument("--space", choices=space_names())
@@ -79,7 +82,7 @@ def _add_meta_args(parser, unit: str) -> None:
         group.add_argument(_flag(name), type=int)
     for name in ("meta_lr", "reptile_lr", "inner_w_lr", "inner_logit_lr", "entropy_weight"):
         group.add_argument(_flag(name), type=float)
-    group.add_argument("--mode", choices=("relaxed", "reinforce"))
+    group.add_argument("--mode", choices=MODES, help="relaxed: through the relaxation; reinforce: policy gradient")
     group.add_argument("--logit-regularizer", choices=("none", *REGULARIZERS),
                        help="beta: beta-decay on the inner logit steps and the controller's proposal")
     group.add_argument("--regularizer-weight", type=float, help="its lambda at the last meta-step (default 50)")
@@ -87,7 +90,7 @@ def _add_meta_args(parser, unit: str) -> None:
     group.add_argument("--no-encoder", dest="use_encoder", action="store_const", const=False,
                        help="MetaNAS-style ablation: one set of logits and one initialization for all tasks")
     group = parser.add_argument_group("teachers (the imitate objective)")
-    group.add_argument("--objective", choices=("adapt", "imitate"),
+    group.add_argument("--objective", choices=tuple(OBJECTIVES),
                        help="adapt: meta-gradient through the inner loop; imitate: fit the controller to --teachers")
     group.add_argument("--teachers", metavar="TEACHER_RUN", help="run directory of `train.py teachers`")
     group.add_argument("--imitate-target", choices=("cell", "weights"),
@@ -115,7 +118,7 @@ def _add_meta_args(parser, unit: str) -> None:
 
 def build_parser() -> OneLineParser:
     from evaluation.compare import CompareConfig, method_help
-    from meta.model import MetaConfig
+    from meta.config import MetaConfig
     from supernet.retrain import RetrainConfig
     from supernet.search import SearchConfig
 
@@ -259,17 +262,22 @@ def resolve_config(args: argparse.Namespace, defaults_file: str | None):
             raise InputError(f"malformed YAML in {path}: {str(err).splitlines()[0]}") from None
         if not isinstance(loaded, dict):
             raise InputError(f"config file {path} must hold a mapping of option: value")
-        values.update({key.replace("-", "_"): value for key, value in loaded.items()})
-    known = {f.name for f in fields(config_class)}
-    for key, value in vars(args).items():
-        if key in known and value is not None:
-            values[key] = value
+        values.update(_underscored(loaded))
+    options = config_class.option_paths()
+    flags = {key: value for key, value in vars(args).items() if key in options and value is not None}
+    values = merge(values, config_class.nest(flags))
     method = getattr(args, "method", None)
     if method:  # the method's settings lie under the file and the flags; epochs and candidates as resolved
         require_method(method, "--method")
         resolved = config_class.from_dict(values)
         values = {**method_settings(method, resolved.epochs, resolved.candidates), **values}
     return config_class.from_dict(values)
+
+
+def _underscored(values: dict) -> dict:
+    """YAML keys may be written like flags (`init-channels`), in sections too."""
+    return {str(key).replace("-", "_"): _underscored(value) if isinstance(value, dict) else value
+            for key, value in values.items()}
 
 
 def _is_main_process() -> bool:
@@ -359,19 +367,28 @@ def cmd_meta_search(args: argparse.Namespace) -> int:
 def cmd_meta_train(args: argparse.Namespace) -> int:
     from meta.meta_train import run_meta_train
 
-    return _run_on_tasks(args, run_meta_train)
+    config, run = _prepare(args, tag=lambda c: "-".join(c.task.tasks))
+    result = run_meta_train(config, run, args.resume, args.stop_after_epoch, not args.no_progress)
+    _emit({"run_dir": str(run.path), **result})
+    return 0
 
 
 def cmd_teachers(args: argparse.Namespace) -> int:
-    from meta.teachers import run_teachers
+    """The teacher searches; a finished bank is then tested for what it can teach (evaluation/teacher_signal.py):
+    do its teachers end differently on different data sets? The answer goes to the run's log and summary."""
+    from evaluation.teacher_signal import bank_dependence, dependence_line
+    from meta.teacher_bank import TEACHERS_FILE, TeacherBank
+    from meta.teacher_job import run_teachers
 
-    return _run_on_tasks(args, run_teachers)
-
-
-def _run_on_tasks(args: argparse.Namespace, runner: Callable) -> int:
-    """meta-train and teachers: one config of tasks, a run directory named after them, a resumable job."""
-    config, run = _prepare(args, tag=lambda c: "-".join(c.tasks))
-    result = runner(config, run, args.resume, args.stop_after_epoch, not args.no_progress)
+    config, run = _prepare(args, tag=lambda c: "-".join(c.task.tasks))
+    result = run_teachers(config, run, args.resume, args.stop_after_epoch, not args.no_progress)
+    if run.file(TEACHERS_FILE).is_file():  # the bank is complete (it is written once the last teacher is done)
+        test = bank_dependence(TeacherBank.read(run.path))
+        if test is not None:
+            log = run.logger("teachers")
+            log.info(dependence_line(test))
+            run.close_logger("teachers")
+            result["dataset_dependence_p"] = test["p_value"]
     _emit({"run_dir": str(run.path), **result})
     return 0
 

@@ -19,7 +19,8 @@ from collections import defaultdict
 import torch
 
 from meta.controller import target_matches
-from meta.meta_train import MetaTrainJob, load_meta
+from meta.model import load_meta
+from meta.objectives import Imitate
 from run_kit import InputError
 
 
@@ -28,14 +29,15 @@ def imitation_fit(run: str, episodes: int, seed: int = 0) -> dict[str, dict]:
     the distinct cells its teachers' targets put first (one with pooled targets). The targets are rebuilt from the
     run's config and bank exactly as meta-training built them."""
     meta = load_meta(run, torch.device("cpu")).eval()
-    if meta.config.objective != "imitate":
-        raise InputError(f"{run} was not meta-trained by imitation (objective {meta.config.objective})")
-    job = MetaTrainJob(meta.config, torch.device("cpu"))
+    if meta.config.meta.objective != "imitate":
+        raise InputError(f"{run} was not meta-trained by imitation (objective {meta.config.meta.objective})")
+    meta_train, _, split = meta.config.distributions()
+    objective = Imitate(meta.config, meta, meta_train, split, torch.device("cpu"))
     rng = random.Random(seed)
     cells, edges, targets = defaultdict(list), defaultdict(list), defaultdict(set)
     with torch.no_grad():
-        for distribution, target, dataset in zip(job.teacher_episodes, job.teacher_targets, job.teacher_datasets):
-            name = meta.config.tasks[dataset]
+        for distribution, target, dataset in zip(objective.episodes, objective.targets, objective.datasets):
+            name = meta.config.task.tasks[dataset]
             targets[name].add(meta.space.to_text(meta.space.derive_from_weights(target)))
             for _ in range(episodes):
                 logits = meta.start(meta.embed([distribution.sample(rng)])[0]).logits

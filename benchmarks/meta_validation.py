@@ -23,9 +23,9 @@ import torch
 
 from evaluation.compare import mean_std
 from evaluation.nb201_table import NB201Table
-from meta.meta_train import load_meta
+from evaluation.teacher_signal import profile_distances
+from meta.model import load_meta
 from meta.tasks import EpisodeDistribution
-from meta.teachers import profile_distances
 from run_kit import InputError
 from supernet.spaces import get_space
 
@@ -48,8 +48,8 @@ def validation_cells(run: str, family: str, episodes: int, seed: int = 0, ways: 
     held_out = min(len(pool.members) for pool in pools)
     if ways is not None and not 1 <= ways <= held_out:
         raise InputError(f"--ways must lie between 1 and the family's {held_out} held-out classes, got {ways}")
-    distribution = (EpisodeDistribution(pools, c.ways, c.split_sizes, c.max_ways) if ways is None
-                    else EpisodeDistribution(pools, ways, c.split_sizes))
+    distribution = (EpisodeDistribution(pools, c.task.ways, c.task.split_sizes, c.task.max_ways) if ways is None
+                    else EpisodeDistribution(pools, ways, c.task.split_sizes))
     rng = random.Random(seed)
     meta.eval()
     cells = []

@@ -42,13 +42,16 @@ import yaml
 
 from evaluation.compare import CompareConfig, Comparison, mean_std
 from evaluation.nb201_table import NB201Table
+from evaluation.teacher_signal import dataset_dependence, profile_distances
 from image_sets import ImageData, in_memory, load_dataset, split_indices
 from meta.meta_search import MetaSearchConfig, run_meta_search
-from meta.meta_train import load_meta, run_meta_train
-from meta.model import MetaConfig
+from meta.config import MetaConfig
+from meta.meta_train import run_meta_train
+from meta.model import load_meta
 from meta.tasks import EpisodeDistribution, Task
-from meta.teachers import (TEACHERS_FILE, class_images, dataset_dependence, op_frequencies, profile_distances,
-                           run_teachers, skip_probe, teacher_search_config)
+from meta.skip_probe import skip_probe
+from meta.teacher_bank import TEACHERS_FILE, op_frequencies
+from meta.teacher_job import class_images, run_teachers
 from run_kit.device import seed_everything
 from run_kit.run_dir import RunDir
 from supernet.spaces import get_space
@@ -65,10 +68,9 @@ CONFIG_OVERRIDES = ("teacher_method", "teacher_probe_epochs", "imitate_target", 
 
 
 def natural_config(args, seed: int, **overrides) -> MetaConfig:
-    values = yaml.safe_load(Path(args.config).read_text())
-    values.update({name: getattr(args, name) for name in CONFIG_OVERRIDES if getattr(args, name) is not None})
-    values.update(seed=seed, device="cpu", **overrides)
-    config = MetaConfig.from_dict(values)
+    options = {name: getattr(args, name) for name in CONFIG_OVERRIDES if getattr(args, name) is not None}
+    config = MetaConfig.from_dict(yaml.safe_load(Path(args.config).read_text())).with_options(
+        **options, seed=seed, device="cpu", **overrides)
     config.validate()
     return config
 
@@ -105,7 +107,7 @@ def ensure_meta(args, seed: int, method: str, bank: Path, out: Path) -> Path:
         for proposal in (out / f"seed{seed}" / "cifar10").glob(f"{method}-*"):
             shutil.rmtree(proposal)
         state = None
-    if state is None or state["step"] < config.meta_steps:
+    if state is None or state["step"] < config.meta.meta_steps:
         run_meta_train(config, RunDir(run), resume=state is not None, progress=False)
     return run
 
@@ -129,8 +131,8 @@ def probed_cell(config: MetaConfig, genotype, data: ImageData, seed: int, record
     saved = json.loads(record.read_text()) if record.is_file() else {}
     if saved.get("searched") != str(genotype):
         started = time.time()
-        winner, trials = skip_probe(genotype, data, config.teacher_probe_epochs, config.teacher_probe_layers,
-                                    config.init_channels, seed, "cpu")
+        winner, trials = skip_probe(SPACE, genotype, data, config.teacher.teacher_probe_epochs,
+                                    config.teacher.teacher_probe_layers, config.model.init_channels, seed, "cpu")
         saved = {"searched": str(genotype), "genotype": str(winner), "trials": trials,
                  "seconds": round(time.time() - started, 2)}
         record.parent.mkdir(parents=True, exist_ok=True)
@@ -165,16 +167,16 @@ def cifar10(args, out: Path, table: NB201Table) -> dict:
                                                                "acc": row["nb201_cifar10"],
                                                                "seconds": row["search_seconds"]})
     config = natural_config(args, 0)
-    if config.teacher_probe_epochs and f"{config.teacher_method} search" in rows:
+    if config.teacher.teacher_probe_epochs and f"{config.teacher.teacher_method} search" in rows:
         # the teachers' whole method run on the target: its search, then the skip probe on a teacher-sized sample
         images = load_dataset(f"npz:{args.cifar10}", "train", image_size=16)
-        for searched in rows[f"{config.teacher_method} search"]:
+        for searched in rows[f"{config.teacher.teacher_method} search"]:
             seed = searched["seed"]
             sample = images.subset(torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[
-                                   :config.teacher_images])
+                                   :config.teacher.teacher_images])
             cell, seconds = probed_cell(config, SPACE.from_text(searched["genotype"]), sample, seed,
                                         out / f"seed{seed}" / "cifar10" / "skip-probe.json")
-            rows.setdefault(f"{config.teacher_method} search + skip probe", []).append(
+            rows.setdefault(f"{config.teacher.teacher_method} search + skip probe", []).append(
                 {"seed": seed, "genotype": SPACE.to_text(cell), "acc": table.lookup(cell).cifar10,
                  "seconds": searched["seconds"] + seconds})
     return rows
@@ -222,7 +224,7 @@ def retrain_comparison(args, out: Path) -> dict:
                                    RunDir(search_dir),
                                    resume=finished(search_dir, "checkpoint.pt"), progress=False)
                 cells[f"{method} search"] = (SPACE.from_json(found["genotype"]), found["search_seconds"])
-                if meta_config.teacher_probe_epochs and method == meta_config.teacher_method:
+                if meta_config.teacher.teacher_probe_epochs and method == meta_config.teacher.teacher_method:
                     cell, seconds = probed_cell(meta_config, cells[f"{method} search"][0], train, seed,
                                                 base / f"{method}-skip-probe.json")
                     cells[f"{method} search + skip probe"] = (cell, found["search_seconds"] + seconds)
@@ -260,7 +262,7 @@ def conditioning(args, out: Path) -> dict:
         metas = {m: load_meta(str(out / f"seed{seed}" / m), torch.device("cpu")).eval() for m in METHODS}
         for pool in meta_test.pools:
             family = Path(pool.spec.split(":", 1)[-1]).stem
-            episodes = EpisodeDistribution([pool], config.ways, config.split_sizes)
+            episodes = EpisodeDistribution([pool], config.task.ways, config.task.split_sizes)
             rng = random.Random(seed * 7 + 1)
             tasks = [episodes.sample(rng) for _ in range(args.episodes)]
             entry = results.setdefault(family, {})
@@ -271,15 +273,15 @@ def conditioning(args, out: Path) -> dict:
             for k in range(args.family_searches):  # k > 0: another image sample and search seed
                 search_seed, suffix = seed + 1000 * k, f"-{k}" if k else ""
                 run = out / f"seed{seed}" / f"family-search-{family}{suffix}"
-                data = class_images(pool, pool.labels(), config.teacher_images, search_seed)
+                data = class_images(pool, pool.labels(), config.teacher.teacher_images, search_seed)
                 seed_everything(search_seed)
                 recorded = in_memory(f"{data.name} held-out classes {pool.labels()}, {len(data)} images drawn with "
                                      f"seed {search_seed} (benchmarks/meta_zero_shot.py (c))")
-                found = run_search(replace(teacher_search_config(config, search_seed), dataset=recorded), data,
+                found = run_search(replace(config.teacher_search(search_seed), dataset=recorded), data,
                                    RunDir(run),
                                    resume=finished(run, "checkpoint.pt"), progress=False)
                 cell = SPACE.from_json(found["genotype"])
-                if config.teacher_probe_epochs:  # the family's search ends as a teacher's does
+                if config.teacher.teacher_probe_epochs:  # the family's search ends as a teacher's does
                     cell, _ = probed_cell(config, cell, data, search_seed,
                                           run.parent / f"family-probe-{family}{suffix}.json")
                 entry.setdefault("family search", []).append(SPACE.to_text(cell))
@@ -325,7 +327,7 @@ def report(args, a: dict, b: dict, c: dict, out: Path) -> list[str]:
                          + "".join(f" | {whole:.2f} / {per_edge:.2f}" for whole, per_edge in distances) + " |")
     if len(c) > 1:
         lines.append("\nDo the families' own searches end in different places at all? Permutation test of the family "
-                     "labels (meta/teachers.py dataset_dependence: mean per-edge distance between the families' "
+                     "labels (evaluation/teacher_signal.py dataset_dependence: mean per-edge distance between the families' "
                      "profiles against the same with the labels shuffled, 2,000 shuffles):")
         for source in ("family search", "family teachers"):
             groups = [family for family, sources in c.items() for _ in sources[source]]

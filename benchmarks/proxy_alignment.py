@@ -33,8 +33,9 @@ import yaml
 from evaluation.nb201_table import NB201Table
 from evaluation.ranking import spearman
 from image_sets import ImageData, split_indices
-from meta.model import MetaConfig
-from meta.teachers import class_images, probe_accuracy
+from meta.config import MetaConfig
+from meta.skip_probe import probe_accuracy
+from meta.teacher_job import class_images
 from supernet.spaces import get_space
 from supernet.search import SearchConfig
 from supernet.training_free import TrainingFreeJob
@@ -48,7 +49,7 @@ RESIDUAL_CHOICES = ("skip_connect", "nor_conv_1x1", "nor_conv_3x3")
 
 def validation_images(config_path: str, family: str, classes: int, images: int, seed: int) -> ImageData:
     """Up to `classes` seeded held-out classes of the validation family (the split of the config's --split-seed)."""
-    config = MetaConfig.from_dict(yaml.safe_load(Path(config_path).read_text()) | {"device": "cpu"})
+    config = MetaConfig.from_dict(yaml.safe_load(Path(config_path).read_text())).with_options(device="cpu")
     _, meta_test, _ = config.distributions()
     pool = next(pool for pool in meta_test.pools if family in pool.spec)
     labels = sorted(random.Random(seed).sample(pool.labels(), min(classes, len(pool.labels()))))
@@ -76,7 +77,7 @@ class Scorer:
 def short_training(genotype, train: ImageData, test: ImageData, args) -> float:
     """Test accuracy after `--train-epochs` epochs of the network at NAS-Bench-201's depth (5 cells per stage): the
     teachers' skip-probe training."""
-    return probe_accuracy(genotype, train, test, args.train_epochs, 5, 8, args.seed, "cpu")
+    return probe_accuracy(SPACE, genotype, train, test, args.train_epochs, 5, 8, args.seed, "cpu")
 
 
 def column_values(table: NB201Table, genotype) -> dict[str, float]:

@@ -82,6 +82,11 @@ CASES: list[tuple[str, list[str]]] = [
 ]
 
 TIMING = ("seconds", "time")
+CHECKPOINT_RENAMES = {"/policy/baseline": "/objective/policy/baseline"}
+"""Checkpoint entries a format change moved (meta-checkpoint format 2, 2026-12-04: the policy's state moved under the
+objective's); compared under their new name. An entry that was None and is gone (the baseline of an objective
+without a policy) and the format number itself are not differences of results."""
+FORMAT_ENTRIES = {"/format"}
 NOT_COMPARED = {"log.txt", "config.yaml", "report.md", "accuracy_vs_search_cost.png"}
 """Timings and layout only: a comparison's report and plot show search seconds; its results.json/csv are compared."""
 
@@ -194,6 +199,9 @@ def compare_file(a: Path, b: Path, root_a: str, root_b: str) -> list[str]:
 
         ta = _tensors(torch.load(a, map_location="cpu", weights_only=True))
         tb = _tensors(torch.load(b, map_location="cpu", weights_only=True))
+        ta = {CHECKPOINT_RENAMES.get(k, k) if CHECKPOINT_RENAMES.get(k) in tb else k: v for k, v in ta.items()}
+        ta = {k: v for k, v in ta.items() if k not in FORMAT_ENTRIES and not (v is None and k not in tb)}
+        tb = {k: v for k, v in tb.items() if k not in FORMAT_ENTRIES}
         problems = [f"only in the first: {key}" for key in sorted(set(ta) - set(tb))[:5]]
         problems += [f"only in the second: {key}" for key in sorted(set(tb) - set(ta))[:5]]
         problems += [f"differs: {key}" for key in sorted(set(ta) & set(tb)) if not _equal(ta[key], tb[key])][:10]

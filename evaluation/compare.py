@@ -24,6 +24,7 @@ import torch
 from tqdm import tqdm
 
 from image_sets import DataOptions
+from meta.meta_search import MetaSearchConfig, run_meta_search
 from run_kit import InputError
 from run_kit.config import Config, require_at_least
 from run_kit.files import atomic_write_text
@@ -189,8 +190,6 @@ class Comparison:
             genotype = self.space.from_json(result["genotype"])
             search_seconds = result["search_seconds"]
         elif method.startswith("taskdarts-"):
-            from meta.meta_search import MetaSearchConfig, run_meta_search
-
             if not (search_dir / "genotype.json").exists():
                 if search_dir.exists():  # an interrupted zero-/few-shot search: seconds to redo
                     for leftover in search_dir.iterdir():

@@ -9,7 +9,7 @@ reinforce: each step = one weight step on a support batch for an architecture sa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +23,9 @@ from supernet.relaxation import DiscreteRelaxation
 
 from .controller import sample_architecture
 from .tasks import Task
+
+if TYPE_CHECKING:
+    from .config import AdaptSection
 
 PIXEL_MEAN, PIXEL_STD = 0.5, 0.25  # fixed normalisation: tasks differ, and no task's statistics should leak in
 
@@ -67,9 +70,11 @@ def load_weights(supernet: nn.Module, weights: dict[str, torch.Tensor], buffers:
 
 
 def adapt(work: nn.Module, weights: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
-          logits: dict[str, torch.Tensor], task: Task, steps: int, config, seed: int, mode: str = "relaxed",
-          generator: torch.Generator | None = None, record_at: Sequence[int] = (), regularizer=None) -> Adapted:
-    """Run `steps` adaptation steps of `work` (a scratch supernet) from `weights`/`logits` on the task.
+          logits: dict[str, torch.Tensor], task: Task, steps: int, settings: "AdaptSection", grad_clip: float,
+          seed: int, generator: torch.Generator | None = None, record_at: Sequence[int] = (),
+          regularizer=None) -> Adapted:
+    """Run `steps` adaptation steps of `work` (a scratch supernet) from `weights`/`logits` on the task, with the
+    learning rates, batch size and mode of a meta-config's adapt section.
 
     At every step count in `record_at` (0 = the start) the supernet's query and test loss/accuracy are recorded.
     `regularizer` (e.g. BetaDecay) adds its gradient to every logit step, as in a plain search.
@@ -77,13 +82,13 @@ def adapt(work: nn.Module, weights: dict[str, torch.Tensor], buffers: dict[str, 
     load_weights(work, weights, buffers)
     model = ClassSlice(work, task.num_classes)
     arch = ArchLogits(logits).to(next(work.parameters()).device)
-    w_opt = torch.optim.SGD(work.parameters(), config.inner_w_lr, momentum=config.inner_w_momentum,
-                            weight_decay=config.inner_w_weight_decay)
-    a_opt = torch.optim.Adam(arch.parameters(), config.inner_logit_lr, betas=(0.5, 0.999))
+    w_opt = torch.optim.SGD(work.parameters(), settings.inner_w_lr, momentum=settings.inner_w_momentum,
+                            weight_decay=settings.inner_w_weight_decay)
+    a_opt = torch.optim.Adam(arch.parameters(), settings.inner_logit_lr, betas=(0.5, 0.999))
     preprocess = task_preprocess(task.data.channels)
-    support = BatchStream(task.data, task.support, config.inner_batch, seed * 2 + 1, preprocess, augment=False)
-    query = BatchStream(task.data, task.query, config.inner_batch, seed * 2 + 2, preprocess, augment=False)
-    bilevel = BilevelOptimizer(model, arch, w_opt, a_opt, order=1, grad_clip=config.grad_clip, regularizer=regularizer)
+    support = BatchStream(task.data, task.support, settings.inner_batch, seed * 2 + 1, preprocess, augment=False)
+    query = BatchStream(task.data, task.query, settings.inner_batch, seed * 2 + 2, preprocess, augment=False)
+    bilevel = BilevelOptimizer(model, arch, w_opt, a_opt, order=1, grad_clip=grad_clip, regularizer=regularizer)
     support_loss = logit_loss = float("nan")
     history: dict[int, dict[str, float]] = {}
     work.train()
@@ -92,8 +97,8 @@ def adapt(work: nn.Module, weights: dict[str, torch.Tensor], buffers: dict[str, 
             history[step] = _record(model, arch, task)
         if step == steps:
             break
-        if mode == "relaxed":
-            result = bilevel.step(next(support), next(query), lr=config.inner_w_lr)
+        if settings.mode == "relaxed":
+            result = bilevel.step(next(support), next(query), lr=settings.inner_w_lr)
             support_loss, logit_loss = result["weight_loss"], result["logit_loss"]
         else:
             sample, _ = sample_architecture(arch(), generator)
@@ -101,7 +106,7 @@ def adapt(work: nn.Module, weights: dict[str, torch.Tensor], buffers: dict[str, 
             w_opt.zero_grad(set_to_none=True)
             loss = F.cross_entropy(model(x, sample, DiscreteRelaxation()), y)
             loss.backward()
-            nn.utils.clip_grad_norm_(work.parameters(), config.grad_clip)
+            nn.utils.clip_grad_norm_(work.parameters(), grad_clip)
             w_opt.step()
             support_loss = loss.item()
     return Adapted(model, arch, support_loss, logit_loss, history)

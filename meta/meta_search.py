@@ -18,7 +18,7 @@ from supernet.regularizers import create_regularizer
 from supernet.search import logits_entropy
 
 from .adapt import adapt, split_metrics
-from .meta_train import load_meta
+from .model import load_meta
 from .tasks import whole_dataset_task
 
 
@@ -43,10 +43,11 @@ def run_meta_search(config: MetaSearchConfig, run: RunDir, expect_space: str | N
     seed_everything(config.seed)
     meta = load_meta(config.meta, device, expect_space)
     mc = meta.config
-    task = whole_dataset_task(config.dataset, mc.channels, mc.image_size, config.seed, config.data_root,
+    task = whole_dataset_task(config.dataset, mc.task.channels, mc.task.image_size, config.seed, config.data_root,
                               config.download, config.max_images_per_class, include_test=False, outer=False).to(device)
     with run.claim(resume=False):
-        run.save_config({**asdict(config), "space": mc.space, "image_size": mc.image_size, "channels": mc.channels})
+        run.save_config({**asdict(config), "space": mc.space, "image_size": mc.task.image_size,
+                         "channels": mc.task.channels})
         log = run.logger("meta-search")
         try:
             return _propose(config, meta, task, run, log, device)
@@ -65,17 +66,17 @@ def _propose(config: MetaSearchConfig, meta, task, run: RunDir, log, device: tor
         # With a --dataset-loss head: how much the new data set looks like each meta-train data set (which data set's
         # teachers the proposal follows). Recorded, never used to propose.
         resembles = ({} if meta.dataset_head is None else
-                     dict(zip(mc.tasks, [round(p, 4) for p in meta.dataset_head(z).softmax(-1).tolist()])))
+                     dict(zip(mc.task.tasks, [round(p, 4) for p in meta.dataset_head(z).softmax(-1).tolist()])))
     buffers = {name: b.detach().clone() for name, b in meta.supernet.named_buffers()}
     # A data set with more classes than meta-training had gets a grown classifier (adapt: load_weights); the
     # zero-shot proposal itself reads the task graph only, which takes any number of classes.
-    work = create_supernet(meta.space, max(mc.max_classes, task.num_classes), mc.channels, mc.init_channels,
-                           mc.layers, precision=mc.precision).to(device)
-    regularizer = create_regularizer(mc.logit_regularizer, meta.space, mc.regularizer_weight)
+    work = create_supernet(meta.space, max(mc.task.max_classes, task.num_classes), mc.task.channels,
+                           mc.model.init_channels, mc.model.layers, precision=mc.model.precision).to(device)
+    regularizer = create_regularizer(mc.meta.logit_regularizer, meta.space, mc.meta.regularizer_weight)
     if regularizer is not None:
         regularizer.set_epoch(1, 1)  # the full lambda, where meta-training ended
-    adapted = adapt(work, start.weights, buffers, start.logits, task, config.adapt_steps, mc, config.seed, mc.mode,
-                    regularizer=regularizer)
+    adapted = adapt(work, start.weights, buffers, start.logits, task, config.adapt_steps, mc.adapt, mc.meta.grad_clip,
+                    config.seed, regularizer=regularizer)
     final_logits = {k: v.detach() for k, v in adapted.logits().items()}
     genotype = meta.space.derive(final_logits)
     seconds = time.time() - started

@@ -9,13 +9,41 @@ classes (cosine similarity of f, detached). Class order and sample order do not 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch_geometric.data import Data
 
-ATTRIBUTES = ("num_classes", "images_per_class", "image_size", "channels", "pixel_mean", "pixel_std")
+
+class TaskStats(NamedTuple):
+    """What the attributes are computed from: a task's support sample."""
+
+    num_classes: int
+    images_per_class: float  # mean over classes
+    image_size: int
+    channels: int
+    pixel_mean: float
+    pixel_std: float
+
+
+@dataclass(frozen=True)
+class TaskAttribute:
+    name: str
+    value: Callable[[TaskStats], float]  # normalised to about [0, 1] for the tasks TaskDARTS meets
+
+
+ATTRIBUTES = (
+    TaskAttribute("num_classes", lambda t: math.log(t.num_classes) / math.log(100)),
+    TaskAttribute("images_per_class", lambda t: math.log(t.images_per_class) / math.log(1000)),
+    TaskAttribute("image_size", lambda t: t.image_size / 64),
+    TaskAttribute("channels", lambda t: t.channels / 3),
+    TaskAttribute("pixel_mean", lambda t: t.pixel_mean),
+    TaskAttribute("pixel_std", lambda t: t.pixel_std),
+)
+"""The task attributes, one node each, in node order: each declared once with how it is computed."""
 
 
 class ClassFeatureExtractor(nn.Module):
@@ -61,9 +89,9 @@ class TaskGraphBuilder(nn.Module):
         per_image = torch.stack([pixels.mean(1), pixels.std(1)], dim=1)
         class_stats = torch.zeros(num_classes, 2, device=device).index_add(0, labels, per_image) / counts[:, None]
         n, a = num_classes, len(ATTRIBUTES)
-        values = torch.tensor([math.log(n) / math.log(100), math.log(float(counts.mean())) / math.log(1000),
-                               images.shape[-1] / 64, images.shape[1] / 3, float(pixels.mean()), float(pixels.std())],
-                              device=device)
+        stats = TaskStats(n, float(counts.mean()), images.shape[-1], images.shape[1], float(pixels.mean()),
+                          float(pixels.std()))
+        values = torch.tensor([attribute.value(stats) for attribute in ATTRIBUTES], device=device)
         class_nodes = torch.cat([class_feats, class_stats, torch.zeros(n, a + 1, device=device),
                                  torch.ones(n, 1, device=device)], dim=1)
         attribute_nodes = torch.cat([torch.zeros(a, feats.shape[1] + 2, device=device),

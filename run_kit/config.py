@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import types
 import typing
-from dataclasses import fields
+from dataclasses import asdict, fields, is_dataclass
 from typing import Any, ClassVar, Mapping
 
 from .errors import InputError
@@ -20,7 +20,11 @@ def flag(name: str) -> str:
 
 class Config:
     """Base of the config dataclasses (search, retrain, meta-train, compare): `from_dict` with every value checked.
-    Subclasses name their `kind` for messages."""
+    Subclasses name their `kind` for messages.
+
+    A config may be made of sections: fields whose type is itself a Config (meta-train's task, model, meta, ...).
+    Its dict form (config.yaml, a --config file) nests them, `section: {option: value}`; its options (the command
+    line's flags) stay flat, each named like its field, and `from_options` puts each into its section."""
 
     kind: ClassVar[str] = "run"
 
@@ -28,18 +32,74 @@ class Config:
     def from_dict(cls, values: Mapping[str, Any]):
         return config_from_dict(cls, values, cls.kind)
 
+    @classmethod
+    def sections(cls) -> dict[str, type["Config"]]:
+        hints = typing.get_type_hints(cls)
+        return {f.name: hints[f.name] for f in fields(cls) if _is_config(hints[f.name])}
+
+    @classmethod
+    def option_paths(cls) -> dict[str, tuple[str, ...]]:
+        """Every option (flag) name -> where it lives: (name,) at the top, (section, name) in a section."""
+        sections = cls.sections()
+        paths: dict[str, tuple[str, ...]] = {f.name: (f.name,) for f in fields(cls) if f.name not in sections}
+        for section, section_cls in sections.items():
+            paths.update({f.name: (section, f.name) for f in fields(section_cls)})
+        return paths
+
+    @classmethod
+    def nest(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """Flat options -> the dict form; names that are no option are kept at the top (from_dict refuses them)."""
+        paths, out = cls.option_paths(), {}
+        for name, value in options.items():
+            path = paths.get(name, (name,))
+            (out.setdefault(path[0], {}) if len(path) == 2 else out)[path[-1]] = value
+        return out
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]):
+        return cls.from_dict(cls.nest(options))
+
+    def with_options(self, **options: Any):
+        """A copy with some options (flat names) replaced, checked like any other input."""
+        return self.from_dict(merge(asdict(self), self.nest(options)))
+
+
+def merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """`over` on top of `base`, section by section (a section given in `over` replaces only the options it names)."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = merge(out[key], value) if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) else value
+    return out
+
+
+def _is_config(annotation: Any) -> bool:
+    return isinstance(annotation, type) and is_dataclass(annotation) and issubclass(annotation, Config)
+
 
 def config_from_dict(cls, values: Mapping[str, Any], what: str):
     """`cls(**values)` with unknown keys refused and every value checked (and int -> float, list -> tuple coerced)
-    against the field's annotation."""
+    against the field's annotation; a section's mapping becomes its section config, checked alike."""
     if not isinstance(values, Mapping):
         raise InputError(f"a {what} config must be a mapping of option: value, got {type(values).__name__}")
     known = {f.name for f in fields(cls)}
     unknown = sorted(str(k) for k in set(values) - known)
     if unknown:
+        paths = cls.option_paths() if issubclass(cls, Config) else {}
+        misplaced = [key for key in unknown if len(paths.get(key, ())) == 2]
+        if misplaced:
+            key = misplaced[0]
+            raise InputError(f"{what} config key '{key}' belongs in its '{paths[key][0]}' section ({paths[key][0]}: "
+                             f"{{{key}: ...}}); the sections are {', '.join(cls.sections())}")
         raise InputError(f"unknown {what} config keys: {', '.join(unknown)}")
     hints = typing.get_type_hints(cls)
-    return cls(**{name: _coerce(name, value, hints[name]) for name, value in values.items()})
+    out = {}
+    for name, value in values.items():
+        if _is_config(hints[name]):
+            out[name] = value if isinstance(value, hints[name]) else config_from_dict(hints[name], value,
+                                                                                      f"{what} {name}")
+        else:
+            out[name] = _coerce(name, value, hints[name])
+    return cls(**out)
 
 
 def _coerce(name: str, value: Any, annotation: Any) -> Any:

@@ -67,7 +67,7 @@ def test_a_hostile_checkpoint_runs_nothing(search_run, tmp_path, command):
             "meta": ("search", "--meta", str(hostile), "--out", str(tmp_path / "m")),
             "meta-resume": ("meta-train", "--out", str(hostile), "--resume")}[command]
     if command == "meta-resume":  # a meta-train run directory with the hostile checkpoint
-        (hostile / "config.yaml").write_text(yaml.safe_dump({"space": "nb201", "layers": 1, "init_channels": 4}))
+        (hostile / "config.yaml").write_text(yaml.safe_dump({"space": "nb201", "model": {"layers": 1, "init_channels": 4}}))
     code, _, stderr = run_cli(*args)
     assert_one_line(code, stderr, "it asks to load posix.system, which could run code")
     assert not marker.exists()

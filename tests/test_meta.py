@@ -16,7 +16,8 @@ from meta.adapt import adapt, split_batch
 from meta.controller import ArchController, PolicyGradient, sample_architecture
 from meta.encoder import RunningStandardizer, TaskEncoder
 from meta.meta_train import MetaTrainJob
-from meta.model import MetaConfig, TaskDARTS
+from meta.config import MetaConfig
+from meta.model import TaskDARTS
 from meta.task_graph import ATTRIBUTES, TaskGraphBuilder
 from meta.tasks import SplitSizes, Task, build_distributions, whole_dataset_task
 from run_kit import InputError
@@ -103,13 +104,13 @@ def test_standardizer_keeps_two_kinds_of_task_at_unit_scale_when_batches_hold_on
 def _one_step_toy(use_initializer: bool = False, reptile_lr: float = 0.5):
     """A meta-step with one inner step whose batches are whole splits (3-way, 10 images per class and split), no
     gradient clipping: small enough to redo by hand."""
-    config = MetaConfig(space="nb201", layers=1, init_channels=4, meta_batch=2, inner_steps=1, inner_batch=30,
-                        probe_tasks=1, grad_clip=1e9, reptile_lr=reptile_lr, use_initializer=use_initializer)
+    config = MetaConfig.from_options(dict(space="nb201", layers=1, init_channels=4, meta_batch=2, inner_steps=1, inner_batch=30,
+                        probe_tasks=1, grad_clip=1e9, reptile_lr=reptile_lr, use_initializer=use_initializer))
     torch.manual_seed(0)
     job = MetaTrainJob(config, torch.device("cpu"))
     rng = random.Random()
     rng.setstate(job.task_rng.getstate())
-    tasks = [job.meta_train.sample(rng) for _ in range(config.meta_batch)]
+    tasks = [job.meta_train.sample(rng) for _ in range(config.meta.meta_batch)]
     before = copy.deepcopy(job.model)
     return job, before, tasks
 
@@ -129,11 +130,11 @@ def _inner_step_by_hand(model: TaskDARTS, z: torch.Tensor, task, config: MetaCon
 
     alpha = {k: v.clone().requires_grad_(True) for k, v in alpha0.items()}
     grads = torch.autograd.grad(loss(w0, alpha, query), list(alpha.values()))
-    alpha1 = {k: (a - config.inner_logit_lr * g / (g.abs() + 1e-8)).detach()
+    alpha1 = {k: (a - config.adapt.inner_logit_lr * g / (g.abs() + 1e-8)).detach()
               for (k, a), g in zip(alpha.items(), grads)}
     w = {n: p.clone().requires_grad_(True) for n, p in w0.items()}
     grads = torch.autograd.grad(loss(w, alpha1, support), list(w.values()))
-    w1 = {n: (p - config.inner_w_lr * (g + config.inner_w_weight_decay * p)).detach()
+    w1 = {n: (p - config.adapt.inner_w_lr * (g + config.adapt.inner_w_weight_decay * p)).detach()
           for (n, p), g in zip(w.items(), grads)}
     alpha = {k: v.clone().requires_grad_(True) for k, v in alpha1.items()}
     meta_grad = torch.autograd.grad(loss(w1, alpha, outer), list(alpha.values()))
@@ -221,7 +222,7 @@ def test_controller_learns_the_best_op_by_policy_gradient():
 
 
 def test_no_encoder_ablation_gives_every_task_the_same_start(digits_tasks):
-    model = TaskDARTS(MetaConfig(space="nb201", layers=1, init_channels=4, use_encoder=False, use_initializer=False))
+    model = TaskDARTS(MetaConfig.from_options(dict(space="nb201", layers=1, init_channels=4, use_encoder=False, use_initializer=False)))
     tasks = [digits_tasks[0].sample(random.Random(k)) for k in range(3)]
     z = model.embed(tasks)
     assert torch.equal(z[0], z[1]) and torch.equal(z[1], z[2])
@@ -320,7 +321,7 @@ def test_held_out_classes_never_meet_meta_training_classes_for_any_training_seed
     bench = load_benchmark("meta_zero_shot")
     splits = []
     for seed in (0, 1, 2):
-        config = MetaConfig(space="nb201", layers=1, init_channels=4, seed=seed)
+        config = MetaConfig.from_options(dict(space="nb201", layers=1, init_channels=4, seed=seed))
         job = MetaTrainJob(config, torch.device("cpu"))
         train, test = set(job.split.meta_train["digits"]), set(job.split.meta_test["digits"])
         assert train and test and not train & test
@@ -330,7 +331,7 @@ def test_held_out_classes_never_meet_meta_training_classes_for_any_training_seed
         assert {int(c) for c in data.classes} == set(labels) == test
         splits.append(job.split.as_dict())
     assert splits[0] == splits[1] == splits[2]
-    other = MetaTrainJob(MetaConfig(space="nb201", layers=1, init_channels=4, split_seed=1), torch.device("cpu"))
+    other = MetaTrainJob(MetaConfig.from_options(dict(space="nb201", layers=1, init_channels=4, split_seed=1)), torch.device("cpu"))
     assert other.split.as_dict() != splits[0]
 
 
@@ -350,8 +351,8 @@ def test_proxy_alignment_reads_only_the_validation_familys_held_out_classes(tmp_
     handles ties (hand-computed: ranks (0.5, 0.5, 2) against (0, 1, 2) give 1.5 / sqrt(1.5 * 2))."""
     bench = load_benchmark("proxy_alignment")
     config = tmp_path / "meta.yaml"
-    config.write_text(yaml.safe_dump({"space": "nb201", "tasks": ["digits"], "split_seed": 0}))
-    split = MetaTrainJob(MetaConfig(space="nb201", layers=1, init_channels=4), torch.device("cpu")).split
+    config.write_text(yaml.safe_dump({"space": "nb201", "task": {"tasks": ["digits"], "split_seed": 0}}))
+    split = MetaTrainJob(MetaConfig.from_options(dict(space="nb201", layers=1, init_channels=4)), torch.device("cpu")).split
     data = bench.validation_images(str(config), "digits", 3, 60, seed=0)
     assert {int(c) for c in data.classes} <= set(split.meta_test["digits"]) and data.num_classes == 3
     assert bench.spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
@@ -361,7 +362,7 @@ def test_proxy_alignment_reads_only_the_validation_familys_held_out_classes(tmp_
 def test_the_inner_loop_never_reads_the_outer_split(digits_tasks):
     """Replace the outer split's images and labels by noise: the adapted weights and logits stay bit-identical,
     while the outer loss (what the meta-gradient differentiates) changes."""
-    config = MetaConfig(space="nb201", layers=1, init_channels=4, inner_steps=3, inner_batch=8)
+    config = MetaConfig.from_options(dict(space="nb201", layers=1, init_channels=4, inner_steps=3, inner_batch=8))
     task = digits_tasks[0].sample(random.Random(5))
     noisy_data = copy.deepcopy(task.data)
     noisy_data.x[task.outer] = torch.randint(0, 256, noisy_data.x[task.outer].shape, dtype=noisy_data.x.dtype)
@@ -376,7 +377,7 @@ def test_the_inner_loop_never_reads_the_outer_split(digits_tasks):
     for t in (task, noisy):
         work = copy.deepcopy(model.supernet)
         adapted = adapt(work, start.weights, buffers, {k: v.detach() for k, v in start.logits.items()}, t,
-                        config.inner_steps, config, seed=0)
+                        config.adapt.inner_steps, config.adapt, config.meta.grad_clip, seed=0)
         x, y = split_batch(t, "outer")
         outer = F.cross_entropy(adapted.model(x, adapted.logits()), y).item()
         results.append(([p.detach().clone() for p in work.parameters()], adapted.logits(), outer))
@@ -409,12 +410,12 @@ def test_task_embedding_is_stable_across_image_samples_and_differs_between_data_
     class): other samples of the same set land close by, another data set lands far away. The class features
     use no batch statistics, so an image's features do not depend on the rest of its batch."""
     torch.manual_seed(0)
-    config = MetaConfig(space="nb201", layers=1, init_channels=4)
+    config = MetaConfig.from_options(dict(space="nb201", layers=1, init_channels=4))
     model = TaskDARTS(config).eval()
     stripes = _stripes_npz(tmp_path / "stripes.npz")
 
     def z(spec, seed):
-        task = whole_dataset_task(spec, config.channels, config.image_size, seed, include_test=False, outer=False)
+        task = whole_dataset_task(spec, config.task.channels, config.task.image_size, seed, include_test=False, outer=False)
         with torch.no_grad():
             return model.embed([task])[0]
 
@@ -448,7 +449,7 @@ def test_natural_task_config_is_valid_and_holds_cifar10_out_of_meta_training():
     values = yaml.safe_load((ROOT / "configs" / "meta_nb201_natural.yaml").read_text())
     config = MetaConfig.from_dict(values)
     config.validate()
-    specs = config.tasks + config.test_tasks
+    specs = config.task.tasks + config.task.test_tasks
     assert config.space == "nb201" and not any("cifar" in spec.lower() for spec in specs)
     assert {"tinyimagenet32", "gtsrb32", "omniglot_small", "mnist_test"} <= {spec.rsplit("/", 1)[-1].split(".")[0]
                                                                             for spec in specs}
@@ -480,14 +481,14 @@ def test_beta_regularizer_adds_exactly_its_gradient_to_the_proposal():
     the controller's output-bias gradient is the mean over the meta-batch of lambda * softmax(alpha0_i) / E_t."""
     grads = {}
     for regularizer in ("none", "beta"):
-        config = MetaConfig(space="nb201", layers=1, init_channels=4, meta_batch=2, meta_steps=2, inner_steps=0,
-                            probe_tasks=1, grad_clip=1e9, logit_regularizer=regularizer, regularizer_weight=7.0)
+        config = MetaConfig.from_options(dict(space="nb201", layers=1, init_channels=4, meta_batch=2, meta_steps=2, inner_steps=0,
+                            probe_tasks=1, grad_clip=1e9, logit_regularizer=regularizer, regularizer_weight=7.0))
         torch.manual_seed(0)
         job = MetaTrainJob(config, torch.device("cpu"))
         job.done = 1  # the last meta-step: lambda at its full value
         rng = random.Random()
         rng.setstate(job.task_rng.getstate())
-        tasks = [job.meta_train.sample(rng) for _ in range(config.meta_batch)]
+        tasks = [job.meta_train.sample(rng) for _ in range(config.meta.meta_batch)]
         before = copy.deepcopy(job.model)
         job.run_unit(False)
         grads[regularizer] = {ct: job.model.controller.heads[ct].bias.grad.clone() for ct in job.model.space.cell_types}

@@ -1,4 +1,5 @@
-"""Teacher searches and the imitate meta-objective (meta/teachers.py, MetaTrainJob.imitation_unit)."""
+"""Teacher searches and the imitate meta-objective (meta/teacher_job.py, teacher_bank.py, skip_probe.py,
+objectives.Imitate) and what a bank says about its data sets (evaluation/teacher_signal.py)."""
 import json
 import math
 import random
@@ -9,12 +10,14 @@ import torch
 import torch.nn.functional as F
 
 from meta.controller import imitation_loss
-from meta.meta_train import load_meta
-from meta.model import MetaConfig
+from meta.config import MetaConfig
+from meta.model import load_meta
 from meta.tasks import EpisodeDistribution
 from image_sets import load_dataset
-from meta.teachers import (dataset_dependence, leave_one_out, op_frequencies, pooled_targets, probed_weights,
-                           profile_distances, skip_probe, top_cell_frequencies)
+from evaluation.teacher_signal import dataset_dependence, leave_one_out, profile_distances
+from meta.skip_probe import probed_weights, skip_probe
+from meta.teacher_bank import op_frequencies, pooled_targets
+from meta.teacher_job import top_cell_frequencies
 from run_kit import InputError
 from supernet.spaces import get_space
 
@@ -130,7 +133,7 @@ def _hand_made_bank(tmp_path, stripes, cells):
     """A teacher bank whose end points are data: teachers of digits tasks ended at the first half of `cells`,
     teachers of stripes tasks at the second half."""
     options = {"space": "nb201", "layers": 1, "init_channels": 4, "tasks": ["digits", stripes], "ways": 3}
-    split = MetaConfig.from_dict(options).distributions()[2]
+    split = MetaConfig.from_options(options).distributions()[2]
     space, half = get_space("nb201"), len(cells) // 2
     teachers = [{"spec": spec, "labels": split.meta_train[spec], "seed": 0, "genotype": cell, "val_acc": 1.0,
                  "seconds": 1.0, "weights": {k: torch.softmax(v, -1).tolist()
@@ -170,7 +173,7 @@ def test_imitation_gives_each_kind_of_task_its_teachers_cell_and_the_ablation_on
     space, rng = meta.space, random.Random(1)
     proposed = {}
     for pool in meta_test.pools:
-        episodes = EpisodeDistribution([pool], 3, meta.config.split_sizes)
+        episodes = EpisodeDistribution([pool], 3, meta.config.task.split_sizes)
         with torch.no_grad():
             cells = {space.to_text(space.derive(meta.start(meta.embed([episodes.sample(rng)])[0]).logits))
                      for _ in range(4)}
@@ -219,9 +222,9 @@ def test_the_dataset_loss_makes_z_name_the_data_set_of_held_out_classes(tmp_path
     _, meta_test, _ = meta.config.distributions()
     rng = random.Random(1)
     for pool in meta_test.pools:
-        episodes = EpisodeDistribution([pool], 3, meta.config.split_sizes)
+        episodes = EpisodeDistribution([pool], 3, meta.config.task.split_sizes)
         with torch.no_grad():
-            named = [meta.config.tasks[int(meta.dataset_head(meta.embed([episodes.sample(rng)])[0]).argmax())]
+            named = [meta.config.task.tasks[int(meta.dataset_head(meta.embed([episodes.sample(rng)])[0]).argmax())]
                      for _ in range(4)]
         assert named == [pool.spec] * 4
     # search --meta records how much a new data set resembles each meta-train data set (the head's probabilities)
@@ -243,14 +246,14 @@ def test_the_benchmark_reuses_a_meta_run_of_the_same_design_and_redoes_one_of_an
     stripes = _stripes_npz(tmp_path / "stripes.npz")
     bank_dir = _hand_made_bank(tmp_path, stripes, [CONV_CELL, POOL_CELL])
     config = tmp_path / "meta.yaml"
-    config.write_text(json.dumps({"space": "nb201", "layers": 1, "init_channels": 4, "tasks": ["digits", stripes],
-                                  "ways": 3, "meta_steps": 4, "log_every": 2}))
+    config.write_text(json.dumps(MetaConfig.nest({"space": "nb201", "layers": 1, "init_channels": 4, "ways": 3,
+                                                  "tasks": ["digits", stripes], "meta_steps": 4, "log_every": 2})))
     args = argparse.Namespace(config=str(config), **{name: None for name in bench.CONFIG_OVERRIDES})
     out = tmp_path / "bench"
     run = bench.ensure_meta(args, 0, "taskdarts", bank_dir, out)
     checkpoint = run / "checkpoint.pt"
     state = torch.load(checkpoint, weights_only=True)
-    del state["config"]["dataset_loss"]  # as saved before --dataset-loss existed
+    del state["config"]["imitate"]["dataset_loss"]  # as saved before --dataset-loss existed
     torch.save(state, checkpoint)
     made = checkpoint.stat().st_mtime_ns
     assert bench.ensure_meta(args, 0, "taskdarts", bank_dir, out) == run and checkpoint.stat().st_mtime_ns == made
@@ -259,7 +262,7 @@ def test_the_benchmark_reuses_a_meta_run_of_the_same_design_and_redoes_one_of_an
     args.dataset_loss = 1.0
     bench.ensure_meta(args, 0, "taskdarts", bank_dir, out)
     redone = torch.load(checkpoint, weights_only=True)
-    assert redone["config"]["dataset_loss"] == 1.0 and redone["step"] == 4 and not proposal.exists()
+    assert redone["config"]["imitate"]["dataset_loss"] == 1.0 and redone["step"] == 4 and not proposal.exists()
 
 
 def test_the_benchmark_redoes_a_retraining_of_another_length(tmp_path):
@@ -390,7 +393,7 @@ def test_a_bank_made_with_another_split_is_refused(bank, tmp_path):
     (["--objective", "distill"], "argument --objective: invalid choice: 'distill'"),
     (["--teacher-probe-epochs", "-1"], "--teacher-probe-epochs must be at least 0, got -1"),
     (["--teacher-probe-layers", "0"], "--teacher-probe-layers must be at least 1, got 0"),
-    (["--teacher-probe-epochs", "1", "--space", "darts"], "--teacher-probe-epochs works in the nb201 space only"),
+    (["--teacher-probe-epochs", "1", "--space", "darts"], "--teacher-probe-epochs needs a space whose cells are one op per edge"),
 ])
 @pytest.mark.parametrize("command", ["teachers", "meta-train"])
 def test_bad_teacher_options_are_one_line_exit_2(tmp_path, command, args, message):
@@ -436,7 +439,7 @@ def test_the_skip_probe_keeps_the_best_of_the_cell_and_its_one_skip_variants():
     space = get_space("nb201")
     data = load_dataset("digits").subset(torch.arange(150))
     cell = space.from_text("|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|none~0|avg_pool_3x3~1|nor_conv_3x3~2|")
-    winner, trials = skip_probe(cell, data, epochs=1, layers=1, init_channels=4, seed=3, device="cpu")
+    winner, trials = skip_probe(space, cell, data, epochs=1, layers=1, init_channels=4, seed=3, device="cpu")
     assert [t["edge"] for t in trials] == [None, 0, 2, 3, 4, 5] and trials[0]["genotype"] == str(cell)
     for trial in trials[1:]:
         ops = space.from_text(trial["genotype"]).ops
@@ -446,7 +449,7 @@ def test_the_skip_probe_keeps_the_best_of_the_cell_and_its_one_skip_variants():
     best = max(t["accuracy"] for t in trials)
     assert all(0.0 <= t["accuracy"] <= 1.0 for t in trials)
     assert str(winner) == next(t["genotype"] for t in trials if t["accuracy"] == best)
-    assert skip_probe(cell, data, epochs=1, layers=1, init_channels=4, seed=3, device="cpu")[1] == trials
+    assert skip_probe(space, cell, data, epochs=1, layers=1, init_channels=4, seed=3, device="cpu")[1] == trials
 
 
 def test_an_edge_the_probe_changed_becomes_one_hot_on_skip_in_the_op_weights():
@@ -454,7 +457,7 @@ def test_an_edge_the_probe_changed_becomes_one_hot_on_skip_in_the_op_weights():
     before = space.from_text("|nor_conv_3x3~0|+|nor_conv_1x1~0|nor_conv_1x1~1|+|nor_conv_1x1~0|nor_conv_1x1~1|none~2|")
     after = space.from_text("|nor_conv_3x3~0|+|nor_conv_1x1~0|nor_conv_1x1~1|+|skip_connect~0|nor_conv_1x1~1|none~2|")
     weights = {"cell": [[0.1, 0.1, 0.3, 0.4, 0.1]] * 6}
-    probed = probed_weights(weights, before, after, space.ops)["cell"]
+    probed = probed_weights(space, weights, before, after)["cell"]
     assert probed[3] == [float(op == "skip_connect") for op in space.ops]
     assert probed[:3] + probed[4:] == weights["cell"][:3] + weights["cell"][4:]
 

@@ -1,0 +1,296 @@
+"""The meta-objectives: what one meta-step of `train.py meta-train` optimises (equations in docs/meta.md).
+
+adapt, relaxed (`AdaptRelaxed`):   per task i of a meta-batch, z_i = E(G(task_i)), (alpha0_i, W0_i) = (C(z_i),
+    I(z_i, W)); K inner DARTS steps give (W_i, alpha_i); g_i = grad of L_outer(W_i, alpha_i) w.r.t. (W_i, alpha_i),
+    applied at (W0_i, alpha0_i) (first order). The outer split is read here only, never by the inner loop.
+adapt, reinforce (`AdaptReinforce`):   the inner loop trains W on sampled cells; M cells a ~ pi(.|z_i) score the
+    outer-split accuracy of a with W_i as reward, REINFORCE on alpha0_i; g_i for W0_i = grad of their mean outer loss.
+    Both adapt objectives then take an Adam step on encoder, graph builder, controller and initializer with the mean
+    of the g_i, and Reptile on the base weights: W <- W + reptile_lr * mean_i (W_i - W0_i). With
+    --logit-regularizer beta, lambda R(alpha) is added to every inner logit step and lambda R(alpha0_i) / B to the
+    outer objective, lambda ramped from 0 over the meta-steps.
+imitate (`Imitate`):   no inner loop: for B teachers k_i of the bank, an episode of k_i's classes gives z_i, and the
+    loss is the cross-entropy of the teacher's target q_i (its cell, its op weights, or its data set's pooled vote)
+    under the policy, -(1/(B E)) sum_i sum_e sum_o q_i[e, o] log softmax(C(z_i))[e, o], plus with --dataset-loss
+    lambda the auxiliary lambda (1/B) sum_i CE(h(z_i), d_i) that names episode i's data set d_i from z_i (Adam on
+    encoder, graph builder, controller and h; the base weights and the initializer are not trained).
+
+Each objective owns what only it needs (the inner loop's scratch supernet, the policy baseline, the teachers'
+episodes and targets) and its own step; MetaTrainJob (meta_train.py) owns what they share.
+"""
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING, Any, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from run_kit import InputError
+from run_kit.loop import check_finite
+from supernet.regularizers import create_regularizer
+from supernet.relaxation import DiscreteRelaxation
+from supernet.search import logits_entropy
+from supernet.spaces import create_supernet
+
+from .adapt import Adapted, adapt, split_batch, split_metrics
+from .controller import PolicyGradient, imitation_loss, sample_architecture, target_matches
+from .tasks import ClassPool, EpisodeDistribution, Task, TaskSplit
+from .teacher_bank import TeacherBank, op_frequencies, pooled_targets
+
+if TYPE_CHECKING:
+    from .config import MetaConfig
+    from .model import TaskDARTS, TaskStart
+
+
+class Objective:
+    """One meta-objective: its step (one meta-step's update of the meta-model), its log line, its resumable state."""
+
+    score = ""  # the metric a finished run reports
+
+    def __init__(self, config: "MetaConfig", model: "TaskDARTS", meta_train, split: TaskSplit, device: torch.device):
+        self.config, self.model, self.meta_train, self.device = config, model, meta_train, device
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def step(self, optimizer: torch.optim.Optimizer, rng: random.Random, done: int) -> dict[str, Any]:
+        """Meta-step `done + 1`: update the meta-model, return its metrics."""
+        raise NotImplementedError
+
+    def log_line(self, row: dict[str, Any]) -> str:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+class Adapt(Objective):
+    """The meta-gradient through K inner steps, and Reptile on the base weights; the outer loss is the subclass's."""
+
+    score = "outer_acc"
+
+    def __init__(self, config, model, meta_train, split, device):
+        super().__init__(config, model, meta_train, split, device)
+        m = config.model
+        self.work = create_supernet(model.space, config.task.max_classes, config.task.channels,  # the inner loop's
+                                    m.init_channels, m.layers, precision=m.precision).to(device)  # network
+        self.regularizer = create_regularizer(config.meta.logit_regularizer, model.space,
+                                              config.meta.regularizer_weight)
+
+    def describe(self) -> str:
+        c = self.config
+        ways = f"{c.task.ways}-{c.task.max_ways}" if c.task.max_ways else str(c.task.ways)
+        return (f"meta-train {c.space} ({c.adapt.mode}, encoder {'on' if c.model.use_encoder else 'off'}, "
+                f"initializer {'on' if c.model.use_initializer else 'off'}) on {', '.join(c.task.tasks)}: {ways}-way "
+                f"tasks, device {self.device}")
+
+    def task_seed(self, done: int, i: int) -> int:
+        """The seed of task i's batch streams in meta-step `done + 1`."""
+        return self.config.seed * 1_000_003 + done * 97 + i
+
+    def outer(self, task: Task, start: "TaskStart", adapted: Adapted, params: list[torch.nn.Parameter],
+              batch: int) -> tuple[torch.Tensor, float, Sequence[torch.Tensor | None], list[torch.Tensor],
+                                   list[torch.Tensor]]:
+        """The adapted task scored on its outer split: (outer loss, accuracy, its gradient for the start's weights,
+        further (tensor, gradient) pairs for the meta-gradient)."""
+        raise NotImplementedError
+
+    def finish(self, tensors: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
+        """Add what the whole meta-batch contributes at once (the policy-gradient loss)."""
+
+    def step(self, optimizer, rng, done):
+        config, model = self.config, self.model
+        tasks = [self.meta_train.sample(rng).to(self.device) for _ in range(config.meta.meta_batch)]
+        base_buffers = {name: b.detach().clone() for name, b in model.supernet.named_buffers()}
+        base = dict(model.supernet.named_parameters())
+        z = model.embed(tasks)
+        tensors: list[torch.Tensor] = []
+        grads: list[torch.Tensor] = []
+        deltas = {name: torch.zeros_like(p) for name, p in base.items()}
+        stats = {"support_loss": 0.0, "logit_loss": 0.0, "outer_loss": 0.0, "outer_acc": 0.0, "entropy": 0.0}
+        if self.regularizer is not None:
+            self.regularizer.set_epoch(done, config.meta.meta_steps)
+        for i, task in enumerate(tasks):
+            start = model.start(z[i])
+            adapted = adapt(self.work, start.weights, base_buffers, start.logits, task, config.adapt.inner_steps,
+                            config.adapt, config.meta.grad_clip, self.task_seed(done, i), regularizer=self.regularizer)
+            if self.regularizer is not None:  # anti-collapse on the proposal itself: lambda R(alpha0_i) / B
+                tensors.append(self.regularizer.penalty(start.logits) / len(tasks))
+                grads.append(torch.tensor(1.0, device=self.device))
+            params = list(self.work.parameters())
+            outer_loss, acc, g_weights, more_tensors, more_grads = self.outer(task, start, adapted, params,
+                                                                              len(tasks))
+            tensors += more_tensors
+            grads += more_grads
+            check_finite([outer_loss.item()], "outer loss", f"meta-step {done + 1}, task {i + 1}")
+            if model.initializer is not None:
+                for (name, w0), g in zip(start.weights.items(), g_weights):
+                    if g is not None and w0.requires_grad:
+                        tensors.append(w0)
+                        grads.append(g / len(tasks))
+            with torch.no_grad():
+                for name, p_adapted in self.work.named_parameters():
+                    deltas[name] += (p_adapted - start.weights[name].detach()) / len(tasks)
+            stats["support_loss"] += adapted.support_loss / len(tasks)
+            stats["logit_loss"] += adapted.logit_loss / len(tasks)
+            stats["outer_loss"] += outer_loss.item() / len(tasks)
+            stats["outer_acc"] += acc / len(tasks)
+            stats["entropy"] += sum(logits_entropy(start.logits).values()) / len(start.logits) / len(tasks)
+        optimizer.zero_grad(set_to_none=True)
+        self.finish(tensors, grads)
+        torch.autograd.backward(tensors, grads)
+        torch.nn.utils.clip_grad_norm_(model.outer_parameters(), config.meta.grad_clip)
+        optimizer.step()
+        with torch.no_grad():
+            for name, p in base.items():
+                p.add_(config.adapt.reptile_lr * deltas[name])
+        return {k: round(v, 6) for k, v in stats.items()}
+
+    def log_line(self, row):
+        return (f"meta-step {row['meta_step']}/{self.config.meta.meta_steps} outer_acc {row['outer_acc']:.3f} "
+                f"outer_loss {row['outer_loss']:.3f} entropy {row['entropy']:.3f} "
+                f"distinct genotypes {row['distinct_genotypes']}")
+
+
+class AdaptRelaxed(Adapt):
+    """The outer loss through the relaxation: its gradient reaches the start's logits directly."""
+
+    def outer(self, task, start, adapted, params, batch):
+        x, y = split_batch(task, "outer")  # the inner loop never read these images
+        alphas = list(adapted.logits.parameters())
+        outer_loss = F.cross_entropy(adapted.model(x, adapted.logits()), y)
+        out = torch.autograd.grad(outer_loss, params + alphas, allow_unused=True)
+        g_weights, g_logits = out[:len(params)], out[len(params):]
+        _, acc = split_metrics(adapted.model, adapted.logits(), task, split="outer")
+        return outer_loss, acc, g_weights, list(start.logits.values()), [g / batch for g in g_logits]
+
+
+class AdaptReinforce(Adapt):
+    """Cells sampled from the policy, their outer-split accuracies as rewards (REINFORCE with a moving baseline)."""
+
+    def __init__(self, config, model, meta_train, split, device):
+        super().__init__(config, model, meta_train, split, device)
+        self.policy = PolicyGradient(config.adapt.baseline_momentum, config.adapt.entropy_weight)
+        self.policy_loss: torch.Tensor | None = None
+
+    def outer(self, task, start, adapted, params, batch):
+        x, y = split_batch(task, "outer")  # the inner loop never read these images
+        log_probs, rewards, losses = [], [], []
+        for _ in range(self.config.adapt.samples):
+            sample, log_prob = sample_architecture(start.logits)
+            out = adapted.model(x, sample, DiscreteRelaxation())
+            losses.append(F.cross_entropy(out, y))
+            rewards.append((out.argmax(1) == y).float().mean().detach())
+            log_probs.append(log_prob)
+        rewards_t = torch.stack(rewards)
+        task_pg = self.policy.loss(torch.stack(log_probs), rewards_t, start.logits) / batch
+        self.policy_loss = task_pg if self.policy_loss is None else self.policy_loss + task_pg
+        outer_loss = torch.stack(losses).mean()
+        g_weights = torch.autograd.grad(outer_loss, params, allow_unused=True)
+        return outer_loss, float(rewards_t.mean()), g_weights, [], []
+
+    def finish(self, tensors, grads):
+        if self.policy_loss is not None:
+            tensors.append(self.policy_loss)
+            grads.append(torch.ones_like(self.policy_loss))
+            self.policy_loss = None
+
+    def step(self, optimizer, rng, done):
+        return {**super().step(optimizer, rng, done), "baseline": self.policy.baseline}
+
+    def state_dict(self):
+        return {"policy": self.policy.state_dict()}
+
+    def load_state_dict(self, state):
+        self.policy.load_state_dict(state["policy"])
+
+
+class Imitate(Objective):
+    """Fit the policy to the teacher bank's end points from the embeddings of episodes of each teacher's classes."""
+
+    score = "teacher_match"
+
+    def __init__(self, config, model, meta_train, split, device):
+        super().__init__(config, model, meta_train, split, device)
+        self.episodes, self.targets, self.datasets = self.teacher_tasks(split)
+
+    def teacher_tasks(self, split: TaskSplit) -> tuple[list[EpisodeDistribution], list[dict[str, torch.Tensor]],
+                                                        list[int]]:
+        """Per teacher of the bank: the episodes of its classes, its target [edges, ops] per cell type (its cell
+        one-hot, `--imitate-target cell`, or its final op weights, `weights`) and its data set's index in --tasks."""
+        c = self.config
+        bank = TeacherBank.load(c.imitate.teachers, c.space, split)
+        pools = {pool.spec: pool for pool in getattr(self.meta_train, "pools", [])}
+        space, episodes, targets = self.model.space, [], []
+        datasets = [c.task.tasks.index(teacher.spec) for teacher in bank.teachers]
+        for teacher in bank.teachers:
+            pool = pools[teacher.spec]
+            own = ClassPool(teacher.spec, pool.data, {label: pool.members[label] for label in teacher.labels})
+            episodes.append(EpisodeDistribution([own], c.task.ways, c.task.split_sizes, c.task.max_ways))
+            if c.imitate.imitate_target == "cell":
+                targets.append(op_frequencies(space, [teacher.genotype]))
+            else:
+                targets.append({k: torch.tensor(v) for k, v in teacher.weights.items()})
+        if c.imitate.imitate_pool == "dataset":
+            targets = pooled_targets([teacher.spec for teacher in bank.teachers], targets, c.imitate.imitate_prior)
+        return episodes, targets, datasets
+
+    def describe(self) -> str:
+        c = self.config
+        ways = f"{c.task.ways}-{c.task.max_ways}" if c.task.max_ways else str(c.task.ways)
+        return (f"meta-train {c.space} by imitation of {len(self.targets)} teacher searches ({c.imitate.teachers}), "
+                f"encoder {'on' if c.model.use_encoder else 'off'}, on {', '.join(c.task.tasks)}: {ways}-way "
+                f"episodes of the teachers' classes, device {self.device}")
+
+    def step(self, optimizer, rng, done):
+        """Episodes of B teachers' classes, the mean per-edge negative log-likelihood of each teacher's target under
+        pi(. | z), one Adam step (no inner loop: the teachers' searches were the inner loop, run once)."""
+        config, model = self.config, self.model
+        picks = [rng.randrange(len(self.episodes)) for _ in range(config.meta.meta_batch)]
+        tasks = [self.episodes[k].sample(rng).to(self.device) for k in picks]
+        z = model.embed(tasks)
+        logits = model.controller(z)
+        targets = [self.targets[k] for k in picks]
+        loss = imitation = imitation_loss(logits, targets)
+        check_finite([loss.item()], "imitation loss", f"meta-step {done + 1}")
+        head_metrics: dict[str, Any] = {}
+        if model.dataset_head is not None:  # + lambda CE(h(z_i), d_i): z must name the episode's data set
+            datasets = torch.tensor([self.datasets[k] for k in picks], device=self.device)
+            named = model.dataset_head(z)
+            dataset_loss = F.cross_entropy(named, datasets)
+            loss = loss + config.imitate.dataset_loss * dataset_loss
+            head_metrics["dataset_loss"] = round(dataset_loss.item(), 6)
+            head_metrics["dataset_acc"] = round(float((named.argmax(1) == datasets).float().mean()), 6)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.outer_parameters(), config.meta.grad_clip)
+        optimizer.step()
+        with torch.no_grad():  # the share of edges whose most likely op is the teacher's; mean edge entropy
+            match = float(target_matches(logits, targets).float().mean())
+            entropy = sum(logits_entropy(logits).values()) / len(logits)
+        return {"imitation_loss": round(imitation.item(), 6), "teacher_match": round(match, 6),
+                "entropy": round(entropy, 6), **head_metrics}
+
+    def log_line(self, row):
+        return (f"meta-step {row['meta_step']}/{self.config.meta.meta_steps} imitation_loss "
+                f"{row['imitation_loss']:.3f} teacher_match {row['teacher_match']:.3f} entropy {row['entropy']:.3f} "
+                + (f"dataset_acc {row['dataset_acc']:.2f} " if "dataset_acc" in row else "")
+                + f"distinct genotypes {row['distinct_genotypes']}")
+
+
+OBJECTIVES: dict[str, dict[str, type[Objective]]] = {
+    "adapt": {"relaxed": AdaptRelaxed, "reinforce": AdaptReinforce},
+    "imitate": {"relaxed": Imitate, "reinforce": Imitate},  # imitation has no inner loop: the mode does not apply
+}
+MODES = ("relaxed", "reinforce")
+
+
+def create_objective(config: "MetaConfig", model: "TaskDARTS", meta_train, split: TaskSplit,
+                     device: torch.device) -> Objective:
+    if config.meta.objective not in OBJECTIVES:
+        raise InputError(f"unknown --objective '{config.meta.objective}'; known: {', '.join(OBJECTIVES)}")
+    return OBJECTIVES[config.meta.objective][config.adapt.mode](config, model, meta_train, split, device)
