@@ -12,9 +12,10 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, fields
+from collections.abc import Callable, Sequence
+from dataclasses import fields
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import yaml
 
@@ -25,8 +26,8 @@ from run_kit.device import PRECISIONS
 from supernet.methods import method_names, method_settings, require_method
 from supernet.regularizers import REGULARIZERS
 from supernet.relaxation import RELAXATIONS
-from supernet.training_free import PROXIES
 from supernet.spaces import entry_of, get_space, load_genotype, space_names
+from supernet.training_free import PROXIES
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
@@ -236,7 +237,8 @@ def build_parser() -> OneLineParser:
 
     lookup = commands.add_parser("nb201-lookup", help="NAS-Bench-201 test accuracies of a cell (200-epoch training)")
     lookup.add_argument("arch", metavar="ARCH_STRING", help="|op~0|+|op~0|op~1|+|op~0|op~1|op~2|, or a run directory")
-    lookup.add_argument("--table", required=True, help="NATS-Bench topology CSV (e.g. ../shared/data/nb201/nats_bench.csv)")
+    lookup.add_argument("--table", required=True,
+                        help="NATS-Bench topology CSV (e.g. ../shared/data/nb201/nats_bench.csv)")
     lookup.set_defaults(handler=cmd_nb201_lookup)
 
     visualize = commands.add_parser("visualize", help="draw a genotype's cells as PNG files")
@@ -507,7 +509,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RunDiverged as err:
         _error(err)
         return EXIT_DIVERGED
-    except OSError as err:  # a path the user named cannot be read or written (permissions, a file in the way, full disk)
+    except OSError as err:  # a path the user named cannot be read or written (permissions, a file in the way, ...)
         _error(f"{err.strerror or err}: {err.filename}" if err.filename else err)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

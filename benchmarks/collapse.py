@@ -20,10 +20,10 @@ from evaluation.compare import mean_std
 from evaluation.nb201_table import NB201Table
 from image_sets import load_dataset
 from run_kit.run_dir import RunDir
-from supernet.spaces import get_space
 from search_spaces.operations import PARAMETER_FREE_OPS
 from supernet.methods import method_settings
 from supernet.search import SearchConfig, run_search
+from supernet.spaces import get_space
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
@@ -54,7 +54,8 @@ def main() -> None:
             config = SearchConfig(space="nb201", dataset=f"npz:{args.data}", image_size=args.image_size,
                                   epochs=args.epochs, layers=args.layers, init_channels=args.init_channels, seed=seed,
                                   device="cpu", **settings)
-            if not (run / "genotype.json").is_file() or len(list(csv.DictReader((run / "metrics.csv").open()))) < args.epochs:
+            done = (run / "genotype.json").is_file() and len(list(csv.DictReader((run / "metrics.csv").open())))
+            if not done or done < args.epochs:
                 run_search(config, data, RunDir(run), resume=(run / "checkpoint.pt").is_file(), progress=False)
             rows = list(csv.DictReader((run / "metrics.csv").open()))
             genotype = space.from_json(json.loads((run / "genotype.json").read_text()))
@@ -73,7 +74,8 @@ def main() -> None:
     for method in args.methods:
         rs = [r for r in results if r["method"] == method]
         cells = [mean_std([r["share"][e] for r in rs], ".2f", ".2f") for e in checkpoints]
-        cells += [mean_std([r["free_edges"] for r in rs], ".1f", ".1f"), mean_std([r["skips"] for r in rs], ".1f", ".1f"),
+        cells += [mean_std([r["free_edges"] for r in rs], ".1f", ".1f"),
+                  mean_std([r["skips"] for r in rs], ".1f", ".1f"),
                   mean_std([r["cifar10"] for r in rs], ".2f", ".2f")]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     lines += ["", "Cells:", ""] + [f"- {r['method']} seed {r['seed']}: `{r['genotype']}` ({r['cifar10']:.2f})"

@@ -44,20 +44,20 @@ from evaluation.compare import CompareConfig, Comparison, mean_std
 from evaluation.nb201_table import NB201Table
 from evaluation.teacher_signal import dataset_dependence, profile_distances
 from image_sets import ImageData, in_memory, load_dataset, split_indices
-from meta.meta_search import MetaSearchConfig, run_meta_search
 from meta.config import MetaConfig
+from meta.meta_search import MetaSearchConfig, run_meta_search
 from meta.meta_train import run_meta_train
 from meta.model import load_meta
-from meta.tasks import EpisodeDistribution, Task
 from meta.skip_probe import skip_probe
+from meta.tasks import EpisodeDistribution, Task
 from meta.teacher_bank import TEACHERS_FILE, op_frequencies
 from meta.teacher_job import class_images, run_teachers
 from run_kit.device import seed_everything
 from run_kit.run_dir import RunDir
-from supernet.spaces import get_space
-from supernet.retrain import RetrainConfig, run_retrain
 from supernet.methods import method_settings
+from supernet.retrain import RetrainConfig, run_retrain
 from supernet.search import SearchConfig, run_search
+from supernet.spaces import get_space
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
@@ -323,11 +323,13 @@ def report(args, a: dict, b: dict, c: dict, out: Path) -> list[str]:
         for source, cells in sources.items():
             distances = [profile_distances(SPACE, cells, sources[ref]) for ref in ("family search", "family teachers")]
             shares = op_frequencies(SPACE, cells)["cell"].mean(0)
-            lines.append(f"| {family} | {source} | {len(set(cells))} | " + " | ".join(f"{share:.2f}" for share in shares)
+            lines.append(f"| {family} | {source} | {len(set(cells))} | "
+                         + " | ".join(f"{share:.2f}" for share in shares)
                          + "".join(f" | {whole:.2f} / {per_edge:.2f}" for whole, per_edge in distances) + " |")
     if len(c) > 1:
         lines.append("\nDo the families' own searches end in different places at all? Permutation test of the family "
-                     "labels (evaluation/teacher_signal.py dataset_dependence: mean per-edge distance between the families' "
+                     "labels (evaluation/teacher_signal.py dataset_dependence: mean per-edge distance between the "
+                     "families' "
                      "profiles against the same with the labels shuffled, 2,000 shuffles):")
         for source in ("family search", "family teachers"):
             groups = [family for family, sources in c.items() for _ in sources[source]]
@@ -352,7 +354,8 @@ def main() -> None:
     parser.add_argument("--meta-steps", type=int, help="imitation meta-steps instead of the config's")
     parser.add_argument("--imitate-target", choices=("cell", "weights"), help="instead of the config's")
     parser.add_argument("--imitate-pool", choices=("teacher", "dataset"), help="instead of the config's")
-    parser.add_argument("--max-ways", type=int, help="largest imitation episode instead of the config's (5: 5-way only)")
+    parser.add_argument("--max-ways", type=int,
+                        help="largest imitation episode instead of the config's (5: 5-way only)")
     parser.add_argument("--dataset-loss", type=float, help="weight of the data-set naming loss instead of the config's "
                                                            "(0: off)")
     parser.add_argument("--teacher-method", help="instead of the config's (also the families' own searches in (c))")
@@ -396,7 +399,8 @@ def main() -> None:
     b = retrain_comparison(args, out) if "b" in args.parts else {}
     costs = {f"seed{s}": {"teachers": sum(t["seconds"] for t in json.loads(
         (out / f"seed{s}" / "teachers" / TEACHERS_FILE).read_text())["teachers"]),
-        **{m: sum(r["seconds"] for r in torch.load(out / f"seed{s}" / m / "checkpoint.pt", weights_only=True)["metrics"])
+        **{m: sum(r["seconds"] for r in
+                  torch.load(out / f"seed{s}" / m / "checkpoint.pt", weights_only=True)["metrics"])
            for m in METHODS}} for s in range(args.seeds)}
     # a run of some parts only writes its own files (results-c.json, report-c.md): it never blanks the full report
     suffix = "" if set(args.parts) == {"a", "b", "c"} else "-" + "".join(sorted(set(args.parts)))

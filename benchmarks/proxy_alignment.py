@@ -36,8 +36,8 @@ from image_sets import ImageData, split_indices
 from meta.config import MetaConfig
 from meta.skip_probe import probe_accuracy
 from meta.teacher_job import class_images
-from supernet.spaces import get_space
 from supernet.search import SearchConfig
+from supernet.spaces import get_space
 from supernet.training_free import TrainingFreeJob
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -108,7 +108,8 @@ def run_peer(args, name: str, order: int) -> dict:
     script = Path(args.peer).resolve().parent / "time_darts_reference.py"
     command = [sys.executable, str(script), str(Path(args.peer).resolve()), str(cfg["C"]), str(cfg["layers"]),
                str(cfg["batch"]), str(cfg["size"]), str(order), str(args.steps), str(args.threads)]
-    out = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    out = json.loads(done.stdout.strip().splitlines()[-1])
     return {"impl": "darts-reference", "ms_median": out["ms_median"], "peak_mb": out["peak_rss_mb"]}
 
 

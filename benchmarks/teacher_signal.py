@@ -2,7 +2,8 @@
 """Is there anything in a teacher bank for task conditioning to learn? Two measurements on the teachers' cells alone,
 per bank and over all the banks given (they must share a space and a class split):
 
-- dependence on the data set: a permutation test (evaluation/teacher_signal.py `dataset_dependence`): the mean per-edge distance
+- dependence on the data set: a permutation test (evaluation/teacher_signal.py `dataset_dependence`): the mean
+  per-edge distance
   between the data sets' op profiles against the same with the data-set labels shuffled, and its p-value;
 - leave one teacher out (`leave_one_out`): how often the pooled target of a teacher's data set, built from the other
   teachers with prior w (`--imitate-prior`; w = inf is the bank's vote, what the `--no-encoder` ablation learns),

@@ -30,8 +30,8 @@ from run_kit.config import Config, require_at_least
 from run_kit.files import atomic_write_text
 from run_kit.run_dir import RunDir
 from search_spaces.plot import plot_genotype
-from supernet.retrain import RetrainConfig, run_retrain
 from supernet.methods import method_names, method_settings
+from supernet.retrain import RetrainConfig, run_retrain
 from supernet.search import SearchConfig, run_search
 from supernet.spaces import SPACES, get_space, load_genotype
 
@@ -94,7 +94,8 @@ class CompareConfig(DataOptions, Config):
                 if name.startswith("taskdarts-"):
                     steps = name[len("taskdarts-"):]
                     if not steps.isdigit():
-                        raise InputError(f"method '{name}': use taskdarts-K with K the adaptation steps, e.g. taskdarts-0")
+                        raise InputError(f"method '{name}': use taskdarts-K with K the adaptation steps, e.g. "
+                                         f"taskdarts-0")
                     if not self.meta:
                         raise InputError(f"method '{name}' needs --meta META_CKPT")
                 elif method_settings(name, 1, 1) is None and name != "random" and owner is None:

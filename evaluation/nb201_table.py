@@ -36,7 +36,7 @@ class NB201Table:
         self.source = source
 
     @classmethod
-    def load(cls, path: str | Path) -> "NB201Table":
+    def load(cls, path: str | Path) -> NB201Table:
         path = Path(path)
         if not path.is_file():
             raise InputError(f"NAS-Bench-201 table {path} does not exist")

@@ -6,8 +6,8 @@ are needed. Every random draw comes from a generator seeded by (seed, pass, posi
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import torch
 

@@ -1,8 +1,8 @@
 """`ImageData`, the in-memory form of every data set, and the seeded ways of splitting and resizing it."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -46,10 +46,10 @@ class ImageData:
     def __len__(self) -> int:
         return self.x.shape[0]
 
-    def to(self, device: torch.device) -> "ImageData":
+    def to(self, device: torch.device) -> ImageData:
         return ImageData(self.x.to(device), self.y.to(device), self.classes, self.name, self.hflip, self.notes)
 
-    def subset(self, indices: torch.Tensor) -> "ImageData":
+    def subset(self, indices: torch.Tensor) -> ImageData:
         indices = indices.to(self.x.device)
         return ImageData(self.x[indices], self.y[indices], self.classes, self.name, self.hflip, self.notes)
 
@@ -61,29 +61,6 @@ def in_memory(description: str) -> str:
     """The `dataset` a run records when its caller hands it images in memory (a benchmark's or a teacher's class
     sample): says what they were, and cannot be mistaken for a data set to load (a resumed run refuses to guess)."""
     return IN_MEMORY + description
-
-
-@dataclass
-class DataOptions:
-    """Which data set a run reads: the options search, retrain and compare share (a base of their configs)."""
-
-    dataset: str = "digits"
-    data_root: str = "data"
-    download: bool = False
-    image_size: int | None = None  # None keeps the data set's own size
-
-    def validate(self) -> None:
-        if self.image_size is not None:
-            check_image_size(self.image_size)
-
-    def load(self, split: str) -> "ImageData":
-        from .loaders import load_dataset
-
-        if self.dataset.startswith(IN_MEMORY):
-            raise InputError(f"this run's images were handed to it in memory ({self.dataset[len(IN_MEMORY):]}); they "
-                             f"cannot be loaded by name: rerun the command that made it")
-
-        return load_dataset(self.dataset, split, self.data_root, self.download, self.image_size)
 
 
 def channel_stats(data: ImageData) -> tuple[torch.Tensor, torch.Tensor]:

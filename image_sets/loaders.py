@@ -10,15 +10,16 @@ needs at least 2 classes; sizes that cannot fit in memory are refused.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
 from run_kit import InputError
 
-from .data import ImageData, resize, stratified_holdout
+from .data import IN_MEMORY, ImageData, check_image_size, resize, stratified_holdout
 
 SPLITS = ("train", "test")
 
@@ -121,7 +122,7 @@ def _npz(path: str) -> Callable[[str, str, bool], ImageData]:
                 has_test = "x_test" in arrays and "y_test" in arrays
                 pairs = [("x", "y"), ("x_test", "y_test")] if has_test else [("x", "y")]
                 loaded = {k: arrays[k] for pair in pairs for k in pair}
-                names = arrays["class_names"] if "class_names" in arrays else None
+                names = arrays.get("class_names")
         except (OSError, ValueError, EOFError) as err:  # not a zip, a truncated one, object arrays (pickles)
             raise InputError(f"cannot read npz data set {file}: {str(err).splitlines()[0][:200]}") from None
         if names is not None and names.dtype.kind not in "US":
@@ -194,3 +195,23 @@ def load_dataset(spec: str, split: str = "train", root: str = "data", download: 
     else:
         raise InputError(f"unknown data set '{spec}'; known: {', '.join(DATASET_NAMES)}")
     return resize(loader(split, root, download), image_size)
+
+
+@dataclass
+class DataOptions:
+    """Which data set a run reads: the options search, retrain and compare share (a base of their configs)."""
+
+    dataset: str = "digits"
+    data_root: str = "data"
+    download: bool = False
+    image_size: int | None = None  # None keeps the data set's own size
+
+    def validate(self) -> None:
+        if self.image_size is not None:
+            check_image_size(self.image_size)
+
+    def load(self, split: str) -> ImageData:
+        if self.dataset.startswith(IN_MEMORY):
+            raise InputError(f"this run's images were handed to it in memory ({self.dataset[len(IN_MEMORY):]}); they "
+                             f"cannot be loaded by name: rerun the command that made it")
+        return load_dataset(self.dataset, split, self.data_root, self.download, self.image_size)

@@ -8,15 +8,16 @@ reinforce: each step = one weight step on a support batch for an architecture sa
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from supernet.accuracy import evaluate
 from image_sets import BatchStream, Preprocess, ordered_batches
+from supernet.accuracy import evaluate
 from supernet.bilevel import BilevelOptimizer
 from supernet.model import ArchLogits
 from supernet.relaxation import DiscreteRelaxation
@@ -70,7 +71,7 @@ def load_weights(supernet: nn.Module, weights: dict[str, torch.Tensor], buffers:
 
 
 def adapt(work: nn.Module, weights: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
-          logits: dict[str, torch.Tensor], task: Task, steps: int, settings: "AdaptSection", grad_clip: float,
+          logits: dict[str, torch.Tensor], task: Task, steps: int, settings: AdaptSection, grad_clip: float,
           seed: int, generator: torch.Generator | None = None, record_at: Sequence[int] = (),
           regularizer=None) -> Adapted:
     """Run `steps` adaptation steps of `work` (a scratch supernet) from `weights`/`logits` on the task, with the

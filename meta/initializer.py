@@ -9,7 +9,7 @@ weights by several times or flip their sign, and meta-training became unstable.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import nn

@@ -13,9 +13,9 @@ from run_kit import InputError
 from run_kit.device import pick_device, seed_everything
 from run_kit.files import atomic_write_text, save_checkpoint
 from run_kit.run_dir import RunDir
-from supernet.spaces import create_supernet
 from supernet.regularizers import create_regularizer
 from supernet.search import logits_entropy
+from supernet.spaces import create_supernet
 
 from .adapt import adapt, split_metrics
 from .model import load_meta

@@ -6,7 +6,8 @@ holds it with its config; `load_meta` reads one back, refusing one of another fo
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from torch import nn

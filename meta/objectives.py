@@ -21,7 +21,8 @@ episodes and targets) and its own step; MetaTrainJob (meta_train.py) owns what t
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -48,7 +49,7 @@ class Objective:
 
     score = ""  # the metric a finished run reports
 
-    def __init__(self, config: "MetaConfig", model: "TaskDARTS", meta_train, split: TaskSplit, device: torch.device):
+    def __init__(self, config: MetaConfig, model: TaskDARTS, meta_train, split: TaskSplit, device: torch.device):
         self.config, self.model, self.meta_train, self.device = config, model, meta_train, device
 
     def describe(self) -> str:
@@ -92,7 +93,7 @@ class Adapt(Objective):
         """The seed of task i's batch streams in meta-step `done + 1`."""
         return self.config.seed * 1_000_003 + done * 97 + i
 
-    def outer(self, task: Task, start: "TaskStart", adapted: Adapted, params: list[torch.nn.Parameter],
+    def outer(self, task: Task, start: TaskStart, adapted: Adapted, params: list[torch.nn.Parameter],
               batch: int) -> tuple[torch.Tensor, float, Sequence[torch.Tensor | None], list[torch.Tensor],
                                    list[torch.Tensor]]:
         """The adapted task scored on its outer split: (outer loss, accuracy, its gradient for the start's weights,
@@ -128,7 +129,7 @@ class Adapt(Objective):
             grads += more_grads
             check_finite([outer_loss.item()], "outer loss", f"meta-step {done + 1}, task {i + 1}")
             if model.initializer is not None:
-                for (name, w0), g in zip(start.weights.items(), g_weights):
+                for w0, g in zip(start.weights.values(), g_weights):
                     if g is not None and w0.requires_grad:
                         tensors.append(w0)
                         grads.append(g / len(tasks))
@@ -289,7 +290,7 @@ OBJECTIVES: dict[str, dict[str, type[Objective]]] = {
 MODES = ("relaxed", "reinforce")
 
 
-def create_objective(config: "MetaConfig", model: "TaskDARTS", meta_train, split: TaskSplit,
+def create_objective(config: MetaConfig, model: TaskDARTS, meta_train, split: TaskSplit,
                      device: torch.device) -> Objective:
     if config.meta.objective not in OBJECTIVES:
         raise InputError(f"unknown --objective '{config.meta.objective}'; known: {', '.join(OBJECTIVES)}")

@@ -9,8 +9,9 @@ classes (cosine similarity of f, detached). Class order and sample order do not 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F

@@ -13,14 +13,14 @@ data sets are given separately. The split is recorded in the run directory (task
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import torch
 
-from run_kit import InputError
 from image_sets import ImageData, load_dataset, resize, split_indices
-
+from run_kit import InputError
 
 
 @dataclass
@@ -38,7 +38,7 @@ class Task:
     def num_classes(self) -> int:
         return self.data.num_classes
 
-    def to(self, device: torch.device) -> "Task":
+    def to(self, device: torch.device) -> Task:
         return Task(self.name, self.data.to(device), self.support, self.query, self.outer, self.test)
 
 

@@ -80,7 +80,7 @@ class TeacherBank:
     teachers: list[Teacher]
 
     @classmethod
-    def load(cls, path: str | Path, space_name: str, split: TaskSplit) -> "TeacherBank":
+    def load(cls, path: str | Path, space_name: str, split: TaskSplit) -> TeacherBank:
         """The bank at `path`, refused unless it was made in `space_name` with exactly `split` (the imitating run's
         class split) and its teachers' classes lie in that split's meta-train part."""
         bank = cls.read(path, space_name)
@@ -95,7 +95,7 @@ class TeacherBank:
         return bank
 
     @classmethod
-    def read(cls, path: str | Path, space_name: str | None = None) -> "TeacherBank":
+    def read(cls, path: str | Path, space_name: str | None = None) -> TeacherBank:
         """The bank at `path` (a teachers.json or its run directory), refused unless it is a well-formed bank of
         `space_name` (default: the space it names): its cells parse and its op weights have the space's shapes."""
         path, file = Path(path), bank_file(path)

@@ -8,8 +8,9 @@ from __future__ import annotations
 import math
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import asdict, fields, is_dataclass
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 from .errors import InputError
 
@@ -33,7 +34,7 @@ class Config:
         return config_from_dict(cls, values, cls.kind)
 
     @classmethod
-    def sections(cls) -> dict[str, type["Config"]]:
+    def sections(cls) -> dict[str, type[Config]]:
         hints = typing.get_type_hints(cls)
         return {f.name: hints[f.name] for f in fields(cls) if _is_config(hints[f.name])}
 
@@ -76,27 +77,29 @@ def _is_config(annotation: Any) -> bool:
     return isinstance(annotation, type) and is_dataclass(annotation) and issubclass(annotation, Config)
 
 
-def config_from_dict(cls, values: Mapping[str, Any], what: str):
+def config_from_dict(cls, values: Mapping[str, Any], what: str, root: type | None = None):
     """`cls(**values)` with unknown keys refused and every value checked (and int -> float, list -> tuple coerced)
-    against the field's annotation; a section's mapping becomes its section config, checked alike."""
+    against the field's annotation; a section's mapping becomes its section config, checked alike (`root`: the
+    sectioned config it belongs to, which knows where a misplaced key belongs)."""
     if not isinstance(values, Mapping):
         raise InputError(f"a {what} config must be a mapping of option: value, got {type(values).__name__}")
     known = {f.name for f in fields(cls)}
     unknown = sorted(str(k) for k in set(values) - known)
     if unknown:
-        paths = cls.option_paths() if issubclass(cls, Config) else {}
+        home = root or cls
+        paths = home.option_paths() if issubclass(home, Config) else {}
         misplaced = [key for key in unknown if len(paths.get(key, ())) == 2]
         if misplaced:
             key = misplaced[0]
-            raise InputError(f"{what} config key '{key}' belongs in its '{paths[key][0]}' section ({paths[key][0]}: "
-                             f"{{{key}: ...}}); the sections are {', '.join(cls.sections())}")
+            raise InputError(f"{what} config key '{key}' belongs in the '{paths[key][0]}' section ({paths[key][0]}: "
+                             f"{{{key}: ...}}); the sections are {', '.join(home.sections())}")
         raise InputError(f"unknown {what} config keys: {', '.join(unknown)}")
     hints = typing.get_type_hints(cls)
     out = {}
     for name, value in values.items():
         if _is_config(hints[name]):
             out[name] = value if isinstance(value, hints[name]) else config_from_dict(hints[name], value,
-                                                                                      f"{what} {name}")
+                                                                                      f"{what} {name}", root or cls)
         else:
             out[name] = _coerce(name, value, hints[name])
     return cls(**out)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import random
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -55,7 +56,8 @@ def require_memory(nbytes: float, what: str, device: torch.device | None = None)
     available = memory_bytes(device)
     if nbytes > available:
         raise InputError(f"{what} would need about {nbytes / 2**30:,.1f} GiB, more than the "
-                         f"{available / 2**30:,.1f} GiB of {'this GPU' if device is not None and device.type == 'cuda' else 'this machine'}")
+                         f"{available / 2**30:,.1f} GiB of "
+                         f"{'this GPU' if device is not None and device.type == 'cuda' else 'this machine'}")
 
 
 def require_model_fits(build: Callable[[], torch.nn.Module], what: str, device: torch.device | None = None,

@@ -10,8 +10,9 @@ checkpointed and restored for that rank. Rank 0 alone logs and writes files. Bac
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist

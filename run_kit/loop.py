@@ -10,9 +10,10 @@ data-parallel consistency check, `--stop-after-epoch`, progress, and stopping lo
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 from tqdm import tqdm

@@ -11,8 +11,9 @@ import fcntl
 import io
 import logging
 import os
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 
 import yaml
 
@@ -46,7 +47,7 @@ class RunDir:
             raise InputError(f"{self.path} already holds a run; pass --resume to continue it or choose another --out")
 
     @contextlib.contextmanager
-    def claim(self, resume: bool, is_main: bool = True) -> Iterator["RunDir"]:
+    def claim(self, resume: bool, is_main: bool = True) -> Iterator[RunDir]:
         """Create the directory (rank 0 only) and hold an exclusive lock on it until the block ends.
 
         Called once every input is validated. Temporary files an interrupted earlier run left behind are removed

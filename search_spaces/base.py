@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -46,14 +47,12 @@ class SearchSpace(ABC):
     node_inputs: tuple[tuple[int, ...], ...]  # the states each node of a search cell reads, in logits-row order
     text_form: str  # how its one-line genotype text looks, for messages ("Genotype(...) string")
     one_op_per_edge: bool = False  # a genotype is one op per edge of a single cell type (edge_ops/with_edge_ops)
+    baselines: tuple[str, ...] = ()  # the published genotypes compare's `published` method stands for
 
-    @property
-    def published(self) -> Mapping[str, Any]:
-        """Published genotypes of the space, by name (retrain --genotype NAME, compare --methods NAME)."""
-        return {}
-
-    baselines: tuple[str, ...] = ()
-    """The published genotypes compare's `published` method stands for."""
+    def __init__(self, published: Mapping[str, Any] | None = None):
+        """`published`: genotypes of the space published by name (retrain --genotype NAME, compare --methods NAME);
+        the registry (supernet/spaces.py) gives each space its own."""
+        self.published: dict[str, Any] = {name: self.validate(g) for name, g in (published or {}).items()}
 
     def logits_shapes(self, edge_logits: bool = False) -> dict[str, tuple[int, ...]]:
         shapes: dict[str, tuple[int, ...]] = {ct: (self.num_edges, len(self.ops)) for ct in self.cell_types}
@@ -145,7 +144,7 @@ class SearchSpace(ABC):
 
     @abstractmethod
     def recognizes(self, text: str) -> bool:
-        """Whether `text` is written in this space's one-line form (then `from_text` parses it or says what is wrong)."""
+        """Whether `text` is in this space's one-line form (then `from_text` parses it or says what is wrong)."""
 
     @abstractmethod
     def diagrams(self, genotype: Any) -> list[CellDiagram]:

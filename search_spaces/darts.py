@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import ast
 from collections import namedtuple
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -39,12 +40,6 @@ class DartsSpace(SearchSpace):
     node_inputs = NODE_INPUTS
     text_form = "Genotype(...) string"
     baselines = ("DARTS_V1", "DARTS_V2")
-
-    @property
-    def published(self) -> Mapping[str, Genotype]:
-        from .published import PUBLISHED  # built from this module's Genotype, so imported when asked for
-
-        return PUBLISHED
 
     def owns(self, genotype: Any) -> bool:
         return isinstance(genotype, Genotype)

@@ -6,8 +6,9 @@ A genotype is the benchmark's architecture string, held as one op per edge in th
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 

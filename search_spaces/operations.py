@@ -6,7 +6,7 @@ feature-map sizes work; for even sizes (every published setting) the output is i
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

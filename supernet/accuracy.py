@@ -1,7 +1,7 @@
 """The one evaluation loop: mean cross-entropy and accuracy of a model over a pass of batches."""
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn.functional as F

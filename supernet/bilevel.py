@@ -9,7 +9,7 @@ Second order:  w' = w - xi * (grad_w L_train(w, alpha) + mu * m + lambda * w)   
 """
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F

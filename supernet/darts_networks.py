@@ -3,8 +3,8 @@ skeleton (stem 3C, `layers` cells with reductions at layers//3 and 2*layers//3, 
 out cells identically. Registered with the space in supernet/spaces.py."""
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Mapping, Sequence
 
 import torch
 from torch import nn

@@ -6,8 +6,9 @@ the number of cells it scores (else `--candidates`). Whatever a method does not 
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from run_kit import InputError
 

@@ -13,8 +13,9 @@ where w = relaxation(logits[cell_type]), shared by all cells of that type. PC-DA
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
-from typing import Mapping, NamedTuple, Sequence
+from typing import NamedTuple
 
 import torch
 from einops import rearrange
@@ -51,7 +52,7 @@ class SharedSource:
             self._relu = opening(self.x)
         return self._relu
 
-    def head(self, channels: int) -> "SharedSource":
+    def head(self, channels: int) -> SharedSource:
         """The first `channels` channels, as a source of their own (PC-DARTS sends those through the ops)."""
         if channels not in self._heads:
             self._heads[channels] = SharedSource(self.x[:, :channels])
@@ -191,7 +192,7 @@ class ArchLogits(nn.Module):
         self.logits = nn.ParameterDict({k: nn.Parameter(v.detach().clone()) for k, v in initial.items()})
 
     @classmethod
-    def random(cls, space: SearchSpace, init_std: float = 1e-3, edge_logits: bool = False) -> "ArchLogits":
+    def random(cls, space: SearchSpace, init_std: float = 1e-3, edge_logits: bool = False) -> ArchLogits:
         """init_std * N(0, 1), as the DARTS reference initialises its alphas (and PC-DARTS its edge logits)."""
         return cls({key: init_std * torch.randn(*shape) for key, shape in space.logits_shapes(edge_logits).items()})
 

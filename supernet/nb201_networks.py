@@ -3,7 +3,7 @@ macro skeleton (stem C; N cells, a residual reduction block, N cells at 2C, a bl
 linear), so both lay out cells identically. Registered with the space in supernet/spaces.py."""
 from __future__ import annotations
 
-from typing import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import torch
 from torch import nn

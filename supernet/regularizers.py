@@ -9,7 +9,7 @@ parameter-free op (the skip collapse), and the op weights stay informative for t
 """
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 

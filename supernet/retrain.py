@@ -1,10 +1,10 @@
 """Retraining a genotype's discrete network from scratch and reporting its test accuracy, size and FLOPs.
 
-Recipes (per space, supernet/spaces.py): the DARTS evaluation recipe for DARTS-space genotypes (SGD 0.025 cosine to 0, momentum 0.9, wd 3e-4,
-batch 96, gradient norm clipped at 5, optional auxiliary head weighted 0.4, drop-path ramped linearly to 0.2,
-optional cutout) and the NAS-Bench-201 recipe for its cells (SGD 0.1 Nesterov cosine to 0, momentum 0.9, wd 5e-4,
-batch 256, no gradient clipping, no drop-path or auxiliary head). The reported accuracy is the last epoch's on the
-test split; no epoch is picked by its test score.
+Recipes (per space, supernet/spaces.py): the DARTS evaluation recipe for DARTS-space genotypes (SGD 0.025 cosine
+to 0, momentum 0.9, wd 3e-4, batch 96, gradient norm clipped at 5, optional auxiliary head weighted 0.4, drop-path
+ramped linearly to 0.2, optional cutout) and the NAS-Bench-201 recipe for its cells (SGD 0.1 Nesterov cosine to 0,
+momentum 0.9, wd 5e-4, batch 256, no gradient clipping, no drop-path or auxiliary head). The reported accuracy is
+the last epoch's on the test split; no epoch is picked by its test score.
 """
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .accuracy import evaluate
 from image_sets import Augment, BatchStream, DataOptions, ImageData, Preprocess, channel_stats, ordered_batches
 from run_kit import InputError
 from run_kit.config import Config, require_at_least, require_choice, require_fraction, require_positive
@@ -26,6 +25,7 @@ from run_kit.distributed import SINGLE, DistContext, init_distributed
 from run_kit.loop import Job, check_finite, run_job
 from run_kit.run_dir import RunDir
 
+from .accuracy import evaluate
 from .discrete import count_flops_m, count_parameters_m
 from .spaces import RetrainRecipe, activation_bytes_lower_bound, create_network, entry_of, load_genotype
 
@@ -131,7 +131,8 @@ class RetrainJob(Job):
         r = self.recipe
         clip = f"clip {r['grad_clip']}" if r["grad_clip"] else "no gradient clipping"
         batch = f"batch {r['batch_size']}" + (f" (asked {self.asked_batch}: the training split holds only "
-                                              f"{len(self.train)} images)" if r["batch_size"] < self.asked_batch else "")
+                                              f"{len(self.train)} images)"
+                                              if r["batch_size"] < self.asked_batch else "")
         return "; ".join([*self.train.notes, (
             f"retrain {self.space.to_text(self.genotype)} on {self.train.name}: {len(self.train)} train / "
             f"{len(self.test)} test images, {self.params_m:.3f} M parameters, {self.flops_m:.1f} M FLOPs, "

@@ -13,9 +13,16 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from .accuracy import evaluate
-from image_sets import (Augment, BatchStream, DataOptions, ImageData, Preprocess, channel_stats, ordered_batches,
-                        split_indices)
+from image_sets import (
+    Augment,
+    BatchStream,
+    DataOptions,
+    ImageData,
+    Preprocess,
+    channel_stats,
+    ordered_batches,
+    split_indices,
+)
 from image_sets.data import IN_MEMORY
 from run_kit import InputError
 from run_kit.config import Config, require_at_least, require_choice, require_fraction, require_positive
@@ -26,6 +33,7 @@ from run_kit.run_dir import RunDir
 from search_spaces import SearchSpace
 from search_spaces.operations import PARAMETER_FREE_OPS
 
+from .accuracy import evaluate
 from .bilevel import BilevelOptimizer
 from .model import ArchLogits
 from .regularizers import create_regularizer
@@ -107,6 +115,16 @@ class SearchConfig(DataOptions, Config):
                              "1e-5 of its size, far below bfloat16's resolution (4e-3)")
         if self.w_lr_min > self.w_lr:
             raise InputError(f"--w-lr-min {self.w_lr_min} exceeds --w-lr {self.w_lr}")
+
+    def next_steps(self, run_path) -> list[str]:
+        """What a user does with a finished search: retrain its genotype on the same data, draw its cells."""
+        if self.dataset.startswith(IN_MEMORY):  # no command can load these images by name
+            retrain = (f"retrain it: python train.py retrain --genotype {run_path} --dataset D --out "
+                       f"{run_path}/retrain, D the data set of the images it searched ({self.dataset})")
+        else:
+            data = f" --dataset {self.dataset}" + (f" --image-size {self.image_size}" if self.image_size else "")
+            retrain = f"retrain it: python train.py retrain --genotype {run_path}{data} --out {run_path}/retrain"
+        return [retrain, f"draw it:    python train.py visualize {run_path} --out {run_path}/cells"]
 
 
 def logits_entropy(logits: dict[str, torch.Tensor], cell_types=None, mixing=None) -> dict[str, float]:
@@ -283,24 +301,12 @@ class SearchJob(Job):
 
 
     def final_lines(self, run_path) -> list[str]:
-        return next_steps(run_path, self.config)
+        return self.config.next_steps(run_path)
 
     def result(self) -> dict[str, Any]:
         return {"epoch": self.done, "batch_size": self.batch_size, "genotype": self.space.to_json(self.genotype()),
                 "val_acc": self.metrics[-1]["val_acc"] if self.metrics else None,
                 "search_seconds": round(sum(row["seconds"] for row in self.metrics), 2)}
-
-
-def next_steps(run_path, config: SearchConfig) -> list[str]:
-    """What a user does with a finished search: retrain its genotype on the same data, draw its cells."""
-    if config.dataset.startswith(IN_MEMORY):  # no command can load these images by name
-        retrain = (f"retrain it: python train.py retrain --genotype {run_path} --dataset D --out {run_path}/retrain, "
-                   f"D the data set of the images it searched ({config.dataset})")
-    else:
-        data = f" --dataset {config.dataset}" + (f" --image-size {config.image_size}" if config.image_size else "")
-        retrain = f"retrain it: python train.py retrain --genotype {run_path}{data} --out {run_path}/retrain"
-    return [retrain,
-            f"draw it:    python train.py visualize {run_path} --out {run_path}/cells"]
 
 
 def run_search(config: SearchConfig, data: ImageData, run: RunDir, resume: bool = False,

@@ -3,7 +3,7 @@ of each space live with its networks (darts_networks.py, nb201_networks.py), whe
 network take them from one place, so both lay out cells identically."""
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn

@@ -9,14 +9,15 @@ toy third space that way and runs search, derive, retrain and inspect on it).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from torch import nn
 
 from run_kit import InputError
-from search_spaces import DartsSpace, NB201Space, SearchSpace
+from search_spaces import PUBLISHED, DartsSpace, NB201Space, SearchSpace
 
 from .darts_networks import DartsNetwork, DartsSupernet, darts_feature_maps
 from .nb201_networks import NB201Network, NB201Supernet, nb201_feature_maps
@@ -63,7 +64,7 @@ def register_space(entry: SpaceEntry) -> None:
 
 
 register_space(SpaceEntry(
-    DartsSpace(), DartsSupernet, DartsNetwork, darts_feature_maps,
+    DartsSpace(published=PUBLISHED), DartsSupernet, DartsNetwork, darts_feature_maps,
     RetrainRecipe(lr=0.025, weight_decay=3e-4, nesterov=False, drop_path_prob=0.2, batch_size=96, grad_clip=5.0),
     {"layers": 20, "init_channels": 36}))
 register_space(SpaceEntry(

@@ -19,8 +19,9 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -65,7 +66,7 @@ def naswot_score(network: nn.Module, x: torch.Tensor) -> float:
 def synflow_score(network: nn.Module, input_shape: tuple[int, ...]) -> float:
     """sum |theta * dR/dtheta| over conv and linear weights, R = sum(f_|theta|(ones)), BN removed, float64."""
     net = copy.deepcopy(network)
-    for name, module in list(net.named_modules()):
+    for module in list(net.modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, nn.modules.batchnorm._BatchNorm):
                 setattr(module, child_name, nn.Identity())
@@ -173,9 +174,7 @@ class TrainingFreeJob(Job):
         return {"genotype.json": self.space.dumps(self.best[1]) + "\n"} if self.best else {}
 
     def final_lines(self, run_path) -> list[str]:
-        from .search import next_steps
-
-        return next_steps(run_path, self.config)
+        return self.config.next_steps(run_path)
 
     def result(self) -> dict[str, Any]:
         return {"candidates": self.done, "batch_size": self.batch_size,

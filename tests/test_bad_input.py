@@ -4,6 +4,7 @@ import csv
 import fcntl
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -67,11 +68,12 @@ def test_a_hostile_checkpoint_runs_nothing(search_run, tmp_path, command):
             "meta": ("search", "--meta", str(hostile), "--out", str(tmp_path / "m")),
             "meta-resume": ("meta-train", "--out", str(hostile), "--resume")}[command]
     if command == "meta-resume":  # a meta-train run directory with the hostile checkpoint
-        (hostile / "config.yaml").write_text(yaml.safe_dump({"space": "nb201", "model": {"layers": 1, "init_channels": 4}}))
+        config = {"space": "nb201", "model": {"layers": 1, "init_channels": 4}}
+        (hostile / "config.yaml").write_text(yaml.safe_dump(config))
     code, _, stderr = run_cli(*args)
     assert_one_line(code, stderr, "it asks to load posix.system, which could run code")
     assert not marker.exists()
-    with pytest.raises(Exception):  # the payload is real: an unsafe load would have run it
+    with pytest.raises(pickle.UnpicklingError):  # the payload is real: an unsafe load would have run it
         torch.load(hostile / "checkpoint.pt", weights_only=True)
 
 

@@ -25,13 +25,15 @@ def search_run(tmp_path_factory):
 
 def test_search_run_directory_holds_everything(search_run):
     out, summary = search_run
-    assert {"config.yaml", "log.txt", "metrics.csv", "checkpoint.pt", "genotype.json"} <= {p.name for p in out.iterdir()}
+    files = {p.name for p in out.iterdir()}
+    assert {"config.yaml", "log.txt", "metrics.csv", "checkpoint.pt", "genotype.json"} <= files
     # config.yaml is the whole resolved config (defaults included) and reads back to the same object
     saved = SearchConfig.from_dict(yaml.safe_load((out / "config.yaml").read_text()))
     assert saved == SearchConfig(space="darts", epochs=3, seed=1, layers=3, init_channels=4, batch_size=64)
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
-    assert {"train_loss", "train_acc", "val_loss", "val_acc", "entropy_normal", "entropy_reduce", "genotype"} <= set(rows[0])
+    columns = {"train_loss", "train_acc", "val_loss", "val_acc", "entropy_normal", "entropy_reduce", "genotype"}
+    assert columns <= set(rows[0])
     assert rows[-1]["genotype"].startswith("Genotype(")
     state = torch.load(out / "checkpoint.pt", weights_only=True)
     assert {"model", "arch", "weight_optimizer", "logit_optimizer", "scheduler", "epoch", "rng"} <= set(state)
@@ -132,7 +134,8 @@ def test_retrain_reports_accuracy_size_and_flops_and_resumes(tmp_path, search_ru
 
 def test_retrain_nb201_string_learns_digits(tmp_path):
     code, stdout, stderr = run_cli("retrain", "--genotype", NB201_EXAMPLE, "--layers", "1", "--init-channels", "8",
-                                   "--epochs", "4", "--batch-size", "96", "--no-progress", "--out", str(tmp_path / "run"))
+                                   "--epochs", "4", "--batch-size", "96", "--no-progress",
+                                   "--out", str(tmp_path / "run"))
     assert code == 0, stderr
     assert json.loads(stdout.splitlines()[-1])["test_acc"] > 0.5
 

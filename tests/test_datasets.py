@@ -6,9 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from image_sets import load_dataset, stratified_holdout
+from image_sets import Augment, BatchStream, ImageData, Preprocess, load_dataset, split_indices, stratified_holdout
 from run_kit import InputError
-from image_sets import Augment, BatchStream, ImageData, Preprocess, split_indices
 
 
 def _write_idx(path, array: np.ndarray, gz: bool = False):
@@ -50,7 +49,8 @@ def test_npz_with_and_without_test_arrays(tmp_path):
     rng = np.random.default_rng(0)
     x, y = rng.integers(0, 256, (50, 10, 10, 3), dtype=np.uint8), np.arange(50) % 5
     np.savez(tmp_path / "holdout.npz", x=x, y=y)
-    train, test = load_dataset(f"npz:{tmp_path}/holdout.npz", "train"), load_dataset(f"npz:{tmp_path}/holdout.npz", "test")
+    spec = f"npz:{tmp_path}/holdout.npz"
+    train, test = load_dataset(spec, "train"), load_dataset(spec, "test")
     assert train.x.shape == (40, 3, 10, 10) and len(test) == 10 and train.num_classes == 5
     assert not set(map(tuple, train.x.flatten(1).tolist())) & set(map(tuple, test.x.flatten(1).tolist()))
     np.savez(tmp_path / "split.npz", x=x[:, :, :, 0], y=y, x_test=x[:7, :, :, 0], y_test=y[:7])

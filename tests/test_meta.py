@@ -13,10 +13,10 @@ from torch.func import functional_call
 from torch_geometric.data import Batch
 
 from meta.adapt import adapt, split_batch
+from meta.config import MetaConfig
 from meta.controller import ArchController, PolicyGradient, sample_architecture
 from meta.encoder import RunningStandardizer, TaskEncoder
 from meta.meta_train import MetaTrainJob
-from meta.config import MetaConfig
 from meta.model import TaskDARTS
 from meta.task_graph import ATTRIBUTES, TaskGraphBuilder
 from meta.tasks import SplitSizes, Task, build_distributions, whole_dataset_task
@@ -24,6 +24,12 @@ from run_kit import InputError
 from supernet.spaces import get_space
 
 from .helpers import ROOT, load_benchmark, run_cli
+
+
+def _config(**options) -> MetaConfig:
+    """A meta-train config from flag-named options, as the command line makes one."""
+    return MetaConfig.from_options(options)
+
 
 # A meta-training run small enough for tests (NAS-Bench-201 supernet, 1 cell per stage, 4 channels, 8 px digits).
 TINY_META = ["--space", "nb201", "--layers", "1", "--init-channels", "4", "--meta-batch", "2", "--inner-steps", "2",
@@ -104,8 +110,8 @@ def test_standardizer_keeps_two_kinds_of_task_at_unit_scale_when_batches_hold_on
 def _one_step_toy(use_initializer: bool = False, reptile_lr: float = 0.5):
     """A meta-step with one inner step whose batches are whole splits (3-way, 10 images per class and split), no
     gradient clipping: small enough to redo by hand."""
-    config = MetaConfig.from_options(dict(space="nb201", layers=1, init_channels=4, meta_batch=2, inner_steps=1, inner_batch=30,
-                        probe_tasks=1, grad_clip=1e9, reptile_lr=reptile_lr, use_initializer=use_initializer))
+    config = _config(space="nb201", layers=1, init_channels=4, meta_batch=2, inner_steps=1, inner_batch=30,
+                    probe_tasks=1, grad_clip=1e9, reptile_lr=reptile_lr, use_initializer=use_initializer)
     torch.manual_seed(0)
     job = MetaTrainJob(config, torch.device("cpu"))
     rng = random.Random()
@@ -222,7 +228,7 @@ def test_controller_learns_the_best_op_by_policy_gradient():
 
 
 def test_no_encoder_ablation_gives_every_task_the_same_start(digits_tasks):
-    model = TaskDARTS(MetaConfig.from_options(dict(space="nb201", layers=1, init_channels=4, use_encoder=False, use_initializer=False)))
+    model = TaskDARTS(_config(space="nb201", layers=1, init_channels=4, use_encoder=False, use_initializer=False))
     tasks = [digits_tasks[0].sample(random.Random(k)) for k in range(3)]
     z = model.embed(tasks)
     assert torch.equal(z[0], z[1]) and torch.equal(z[1], z[2])
@@ -245,7 +251,8 @@ def test_meta_train_run_directory(meta_run):
     assert [int(r["meta_step"]) for r in rows] == [1, 2, 3]
     assert {"support_loss", "logit_loss", "outer_loss", "outer_acc", "entropy", "distinct_genotypes"} <= set(rows[0])
     # the logged count is what the saved controller proposes over the (seeded) probe tasks
-    job = MetaTrainJob(MetaConfig.from_dict(yaml.safe_load((meta_run / "config.yaml").read_text())), torch.device("cpu"))
+    saved = yaml.safe_load((meta_run / "config.yaml").read_text())
+    job = MetaTrainJob(MetaConfig.from_dict(saved), torch.device("cpu"))
     job.load_state_dict(torch.load(meta_run / "checkpoint.pt", weights_only=True))
     assert job.distinct_genotypes() == int(rows[-1]["distinct_genotypes"])
     split = json.loads((meta_run / "task_split.json").read_text())
@@ -321,7 +328,7 @@ def test_held_out_classes_never_meet_meta_training_classes_for_any_training_seed
     bench = load_benchmark("meta_zero_shot")
     splits = []
     for seed in (0, 1, 2):
-        config = MetaConfig.from_options(dict(space="nb201", layers=1, init_channels=4, seed=seed))
+        config = _config(space="nb201", layers=1, init_channels=4, seed=seed)
         job = MetaTrainJob(config, torch.device("cpu"))
         train, test = set(job.split.meta_train["digits"]), set(job.split.meta_test["digits"])
         assert train and test and not train & test
@@ -331,7 +338,7 @@ def test_held_out_classes_never_meet_meta_training_classes_for_any_training_seed
         assert {int(c) for c in data.classes} == set(labels) == test
         splits.append(job.split.as_dict())
     assert splits[0] == splits[1] == splits[2]
-    other = MetaTrainJob(MetaConfig.from_options(dict(space="nb201", layers=1, init_channels=4, split_seed=1)), torch.device("cpu"))
+    other = MetaTrainJob(_config(space="nb201", layers=1, init_channels=4, split_seed=1), torch.device("cpu"))
     assert other.split.as_dict() != splits[0]
 
 
@@ -352,7 +359,7 @@ def test_proxy_alignment_reads_only_the_validation_familys_held_out_classes(tmp_
     bench = load_benchmark("proxy_alignment")
     config = tmp_path / "meta.yaml"
     config.write_text(yaml.safe_dump({"space": "nb201", "task": {"tasks": ["digits"], "split_seed": 0}}))
-    split = MetaTrainJob(MetaConfig.from_options(dict(space="nb201", layers=1, init_channels=4)), torch.device("cpu")).split
+    split = MetaTrainJob(_config(space="nb201", layers=1, init_channels=4), torch.device("cpu")).split
     data = bench.validation_images(str(config), "digits", 3, 60, seed=0)
     assert {int(c) for c in data.classes} <= set(split.meta_test["digits"]) and data.num_classes == 3
     assert bench.spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
@@ -362,7 +369,7 @@ def test_proxy_alignment_reads_only_the_validation_familys_held_out_classes(tmp_
 def test_the_inner_loop_never_reads_the_outer_split(digits_tasks):
     """Replace the outer split's images and labels by noise: the adapted weights and logits stay bit-identical,
     while the outer loss (what the meta-gradient differentiates) changes."""
-    config = MetaConfig.from_options(dict(space="nb201", layers=1, init_channels=4, inner_steps=3, inner_batch=8))
+    config = _config(space="nb201", layers=1, init_channels=4, inner_steps=3, inner_batch=8)
     task = digits_tasks[0].sample(random.Random(5))
     noisy_data = copy.deepcopy(task.data)
     noisy_data.x[task.outer] = torch.randint(0, 256, noisy_data.x[task.outer].shape, dtype=noisy_data.x.dtype)
@@ -410,12 +417,13 @@ def test_task_embedding_is_stable_across_image_samples_and_differs_between_data_
     class): other samples of the same set land close by, another data set lands far away. The class features
     use no batch statistics, so an image's features do not depend on the rest of its batch."""
     torch.manual_seed(0)
-    config = MetaConfig.from_options(dict(space="nb201", layers=1, init_channels=4))
+    config = _config(space="nb201", layers=1, init_channels=4)
     model = TaskDARTS(config).eval()
     stripes = _stripes_npz(tmp_path / "stripes.npz")
 
     def z(spec, seed):
-        task = whole_dataset_task(spec, config.task.channels, config.task.image_size, seed, include_test=False, outer=False)
+        task = whole_dataset_task(spec, config.task.channels, config.task.image_size, seed, include_test=False,
+                                  outer=False)
         with torch.no_grad():
             return model.embed([task])[0]
 
@@ -481,8 +489,8 @@ def test_beta_regularizer_adds_exactly_its_gradient_to_the_proposal():
     the controller's output-bias gradient is the mean over the meta-batch of lambda * softmax(alpha0_i) / E_t."""
     grads = {}
     for regularizer in ("none", "beta"):
-        config = MetaConfig.from_options(dict(space="nb201", layers=1, init_channels=4, meta_batch=2, meta_steps=2, inner_steps=0,
-                            probe_tasks=1, grad_clip=1e9, logit_regularizer=regularizer, regularizer_weight=7.0))
+        config = _config(space="nb201", layers=1, init_channels=4, meta_batch=2, meta_steps=2, inner_steps=0,
+                    probe_tasks=1, grad_clip=1e9, logit_regularizer=regularizer, regularizer_weight=7.0)
         torch.manual_seed(0)
         job = MetaTrainJob(config, torch.device("cpu"))
         job.done = 1  # the last meta-step: lambda at its full value

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 from torch import nn
 
-from supernet.spaces import get_space
 from supernet.bilevel import BilevelOptimizer
 from supernet.model import ArchLogits, CellWeights, MixedOp
 from supernet.regularizers import BetaDecay
 from supernet.relaxation import DirichletRelaxation
+from supernet.spaces import create_network, create_supernet, get_space
 from supernet.training_free import first_occurrences, naswot_score, synflow_score
-from supernet.spaces import create_network, create_supernet
 
 from .helpers import run_cli
 
@@ -217,8 +217,39 @@ def test_gradient_methods_search_and_resume_exactly(tmp_path, method):
     (("search", "--proxy", "zico"), "invalid choice"),
     (("compare", "--methods", "naswot-x"), "unknown method 'naswot-x'"),
     (("compare", "--methods", "synflow-10", "--candidates", "0"), "--candidates must be at least 1"),
+    (("search", "--method", "enas"), "--method must be a search method (darts1, darts2, gdas, pcdarts"),
+    (("search", "--method", "gdas-5"), "--method must be a search method"),
+    (("search", "--method", "gdas", "--meta", "runs/none"), "--method do(es) not apply to --meta searches"),
+    (("teachers", "--teacher-method", "DARTS_V2"), "--teacher-method must be a search method"),
 ])
 def test_bad_method_options_are_one_line_exit_2(tmp_path, args, message):
     code, _, stderr = run_cli(*args, "--out", str(tmp_path / "out"))
     assert code == 2 and len(stderr.strip().splitlines()) == 1 and message in stderr, stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_method_is_one_registry_entry_that_search_compare_and_teachers_read(tmp_path):
+    """`search --method` lays the registry's settings under --config and the flags; compare's and the teachers'
+    settings are the same entry's (PC-DARTS: logits frozen for round(0.3 * epochs) epochs)."""
+    from meta.config import MetaConfig
+    from supernet.methods import METHODS, method_settings
+
+    code, _, stderr = run_cli("search", *TINY_NB201, "--method", "pcdarts", "--epochs", "2", "--init-channels", "8",
+                              "--out", str(tmp_path / "pc"))
+    assert code == 0, stderr
+    saved = yaml.safe_load((tmp_path / "pc" / "config.yaml").read_text())
+    expected = method_settings("pcdarts", 2, 100)
+    assert expected == {"logit_lr": 3e-4, "logit_lr_schedule": "constant", "partial_channels": 4,
+                        "edge_normalization": True, "logit_warmup_epochs": 1}
+    assert {key: saved[key] for key in expected} == expected
+    code, _, stderr = run_cli("search", *TINY_NB201, "--method", "naswot-7", "--candidates", "3", "--out",
+                              str(tmp_path / "nw"))  # a flag wins over the method's count
+    assert code == 0, stderr
+    saved = yaml.safe_load((tmp_path / "nw" / "config.yaml").read_text())
+    assert (saved["proxy"], saved["candidates"]) == ("naswot", 3)
+    assert method_settings("naswot-7", 10, 100)["candidates"] == 7
+    teacher = MetaConfig.from_options({"space": "nb201", "teacher_method": "pcdarts", "teacher_epochs": 10})
+    search = teacher.teacher_search(0)
+    assert (search.partial_channels, search.logit_warmup_epochs, search.logit_lr) == (4, 3, 3e-4)
+    code, stdout, _ = run_cli("compare", "--help")
+    assert all(name in " ".join(stdout.split()) for name in METHODS)

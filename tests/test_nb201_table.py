@@ -6,8 +6,8 @@ import pytest
 
 from evaluation.nb201_table import NB201Table
 from run_kit import InputError
-from supernet.spaces import get_space
 from search_spaces.nb201 import NB201Genotype
+from supernet.spaces import get_space
 
 from .helpers import SHARED_DATA, load_benchmark, run_cli
 

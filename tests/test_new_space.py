@@ -3,8 +3,9 @@ discrete network, one `register_space` call. Search, derive, retrain, inspect an
 the command line, which proves that nothing outside the registry assumes the space is DARTS or NAS-Bench-201."""
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import pytest
 import torch

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from run_kit import InputError
-from search_spaces import PUBLISHED, Genotype, NB201Genotype
+from search_spaces import PUBLISHED, NB201Genotype
 from search_spaces.darts import edge_row
 from search_spaces.nb201 import EDGES
 from supernet.discrete import count_flops_m, count_parameters_m
@@ -81,7 +81,8 @@ def test_darts_text_accepts_reference_range_concat():
 
 @pytest.mark.skipif(not (SHARED_DATA / "darts" / "published_genotypes.json").is_file(), reason="shared data absent")
 def test_published_genotypes_match_the_shared_reference_file():
-    rows = {row["name"]: row["genotype"] for row in json.loads((SHARED_DATA / "darts/published_genotypes.json").read_text())}
+    published = json.loads((SHARED_DATA / "darts/published_genotypes.json").read_text())
+    rows = {row["name"]: row["genotype"] for row in published}
     aliases = {"DARTS_V1": "DARTS_V1", "DARTS_V2": "DARTS_V2", "PC_DARTS": "PC_DARTS_cifar", "PDARTS": "PDARTS",
                "DrNAS": "DrNAS_cifar10"}
     for ours, theirs in aliases.items():

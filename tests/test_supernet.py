@@ -4,11 +4,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from supernet.spaces import get_space
 from supernet.bilevel import BilevelOptimizer, second_order_logit_grads
 from supernet.model import ArchLogits, MixedOp
-from supernet.spaces import create_supernet
 from supernet.relaxation import GumbelRelaxation, SoftmaxRelaxation, create_relaxation, gumbel_tau
+from supernet.spaces import create_supernet, get_space
 
 
 @pytest.mark.parametrize("space_name, layers", [("darts", 3), ("nb201", 1)])

@@ -9,13 +9,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from meta.controller import imitation_loss
-from meta.config import MetaConfig
-from meta.model import load_meta
-from meta.tasks import EpisodeDistribution
-from image_sets import load_dataset
 from evaluation.teacher_signal import dataset_dependence, leave_one_out, profile_distances
+from image_sets import load_dataset
+from meta.config import MetaConfig
+from meta.controller import imitation_loss
+from meta.model import load_meta
 from meta.skip_probe import probed_weights, skip_probe
+from meta.tasks import EpisodeDistribution
 from meta.teacher_bank import op_frequencies, pooled_targets
 from meta.teacher_job import top_cell_frequencies
 from run_kit import InputError
@@ -393,7 +393,8 @@ def test_a_bank_made_with_another_split_is_refused(bank, tmp_path):
     (["--objective", "distill"], "argument --objective: invalid choice: 'distill'"),
     (["--teacher-probe-epochs", "-1"], "--teacher-probe-epochs must be at least 0, got -1"),
     (["--teacher-probe-layers", "0"], "--teacher-probe-layers must be at least 1, got 0"),
-    (["--teacher-probe-epochs", "1", "--space", "darts"], "--teacher-probe-epochs needs a space whose cells are one op per edge"),
+    (["--teacher-probe-epochs", "1", "--space", "darts"],
+     "--teacher-probe-epochs needs a space whose cells are one op per edge"),
 ])
 @pytest.mark.parametrize("command", ["teachers", "meta-train"])
 def test_bad_teacher_options_are_one_line_exit_2(tmp_path, command, args, message):
@@ -412,9 +413,11 @@ def _bank_variant(bank, tmp_path, edit):
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda b: b["teachers"][0].update(labels=b["split"]["meta_test"]["digits"]), "outside this run's meta-train split"),
+    (lambda b: b["teachers"][0].update(labels=b["split"]["meta_test"]["digits"]),
+     "outside this run's meta-train split"),
     (lambda b: b["teachers"][0].update(genotype="|conv_9x9~0|"), "teachers.json"),
-    (lambda b: b["teachers"][0].update(weights={"cell": [[1.0]]}), "op weights must be non-negative arrays of shapes {'cell': [6, 5]}"),
+    (lambda b: b["teachers"][0].update(weights={"cell": [[1.0]]}),
+     "op weights must be non-negative arrays of shapes {'cell': [6, 5]}"),
     (lambda b: b["teachers"][0].pop("weights"), "is not a teacher bank"),
     (lambda b: b.update(teachers=[]), "holds no teachers"),
     (lambda b: b.update(space="darts"), "is for the darts space, not nb201"),
