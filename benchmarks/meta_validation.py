@@ -58,7 +58,7 @@ def validation_cells(run: str, family: str, episodes: int, seed: int = 0, ways: 
             task = distribution.sample(rng)
             z = meta.embed([task])[0]
             logits = meta.start(z).logits
-            named = None if meta.dataset_head is None else c.tasks[int(meta.dataset_head(z).argmax())]
+            named = None if meta.dataset_head is None else c.task.tasks[int(meta.dataset_head(z).argmax())]
             cells.append((task.name, meta.space.derive({k: v.detach() for k, v in logits.items()}), named))
     return cells
 

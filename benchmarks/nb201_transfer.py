@@ -7,8 +7,9 @@
 - the best single cell for all three (the smallest largest regret): the most a perfect task-conditioned proposal
   (each data set's own best cell) can gain over one fixed cell on these data sets.
 
-It bounds what task conditioning can show in this space on data sets like these (docs/meta.md): searches whose end
-points hardly depend on the data set, and a fixed proposal that is near-optimal everywhere, are what it predicts.
+It bounds what task conditioning can show in this space on data sets like these: searches whose end points
+hardly depend on the data set, and a fixed proposal that is near-optimal everywhere, are what it predicts
+(docs/results/meta-conditioning-signal.md).
 
     python benchmarks/nb201_transfer.py [--table ../shared/data/nb201/nats_bench.csv]
 """

@@ -1,5 +1,7 @@
 #!/usr/bin/env python
-"""What the training-free teachers see and what they miss, measured on the validation family (docs/meta.md).
+"""What the training-free teachers see and what they miss, measured on the validation family.
+
+Results: docs/results/meta-skip-probe.md.
 
 The imitate objective can only be as good as its teachers. This script explains the ceiling of the NASWOT teachers
 on NAS-Bench-201 with three measurements on images of the validation family (held-out Tiny ImageNet classes of the

@@ -4,7 +4,7 @@ every objective, teachers, zero-shot and adapted searches, comparisons, derive/i
 then compares two such runs file by file: metrics, genotypes, results, checkpoint tensors and the commands' JSON
 summaries must be equal; timings, logs and the saved configs' layout are not compared.
 
-    python benchmarks/same_results.py run --checkout /tmp/before --out runs/same/before    # ~25 min
+    python benchmarks/same_results.py run --checkout /tmp/before --out runs/same/before    # ~20 min
     python benchmarks/same_results.py run --checkout . --out runs/same/after
     python benchmarks/same_results.py compare runs/same/before runs/same/after
 
@@ -79,6 +79,7 @@ CASES: list[tuple[str, list[str]]] = [
                        "taskdarts-0", "--meta", "{meta-default}", "--seeds", "2", "--search-epochs", "1", "--layers",
                        "3", "--init-channels", "4", "--retrain-epochs", "1", "--retrain-layers", "3",
                        "--retrain-channels", "8"]),
+    ("compare-default", ["compare"]),  # the README's default comparison: DARTS space, darts1 / gdas / random, 3 seeds
 ]
 
 TIMING = ("seconds", "time")

@@ -52,7 +52,7 @@ class MetaTrainJob(Job):
                 "space": self.model.space.name, "split": self.split.as_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        check_meta_checkpoint(state, "the run's checkpoint")
+        check_meta_checkpoint(state, "this run's checkpoint")
         try:
             self.model.load_state_dict(state["model"])
         except RuntimeError:

@@ -99,7 +99,7 @@ def check_meta_checkpoint(state: dict, path: str) -> None:
         raise InputError(f"{path} is not a TaskDARTS meta-checkpoint (made by `train.py meta-train`)")
     made = state.get("format", 1)
     if made != META_FORMAT:
-        raise InputError(f"meta-checkpoint {path} has format {made}; this TaskDARTS reads format {META_FORMAT} "
+        raise InputError(f"{path} has meta-checkpoint format {made}; this TaskDARTS reads format {META_FORMAT} "
                          f"(meta/model.py META_FORMAT): meta-train it again")
 
 

@@ -69,9 +69,10 @@ def test_a_meta_checkpoint_of_an_older_format_is_refused_with_one_line(tmp_path)
     torch.save(state, run / "checkpoint.pt")
     code, _, stderr = run_cli("search", "--meta", str(run), "--out", str(tmp_path / "zero"))
     assert code == 2 and stderr.strip().splitlines() == [stderr.strip()]
-    assert "has format 1; this TaskDARTS reads format 2" in stderr and not (tmp_path / "zero").exists()
+    assert "has meta-checkpoint format 1; this TaskDARTS reads format 2" in stderr and not (tmp_path / "zero").exists()
     code, _, stderr = run_cli("meta-train", "--out", str(run), "--resume", "--no-progress")
-    assert code == 2 and "has format 1" in stderr and len(stderr.strip().splitlines()) == 1
+    assert code == 2 and "this run's checkpoint has meta-checkpoint format 1" in stderr
+    assert len(stderr.strip().splitlines()) == 1
 
 
 def test_the_task_attributes_are_computed_as_declared():
