@@ -4,7 +4,7 @@ every objective, teachers, zero-shot and adapted searches, comparisons, derive/i
 then compares two such runs file by file: metrics, genotypes, results, checkpoint tensors and the commands' JSON
 summaries must be equal; timings, logs and the saved configs' layout are not compared.
 
-    python benchmarks/same_results.py run --checkout /tmp/before --out runs/same/before    # ~20 min
+    python benchmarks/same_results.py run --checkout /tmp/before --out runs/same/before    # ~11 min on 2 CPU cores
     python benchmarks/same_results.py run --checkout . --out runs/same/after
     python benchmarks/same_results.py compare runs/same/before runs/same/after
 

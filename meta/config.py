@@ -67,6 +67,11 @@ class TaskSection(Config):
     def split_sizes(self) -> SplitSizes:
         return SplitSizes(self.shots, self.queries, self.outers, self.tests)
 
+    @property
+    def ways_text(self) -> str:
+        """'3' or '3-5': the episode sizes, as log lines give them."""
+        return f"{self.ways}-{self.max_ways}" if self.max_ways else str(self.ways)
+
 
 @dataclass
 class ModelSection(Config):

@@ -84,10 +84,9 @@ class Adapt(Objective):
 
     def describe(self) -> str:
         c = self.config
-        ways = f"{c.task.ways}-{c.task.max_ways}" if c.task.max_ways else str(c.task.ways)
         return (f"meta-train {c.space} ({c.adapt.mode}, encoder {'on' if c.model.use_encoder else 'off'}, "
-                f"initializer {'on' if c.model.use_initializer else 'off'}) on {', '.join(c.task.tasks)}: {ways}-way "
-                f"tasks, device {self.device}")
+                f"initializer {'on' if c.model.use_initializer else 'off'}) on {', '.join(c.task.tasks)}: "
+                f"{c.task.ways_text}-way tasks, device {self.device}")
 
     def task_seed(self, done: int, i: int) -> int:
         """The seed of task i's batch streams in meta-step `done + 1`."""
@@ -242,10 +241,9 @@ class Imitate(Objective):
 
     def describe(self) -> str:
         c = self.config
-        ways = f"{c.task.ways}-{c.task.max_ways}" if c.task.max_ways else str(c.task.ways)
         return (f"meta-train {c.space} by imitation of {len(self.targets)} teacher searches ({c.imitate.teachers}), "
-                f"encoder {'on' if c.model.use_encoder else 'off'}, on {', '.join(c.task.tasks)}: {ways}-way "
-                f"episodes of the teachers' classes, device {self.device}")
+                f"encoder {'on' if c.model.use_encoder else 'off'}, on {', '.join(c.task.tasks)}: "
+                f"{c.task.ways_text}-way episodes of the teachers' classes, device {self.device}")
 
     def step(self, optimizer, rng, done):
         """Episodes of B teachers' classes, the mean per-edge negative log-likelihood of each teacher's target under
