@@ -105,6 +105,9 @@ def _add_meta_args(parser, unit: str) -> None:
     group.add_argument("--dataset-loss", type=float,
                        help="weight of an auxiliary loss that names each episode's data set from its embedding z "
                             "(imitate objective; default 0: off; ignored with --no-encoder)")
+    group.add_argument("--imitate-weight-steps", type=int,
+                       help="imitate: inner weight steps per episode, under its proposal, that meta-learn the start "
+                            "weights (base by Reptile, initializer by the outer gradient; default 5, 0: none)")
     group.add_argument("--teacher-method", metavar="METHOD",
                        help=f"the teachers' search: {method_names()} (default pcdarts)")
     for name in ("teacher_epochs", "teachers_per_dataset", "teacher_classes", "teacher_images"):
@@ -162,6 +165,9 @@ def build_parser() -> OneLineParser:
     meta = search.add_argument_group("task-conditioned start (TaskDARTS)")
     meta.add_argument("--meta", metavar="META_CKPT", help="meta-train checkpoint or run directory")
     meta.add_argument("--adapt-steps", type=int, default=0, help="0: zero-shot; K: K adaptation steps")
+    meta.add_argument("--warm-start", action="store_true",
+                      help="with --meta: a full search (any gradient method, --epochs) from the task-conditioned "
+                           "weights and logits; the meta-checkpoint fixes the supernet shape and image format")
     _add_data_args(search.add_argument_group("data"))
     _add_run_args(search.add_argument_group("run"))
     search.set_defaults(handler=cmd_search, config_class=SearchConfig)
@@ -329,14 +335,31 @@ def _prepare(args: argparse.Namespace, tag: Callable[[Any], str] = lambda config
 def cmd_search(args: argparse.Namespace) -> int:
     from supernet.search import run_search
 
-    if args.meta:
+    if args.meta and not args.warm_start:
         return cmd_meta_search(args)
     if args.adapt_steps:
-        raise InputError("--adapt-steps needs --meta META_CKPT")
+        raise InputError("--adapt-steps needs --meta META_CKPT" + (" and no --warm-start: a warm-started search runs "
+                                                                   "--epochs of its method" if args.meta else ""))
+    if args.warm_start and not args.meta:
+        raise InputError("--warm-start needs --meta META_CKPT, the meta-checkpoint whose start the search begins at")
+    if args.warm_start:
+        from meta.meta_search import WARM_FIXED
+
+        fixed = [_flag(name) for name in WARM_FIXED if getattr(args, name, None) is not None]
+        if fixed:
+            raise InputError(f"{', '.join(fixed)} do(es) not apply to --warm-start: the meta-checkpoint fixes the "
+                             f"supernet shape and image format")
     config, run = _prepare(args)
-    data = config.load("train")
-    result = run_search(config, data, run, resume=args.resume, stop_after_epoch=args.stop_after_epoch,
-                        progress=not args.no_progress)
+    if args.meta and not args.resume:
+        config.warm_start_from = args.meta
+    if config.warm_start_from is not None:
+        from meta.meta_search import run_warm_search
+
+        result = run_warm_search(config, run, resume=args.resume, stop_after_epoch=args.stop_after_epoch,
+                                 progress=not args.no_progress)
+    else:
+        result = run_search(config, run=run, data=config.load("train"), resume=args.resume,
+                            stop_after_epoch=args.stop_after_epoch, progress=not args.no_progress)
     _emit({"run_dir": str(run.path), **result})
     return 0
 

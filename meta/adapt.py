@@ -19,7 +19,7 @@ from torch import nn
 from image_sets import BatchStream, Preprocess, ordered_batches
 from supernet.accuracy import evaluate
 from supernet.bilevel import BilevelOptimizer
-from supernet.model import ArchLogits
+from supernet.model import ArchLogits, load_weights
 from supernet.relaxation import DiscreteRelaxation
 
 from .controller import sample_architecture
@@ -56,29 +56,16 @@ class Adapted:
     history: dict[int, dict[str, float]]  # step -> query (and test) loss/accuracy at the steps in `record_at`
 
 
-def load_weights(supernet: nn.Module, weights: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor]) -> None:
-    """Copy a start into `supernet`. A classifier with more classes than the start's keeps the start's rows for the
-    first classes and its own initialisation for the rest (a task with more classes than meta-training had)."""
-    with torch.no_grad():
-        for name, p in supernet.named_parameters():
-            start = weights[name]
-            if p.shape != start.shape and p.shape[1:] == start.shape[1:] and p.shape[0] > start.shape[0]:
-                p[: start.shape[0]].copy_(start)
-                continue
-            p.copy_(start)
-        for name, b in supernet.named_buffers():
-            b.copy_(buffers[name])
-
-
 def adapt(work: nn.Module, weights: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
           logits: dict[str, torch.Tensor], task: Task, steps: int, settings: AdaptSection, grad_clip: float,
           seed: int, generator: torch.Generator | None = None, record_at: Sequence[int] = (),
-          regularizer=None) -> Adapted:
+          regularizer=None, update_logits: bool = True) -> Adapted:
     """Run `steps` adaptation steps of `work` (a scratch supernet) from `weights`/`logits` on the task, with the
     learning rates, batch size and mode of a meta-config's adapt section.
 
     At every step count in `record_at` (0 = the start) the supernet's query and test loss/accuracy are recorded.
-    `regularizer` (e.g. BetaDecay) adds its gradient to every logit step, as in a plain search.
+    `regularizer` (e.g. BetaDecay) adds its gradient to every logit step, as in a plain search. With
+    `update_logits=False` (relaxed mode) only the weights move, under the given logits (imitation's weight steps).
     """
     load_weights(work, weights, buffers)
     model = ClassSlice(work, task.num_classes)
@@ -99,8 +86,9 @@ def adapt(work: nn.Module, weights: dict[str, torch.Tensor], buffers: dict[str, 
         if step == steps:
             break
         if settings.mode == "relaxed":
-            result = bilevel.step(next(support), next(query), lr=settings.inner_w_lr)
-            support_loss, logit_loss = result["weight_loss"], result["logit_loss"]
+            result = bilevel.step(next(support), next(query), lr=settings.inner_w_lr, update_logits=update_logits)
+            support_loss = result["weight_loss"]
+            logit_loss = result["logit_loss"] if update_logits else float("nan")
         else:
             sample, _ = sample_architecture(arch(), generator)
             x, y = next(support)

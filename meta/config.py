@@ -150,11 +150,12 @@ class ImitateSection(Config):
     imitate_pool: str = "teacher"  # "dataset": an episode's target is the mean over its data set's teachers
     imitate_prior: float = 0.0  # with imitate_pool dataset: pseudo-teachers at the bank's mean target per data set
     dataset_loss: float = 0.0  # weight of the auxiliary loss that names an episode's data set from z
+    imitate_weight_steps: int = 5  # inner weight steps per episode that meta-learn the start weights (0: none)
 
     def validate(self) -> None:
         require_choice(self, "imitate_target", ("cell", "weights"))
         require_choice(self, "imitate_pool", ("teacher", "dataset"))
-        require_at_least(self, 0, "imitate_prior", "dataset_loss")
+        require_at_least(self, 0, "imitate_prior", "dataset_loss", "imitate_weight_steps")
 
 
 @dataclass

@@ -1,25 +1,31 @@
-"""Search on a new task from a meta-trained TaskDARTS: zero-shot (K = 0: the controller's logits, seconds) or after
-K adaptation steps from the task-conditioned start. Writes what a plain search writes, plus the task embedding."""
+"""Search on a new task from a meta-trained TaskDARTS: zero-shot (K = 0: the controller's logits, seconds), after
+K adaptation steps from the task-conditioned start, or a full search of any gradient method warm-started at that
+start (`--warm-start`: the task's weights and logits instead of a random supernet). Writes what a plain search
+writes, plus the task embedding."""
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
 
+from image_sets import ImageData, split_indices
 from run_kit import InputError
 from run_kit.device import pick_device, seed_everything
 from run_kit.files import atomic_write_text, save_checkpoint
 from run_kit.run_dir import RunDir
 from supernet.regularizers import create_regularizer
-from supernet.search import logits_entropy
+from supernet.search import SearchConfig, SearchStart, logits_entropy, run_search
 from supernet.spaces import create_supernet
 
-from .adapt import adapt, split_metrics
-from .model import load_meta
-from .tasks import whole_dataset_task
+from .adapt import PIXEL_MEAN, PIXEL_STD, adapt, split_metrics
+from .model import TaskDARTS, load_meta
+from .tasks import Task, match_format, whole_dataset_task
+
+WARM_FIXED = ("space", "layers", "init_channels", "image_size", "precision")
+"""What a warm-started search takes from its meta-checkpoint: the supernet's shape and the image format."""
 
 
 @dataclass
@@ -97,3 +103,37 @@ def _propose(config: MetaSearchConfig, meta, task, run: RunDir, log, device: tor
              f"{query_acc:.4f}, genotype {row['genotype']}"
              + (f"; resembles {nearest} (p {resembles[nearest]:.2f})" if nearest else ""))
     return {"genotype": meta.space.to_json(genotype), "query_acc": query_acc, "seconds": round(seconds, 3)}
+
+
+def run_warm_search(config: SearchConfig, run: RunDir, resume: bool = False, stop_after_epoch: int | None = None,
+                    progress: bool = True) -> dict[str, Any]:
+    """A full search from the meta-checkpoint `config.warm_start_from`'s start for this data set: its supernet shape
+    and image format (WARM_FIXED), the initializer's weights for the task and the controller's logits. The task is
+    embedded from the search's weight half, the images its weight steps train on."""
+    device = pick_device(config.device)
+    meta = load_meta(config.warm_start_from, device)
+    mc = meta.config
+    config = replace(config, space=mc.space, layers=mc.model.layers, init_channels=mc.model.init_channels,
+                     image_size=mc.task.image_size, precision=mc.model.precision)
+    config.validate()
+    data = match_format(config.load("train"), mc.task.channels, mc.task.image_size)
+    seed_everything(config.seed)
+    start = task_start(meta, data, config.seed)
+    return run_search(config, data, run, resume, stop_after_epoch, progress, start)
+
+
+def task_start(meta: TaskDARTS, data: ImageData, seed: int) -> SearchStart:
+    """The meta-model's start for a data set, embedded from its first half (a search's weight half, same seed)."""
+    device = next(meta.parameters()).device
+    weight_half, logit_half = split_indices(len(data), [0.5, 0.5], seed=seed)
+    empty = torch.zeros(0, dtype=torch.long)
+    task = Task(f"whole:{data.name}", data, weight_half, logit_half, empty, empty).to(device)
+    meta.eval()
+    with torch.no_grad():
+        z = meta.embed([task])[0]
+        start = meta.start(z)
+    buffers = {name: b.detach().clone() for name, b in meta.supernet.named_buffers()}
+    embedding = {"task": task.name, "z": z.cpu().tolist()}
+    return SearchStart({k: v.detach().clone() for k, v in start.weights.items()}, buffers,
+                       {k: v.detach().clone() for k, v in start.logits.items()}, PIXEL_MEAN, PIXEL_STD,
+                       files={"embedding.json": json.dumps(embedding) + "\n"})

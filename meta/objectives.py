@@ -12,8 +12,12 @@ adapt, reinforce (`AdaptReinforce`):   the inner loop trains W on sampled cells;
 imitate (`Imitate`):   no inner loop: for B teachers k_i of the bank, an episode of k_i's classes gives z_i, and the
     loss is the cross-entropy of the teacher's target q_i (its cell, its op weights, or its data set's pooled vote)
     under the policy, -(1/(B E)) sum_i sum_e sum_o q_i[e, o] log softmax(C(z_i))[e, o], plus with --dataset-loss
-    lambda the auxiliary lambda (1/B) sum_i CE(h(z_i), d_i) that names episode i's data set d_i from z_i (Adam on
-    encoder, graph builder, controller and h; the base weights and the initializer are not trained).
+    lambda the auxiliary lambda (1/B) sum_i CE(h(z_i), d_i) that names episode i's data set d_i from z_i. The start
+    weights are meta-learned as in adapt, with the architecture held at the proposal: K = --imitate-weight-steps
+    weight steps from W0_i = I(z_i, W) under the fixed logits C(z_i) give W_i; the first-order gradient of
+    L_outer(W_i) reaches W0_i, so the initializer (not the encoder: z_i is held there, the embedding is the
+    imitation's to shape), and Reptile moves the base W. One Adam step on encoder, graph builder, controller,
+    initializer and h.
 
 Each objective owns what only it needs (the inner loop's scratch supernet, the policy baseline, the teachers'
 episodes and targets) and its own step; MetaTrainJob (meta_train.py) owns what they share.
@@ -69,6 +73,33 @@ class Objective:
         pass
 
 
+class StartUpdate:
+    """What a meta-batch of B tasks does to the start weights, in every objective: each task's first-order outer
+    gradient g_i, applied at its start W0_i = I(z_i, W) (reaching the initializer and, through z_i, the encoder), and
+    Reptile on the base, W <- W + reptile_lr * mean_i (W_i - W0_i)."""
+
+    def __init__(self, model: TaskDARTS, batch: int):
+        self.model, self.batch = model, batch
+        self.deltas = {name: torch.zeros_like(p) for name, p in model.supernet.named_parameters()}
+
+    def add(self, start: TaskStart, work: torch.nn.Module, g_weights: Sequence[torch.Tensor | None],
+            tensors: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
+        """Task i: its (W0_i, g_i / B) pairs onto the meta-step's backward lists, and W_i - W0_i into the mean."""
+        if self.model.initializer is not None:
+            for w0, g in zip(start.weights.values(), g_weights):
+                if g is not None and w0.requires_grad:
+                    tensors.append(w0)
+                    grads.append(g / self.batch)
+        with torch.no_grad():
+            for name, p_adapted in work.named_parameters():
+                self.deltas[name] += (p_adapted - start.weights[name].detach()) / self.batch
+
+    def reptile(self, lr: float) -> None:
+        with torch.no_grad():
+            for name, p in self.model.supernet.named_parameters():
+                p.add_(lr * self.deltas[name])
+
+
 class Adapt(Objective):
     """The meta-gradient through K inner steps, and Reptile on the base weights; the outer loss is the subclass's."""
 
@@ -106,11 +137,10 @@ class Adapt(Objective):
         config, model = self.config, self.model
         tasks = [self.meta_train.sample(rng).to(self.device) for _ in range(config.meta.meta_batch)]
         base_buffers = {name: b.detach().clone() for name, b in model.supernet.named_buffers()}
-        base = dict(model.supernet.named_parameters())
         z = model.embed(tasks)
         tensors: list[torch.Tensor] = []
         grads: list[torch.Tensor] = []
-        deltas = {name: torch.zeros_like(p) for name, p in base.items()}
+        update = StartUpdate(model, len(tasks))
         stats = {"support_loss": 0.0, "logit_loss": 0.0, "outer_loss": 0.0, "outer_acc": 0.0, "entropy": 0.0}
         if self.regularizer is not None:
             self.regularizer.set_epoch(done, config.meta.meta_steps)
@@ -127,14 +157,7 @@ class Adapt(Objective):
             tensors += more_tensors
             grads += more_grads
             check_finite([outer_loss.item()], "outer loss", f"meta-step {done + 1}, task {i + 1}")
-            if model.initializer is not None:
-                for w0, g in zip(start.weights.values(), g_weights):
-                    if g is not None and w0.requires_grad:
-                        tensors.append(w0)
-                        grads.append(g / len(tasks))
-            with torch.no_grad():
-                for name, p_adapted in self.work.named_parameters():
-                    deltas[name] += (p_adapted - start.weights[name].detach()) / len(tasks)
+            update.add(start, self.work, g_weights, tensors, grads)
             stats["support_loss"] += adapted.support_loss / len(tasks)
             stats["logit_loss"] += adapted.logit_loss / len(tasks)
             stats["outer_loss"] += outer_loss.item() / len(tasks)
@@ -145,9 +168,7 @@ class Adapt(Objective):
         torch.autograd.backward(tensors, grads)
         torch.nn.utils.clip_grad_norm_(model.outer_parameters(), config.meta.grad_clip)
         optimizer.step()
-        with torch.no_grad():
-            for name, p in base.items():
-                p.add_(config.adapt.reptile_lr * deltas[name])
+        update.reptile(config.adapt.reptile_lr)
         return {k: round(v, 6) for k, v in stats.items()}
 
     def log_line(self, row):
@@ -217,6 +238,10 @@ class Imitate(Objective):
     def __init__(self, config, model, meta_train, split, device):
         super().__init__(config, model, meta_train, split, device)
         self.episodes, self.targets, self.datasets = self.teacher_tasks(split)
+        m = config.model  # the scratch supernet of the start weights' inner steps
+        self.work = (create_supernet(model.space, config.task.max_classes, config.task.channels, m.init_channels,
+                                     m.layers, precision=m.precision).to(device)
+                     if config.imitate.imitate_weight_steps else None)
 
     def teacher_tasks(self, split: TaskSplit) -> tuple[list[EpisodeDistribution], list[dict[str, torch.Tensor]],
                                                         list[int]]:
@@ -241,8 +266,10 @@ class Imitate(Objective):
 
     def describe(self) -> str:
         c = self.config
+        weights = (f"start weights by {c.imitate.imitate_weight_steps} inner steps (initializer "
+                   f"{'on' if c.model.use_initializer else 'off'})" if self.work is not None else "no start weights")
         return (f"meta-train {c.space} by imitation of {len(self.targets)} teacher searches ({c.imitate.teachers}), "
-                f"encoder {'on' if c.model.use_encoder else 'off'}, on {', '.join(c.task.tasks)}: "
+                f"encoder {'on' if c.model.use_encoder else 'off'}, {weights}, on {', '.join(c.task.tasks)}: "
                 f"{c.task.ways_text}-way episodes of the teachers' classes, device {self.device}")
 
     def step(self, optimizer, rng, done):
@@ -264,20 +291,51 @@ class Imitate(Objective):
             loss = loss + config.imitate.dataset_loss * dataset_loss
             head_metrics["dataset_loss"] = round(dataset_loss.item(), 6)
             head_metrics["dataset_acc"] = round(float((named.argmax(1) == datasets).float().mean()), 6)
+        tensors, grads = [loss], [torch.ones_like(loss)]
+        update = None
+        if self.work is not None:
+            update, outer_loss, outer_acc = self.start_weights(tasks, z.detach(), done, tensors, grads)
+            head_metrics.update(outer_loss=round(outer_loss, 6), outer_acc=round(outer_acc, 6))
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        torch.autograd.backward(tensors, grads)
         torch.nn.utils.clip_grad_norm_(model.outer_parameters(), config.meta.grad_clip)
         optimizer.step()
+        if update is not None:
+            update.reptile(config.adapt.reptile_lr)
         with torch.no_grad():  # the share of edges whose most likely op is the teacher's; mean edge entropy
             match = float(target_matches(logits, targets).float().mean())
             entropy = sum(logits_entropy(logits).values()) / len(logits)
         return {"imitation_loss": round(imitation.item(), 6), "teacher_match": round(match, 6),
                 "entropy": round(entropy, 6), **head_metrics}
 
+    def start_weights(self, tasks: list[Task], z: torch.Tensor, done: int, tensors: list[torch.Tensor],
+                      grads: list[torch.Tensor]) -> tuple[StartUpdate, float, float]:
+        """The start weights' part of the step (the module docstring): K weight steps per episode under its fixed
+        proposal, the outer split scoring them; returns the Reptile update and the mean outer loss and accuracy."""
+        config, model = self.config, self.model
+        base_buffers = {name: b.detach().clone() for name, b in model.supernet.named_buffers()}
+        update = StartUpdate(model, len(tasks))
+        outer_loss_sum = outer_acc_sum = 0.0
+        for i, task in enumerate(tasks):
+            start = model.start(z[i])
+            proposal = {k: v.detach() for k, v in start.logits.items()}
+            adapted = adapt(self.work, start.weights, base_buffers, proposal, task,
+                            config.imitate.imitate_weight_steps, config.adapt, config.meta.grad_clip,
+                            config.seed * 1_000_003 + done * 97 + i, update_logits=False)
+            x, y = split_batch(task, "outer")  # the inner steps never read these images
+            outer_loss = F.cross_entropy(adapted.model(x, proposal), y)
+            check_finite([outer_loss.item()], "outer loss", f"meta-step {done + 1}, episode {i + 1}")
+            g_weights = torch.autograd.grad(outer_loss, list(self.work.parameters()), allow_unused=True)
+            update.add(start, self.work, g_weights, tensors, grads)
+            outer_loss_sum += outer_loss.item() / len(tasks)
+            outer_acc_sum += split_metrics(adapted.model, proposal, task, split="outer")[1] / len(tasks)
+        return update, outer_loss_sum, outer_acc_sum
+
     def log_line(self, row):
         return (f"meta-step {row['meta_step']}/{self.config.meta.meta_steps} imitation_loss "
                 f"{row['imitation_loss']:.3f} teacher_match {row['teacher_match']:.3f} entropy {row['entropy']:.3f} "
                 + (f"dataset_acc {row['dataset_acc']:.2f} " if "dataset_acc" in row else "")
+                + (f"outer_acc {row['outer_acc']:.3f} " if "outer_acc" in row else "")
                 + f"distinct genotypes {row['distinct_genotypes']}")
 
 

@@ -198,3 +198,19 @@ class ArchLogits(nn.Module):
 
     def forward(self) -> dict[str, torch.Tensor]:
         return dict(self.logits.items())
+
+
+def load_weights(supernet: nn.Module, weights: Mapping[str, torch.Tensor], buffers: Mapping[str, torch.Tensor]) -> None:
+    """Copy a start (a meta-model's weights) into `supernet`. A classifier for another number of classes shares the
+    start's rows for the classes both have: one with more keeps its own initialisation for the rest (a task with more
+    classes than meta-training had), one with fewer takes the first rows (what a task's class slice reads)."""
+    with torch.no_grad():
+        for name, p in supernet.named_parameters():
+            start = weights[name]
+            if p.shape != start.shape and p.shape[1:] == start.shape[1:]:
+                rows = min(p.shape[0], start.shape[0])
+                p[:rows].copy_(start[:rows])
+                continue
+            p.copy_(start)
+        for name, b in supernet.named_buffers():
+            b.copy_(buffers[name])

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -35,7 +35,7 @@ from search_spaces.operations import PARAMETER_FREE_OPS
 
 from .accuracy import evaluate
 from .bilevel import BilevelOptimizer
-from .model import ArchLogits
+from .model import ArchLogits, load_weights
 from .regularizers import create_regularizer
 from .relaxation import create_relaxation, gumbel_tau
 from .spaces import activation_bytes_lower_bound, create_supernet, get_space
@@ -84,8 +84,8 @@ class SearchConfig(DataOptions, Config):
     channels_last: bool = True  # NHWC convolutions: 1.2-1.9x faster search steps on CPU (benchmarks/search_step.py)
     recompute: bool = False  # keep only cell inputs for backward, recompute the rest: far less memory, more time
     precision: str = "fp32"  # "bf16": bfloat16 autocast of the supernet's forward pass
+    warm_start_from: str | None = None  # a meta-checkpoint whose task-conditioned start the search begins at
     device: str = "auto"
-
 
     def validate(self) -> None:
         super().validate()
@@ -127,6 +127,20 @@ class SearchConfig(DataOptions, Config):
         return [retrain, f"draw it:    python train.py visualize {run_path} --out {run_path}/cells"]
 
 
+@dataclass
+class SearchStart:
+    """Where a warm-started search begins instead of a random supernet and near-uniform logits: a meta-model's
+    task-conditioned weights, buffers and architecture logits (meta/meta_search.py), and the fixed pixel
+    normalisation those weights were learned under (a data set's own statistics would shift every input)."""
+
+    weights: dict[str, torch.Tensor]
+    buffers: dict[str, torch.Tensor]
+    logits: dict[str, torch.Tensor]
+    pixel_mean: float
+    pixel_std: float
+    files: dict[str, str] = field(default_factory=dict)  # written into the run directory when the search starts
+
+
 def logits_entropy(logits: dict[str, torch.Tensor], cell_types=None, mixing=None) -> dict[str, float]:
     """Mean per-edge entropy (nats) of the op weights mixing(logits) (default softmax) for each cell type (default:
     every entry); log(num_ops) is uniform, 0 is one-hot."""
@@ -150,8 +164,11 @@ class SearchJob(Job):
 
     name, unit = "search", "epoch"
 
-    def __init__(self, config: SearchConfig, data: ImageData, device: torch.device, dist: DistContext = SINGLE):
+    def __init__(self, config: SearchConfig, data: ImageData, device: torch.device, dist: DistContext = SINGLE,
+                 start: SearchStart | None = None):
         config.validate()
+        if (start is None) != (config.warm_start_from is None):
+            raise ValueError("a search has a start exactly when its config names warm_start_from")
         self.config, self.dist, self.device = config, dist, device
         self.space: SearchSpace = get_space(config.space)
         self.space.check_image_size(data.image_size)
@@ -159,7 +176,8 @@ class SearchJob(Job):
         self.weight_indices, self.logit_indices = split_indices(len(data), [0.5, 0.5], seed=config.seed)
         self.batch_size = min(config.batch_size, len(self.weight_indices), len(self.logit_indices))
         dist.check_batch(self.batch_size)
-        mean, std = channel_stats(data)
+        mean, std = (channel_stats(data) if start is None else
+                     (torch.full((data.channels,), start.pixel_mean), torch.full((data.channels,), start.pixel_std)))
         augment = Augment(crop_padding=max(data.image_size // 8, 1), hflip=data.hflip) if config.augment else Augment()
         self.train_preprocess = Preprocess(mean, std, augment, config.channels_last)
         self.eval_preprocess = Preprocess(mean, std, channels_last=config.channels_last)
@@ -177,9 +195,18 @@ class SearchJob(Job):
                                                     self.space.num_edges, self.batch_size, data.image_size),
                        f"a search step at batch {self.batch_size} and {data.image_size} px", device)
         self.model = build().to(device)
+        self.arch = ArchLogits.random(self.space, config.logit_init_std, config.edge_normalization).to(device)
+        if start is not None:  # the start's logits replace the op logits; PC-DARTS's edge logits stay as drawn
+            try:
+                load_weights(self.model, start.weights, start.buffers)
+            except (KeyError, RuntimeError):
+                raise InputError("the meta-checkpoint's supernet weights do not fit this search's supernet (a "
+                                 "--partial-channels supernet has other weight shapes)") from None
+            with torch.no_grad():
+                for key, value in start.logits.items():
+                    self.arch.logits[key].copy_(value)
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.arch = ArchLogits.random(self.space, config.logit_init_std, config.edge_normalization).to(device)
         self.weight_optimizer = torch.optim.SGD(self.model.parameters(), config.w_lr, momentum=config.w_momentum,
                                                 weight_decay=config.w_weight_decay)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.weight_optimizer, config.epochs,
@@ -190,6 +217,7 @@ class SearchJob(Job):
         self.regularizer = create_regularizer(config.logit_regularizer, self.space, config.regularizer_weight)
         self.bilevel = BilevelOptimizer(self.model, self.arch, self.weight_optimizer, self.logit_optimizer,
                                         config.order, config.grad_clip, dist, self.regularizer)
+        self.start = start
         self.total = config.epochs
         self.done = 0
         self.metrics: list[dict[str, Any]] = []
@@ -202,7 +230,8 @@ class SearchJob(Job):
             f"({len(self.weight_indices)} weights / {len(self.logit_indices)} logits), {self.data.channels}x"
             f"{self.data.image_size}x{self.data.image_size}, {self.data.num_classes} classes, {batch}, device "
             f"{self.device}, {sum(p.numel() for p in self.model.parameters()) / 1e6:.3f} M supernet parameters"
-            + (f", {self.dist.world_size} data-parallel processes" if self.dist.enabled else ""))])
+            + (f", {self.dist.world_size} data-parallel processes" if self.dist.enabled else "")
+            + (f", warm-started from {self.config.warm_start_from}" if self.start is not None else ""))])
 
     def state_dict(self) -> dict[str, Any]:
         return {"epoch": self.done, "model": self.model.state_dict(), "arch": self.arch.state_dict(),
@@ -294,11 +323,11 @@ class SearchJob(Job):
     def replicated(self) -> tuple[str, list[torch.Tensor]]:
         return "architecture logits and supernet weights", [*self.arch.parameters(), *self.model.parameters()]
 
+    def start_files(self) -> dict[str, str]:
+        return self.start.files if self.start is not None else {}
 
     def checkpoint_files(self) -> dict[str, str]:
         return {"genotype.json": self.space.dumps(self.genotype()) + "\n"}
-
-
 
     def final_lines(self, run_path) -> list[str]:
         return self.config.next_steps(run_path)
@@ -310,7 +339,8 @@ class SearchJob(Job):
 
 
 def run_search(config: SearchConfig, data: ImageData, run: RunDir, resume: bool = False,
-               stop_after_epoch: int | None = None, progress: bool = True) -> dict[str, Any]:
+               stop_after_epoch: int | None = None, progress: bool = True,
+               start: SearchStart | None = None) -> dict[str, Any]:
     """Search, writing config.yaml, log.txt, metrics.csv, checkpoint.pt and genotype.json into `run` each epoch.
 
     `stop_after_epoch` ends the process cleanly after that epoch (a time-sliced job); `--resume` continues it and
@@ -321,7 +351,10 @@ def run_search(config: SearchConfig, data: ImageData, run: RunDir, resume: bool 
     seed_everything(config.seed)
     run.check(resume)
     if config.proxy is not None:
+        if start is not None:
+            raise InputError("--warm-start needs a gradient search: a training-free method scores cells at "
+                             "their initialisation and has no weights to start from")
         job: Job = TrainingFreeJob(config, data, device, dist)
         return run_job(job, run, resume, stop_after_epoch, progress, every=max(1, config.candidates // 10), dist=dist)
-    job = SearchJob(config, data, device, dist)
+    job = SearchJob(config, data, device, dist, start)
     return run_job(job, run, resume, stop_after_epoch, progress, dist=dist)
