@@ -298,7 +298,13 @@ class Imitate(Objective):
             head_metrics.update(outer_loss=round(outer_loss, 6), outer_acc=round(outer_acc, 6))
         optimizer.zero_grad(set_to_none=True)
         torch.autograd.backward(tensors, grads)
-        torch.nn.utils.clip_grad_norm_(model.outer_parameters(), config.meta.grad_clip)
+        # clipped apart: the start weights' gradient never rescales the proposal's, so the proposal is what the same
+        # imitation without --imitate-weight-steps gives
+        initializer = set(model.initializer.parameters()) if model.initializer is not None else set()
+        torch.nn.utils.clip_grad_norm_([p for p in model.outer_parameters() if p not in initializer],
+                                       config.meta.grad_clip)
+        if initializer:
+            torch.nn.utils.clip_grad_norm_(list(initializer), config.meta.grad_clip)
         optimizer.step()
         if update is not None:
             update.reptile(config.adapt.reptile_lr)

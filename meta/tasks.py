@@ -76,7 +76,7 @@ def whole_dataset_task(spec: str, channels: int, image_size: int, seed: int, roo
     (left out with `include_test=False`, as a search must never see it)."""
     train = match_format(load_dataset(spec, "train", root, download), channels, image_size)
     if max_per_class is not None:
-        train = train.subset(_cap_per_class(train.y, max_per_class, seed))
+        train = train.subset(cap_per_class(train.y, max_per_class, seed))
     parts = [train]
     if include_test:
         parts.append(match_format(load_dataset(spec, "test", root, download), channels, image_size))
@@ -86,7 +86,7 @@ def whole_dataset_task(spec: str, channels: int, image_size: int, seed: int, roo
     return Task(f"whole:{spec}", data, support, query, outer_part, torch.arange(len(train), len(data)))
 
 
-def _cap_per_class(y: torch.Tensor, cap: int, seed: int) -> torch.Tensor:
+def cap_per_class(y: torch.Tensor, cap: int, seed: int) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     keep = []
     for label in torch.unique(y).tolist():

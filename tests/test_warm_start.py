@@ -63,6 +63,9 @@ def test_imitation_meta_learns_the_start_weights_and_zero_steps_leaves_them(imit
     assert all(0 <= float(row["outer_acc"]) <= 1 for row in rows)
     assert "outer_acc" not in next(csv.DictReader((imitation[0] / "metrics.csv").open()))
     assert "start weights by 2 inner steps" in (imitation[2] / "log.txt").read_text()
+    # the proposal is the imitation's alone: encoder, graph builder and controller as without the weight steps
+    proposal = [key for key in models[0] if key.startswith(("encoder.", "graph_builder.", "controller."))]
+    assert proposal and all(torch.equal(models[0][key], models[2][key]) for key in proposal)
 
 
 def test_an_imitation_run_resumes_to_the_same_start_weights(imitation, tmp_path):
