@@ -34,6 +34,7 @@ from image_sets import ImageData, in_memory, load_dataset
 from meta.meta_search import task_start
 from meta.model import load_meta
 from meta.tasks import cap_per_class, match_format
+from meta.teacher_job import class_images
 from run_kit.run_dir import RunDir
 from supernet.methods import method_settings
 from supernet.search import SearchConfig, run_search
@@ -47,8 +48,10 @@ def targets(args, config) -> dict[str, ImageData]:
     cifar = load_dataset(f"npz:{zs.SHARED / 'cifar10_train.npz'}", "train")
     cifar = cifar.subset(cap_per_class(cifar.y, args.images_per_class, 0))
     out = {"cifar10": cifar}
+    _, meta_test, _ = config.distributions()
     for family in ("mnist", "gtsrb"):
-        out[f"held-out {family}"] = zs.held_out_data(config, family, args.images_per_class)[0]
+        pool = next(pool for pool in meta_test.pools if family in pool.spec)
+        out[f"held-out {family}"] = class_images(pool, pool.labels(), args.images_per_class * len(pool.labels()), 0)
     return {name: match_format(data, task.channels, task.image_size) for name, data in out.items()}
 
 

@@ -538,3 +538,28 @@ def test_validation_cells_come_from_the_runs_held_out_classes_and_the_split_is_c
         bench.search_end(str(meta_run / "task_split.json"))
     with pytest.raises(InputError, match="was not meta-trained by imitation"):  # a diagnostic of imitation runs only
         load_benchmark("imitation_fit").imitation_fit(str(meta_run), 1)
+
+
+def test_validation_retrains_each_distinct_cell_on_the_held_out_classes_and_reuses_finished_ones(meta_run, tmp_path):
+    """The validation score reads no table: each distinct proposed cell is trained on the family's held-out classes
+    and tested on a fifth of their images; finished retrainings are reused, one of another recipe is redone."""
+    bench = load_benchmark("meta_validation")
+    space = get_space("nb201")
+    cells = [space.to_text(g) for _, g, _ in bench.validation_cells(str(meta_run), "digits", 3)]
+    out = tmp_path / "validation"
+    scores = bench.retrain_scores(str(meta_run), "digits", cells, out, epochs=1, seeds=1, images_per_class=20)
+    assert set(scores) == set(cells) and all(0 <= acc <= 1 for acc in scores.values())
+    runs = sorted(out.iterdir())
+    assert len(runs) == len(set(cells))
+    for run in runs:
+        saved = yaml.safe_load((run / "config.yaml").read_text())
+        assert saved["epochs"] == 1 and "held-out classes" in saved["dataset"]
+        assert str(sorted(json.loads((meta_run / "task_split.json").read_text())["meta_test"]["digits"])) in \
+            saved["dataset"]
+    made = {run.name: (run / "result.json").stat().st_mtime_ns for run in runs}
+    assert bench.retrain_scores(str(meta_run), "digits", cells, out, 1, 1, 20) == scores
+    assert {run.name: (run / "result.json").stat().st_mtime_ns for run in runs} == made
+    bench.retrain_scores(str(meta_run), "digits", cells[:1], out, 2, 1, 20)
+    assert yaml.safe_load((out / "cell0-s0" / "config.yaml").read_text())["epochs"] == 2
+    with pytest.raises(InputError, match="--retrain-epochs and --retrain-seeds must be at least 1"):
+        bench.retrain_scores(str(meta_run), "digits", cells, out, 0, 1, 20)
