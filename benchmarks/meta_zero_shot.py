@@ -51,7 +51,7 @@ from meta.meta_search import MetaSearchConfig, run_meta_search
 from meta.meta_train import run_meta_train
 from meta.model import load_meta
 from meta.skip_probe import skip_probe
-from meta.tasks import EpisodeDistribution, Task
+from meta.tasks import EpisodeDistribution, search_task
 from meta.teacher_bank import TEACHERS_FILE, op_frequencies
 from meta.teacher_job import class_images, run_teachers
 from run_kit.device import seed_everything
@@ -192,13 +192,6 @@ def held_out_data(config: MetaConfig, family: str, max_images: int) -> tuple[Ima
     return class_images(pool, pool.labels(), max_images, seed=0), pool.labels()
 
 
-def as_task(data: ImageData, seed: int) -> Task:
-    """A whole (held-out) data set as `search --meta` would see it: support/query halves, no outer or test split."""
-    support, query = split_indices(len(data), [0.5, 0.5], seed)
-    empty = torch.zeros(0, dtype=torch.long)
-    return Task(data.name, data, support, query, empty, empty)
-
-
 def retrain_comparison(args, out: Path) -> dict:
     """(b): family -> method -> per-seed retrained test accuracy and search seconds."""
     results: dict = {}
@@ -216,7 +209,7 @@ def retrain_comparison(args, out: Path) -> dict:
                 meta = load_meta(str(out / f"seed{seed}" / method), torch.device("cpu")).eval()
                 started = time.time()
                 with torch.no_grad():
-                    logits = meta.start(meta.embed([as_task(train, seed)])[0]).logits
+                    logits = meta.start(meta.embed([search_task(train, seed)])[0]).logits
                 cells[method] = (SPACE.derive(logits), time.time() - started)
             for method in args.retrain_searches:
                 search_dir = base / f"{method}-search"

@@ -33,7 +33,7 @@ from evaluation.nb201_table import NB201Table
 from image_sets import ImageData, in_memory, load_dataset
 from meta.meta_search import task_start
 from meta.model import load_meta
-from meta.tasks import cap_per_class, match_format
+from meta.tasks import cap_per_class, match_format, search_task
 from meta.teacher_job import class_images
 from run_kit.run_dir import RunDir
 from supernet.methods import method_settings
@@ -103,7 +103,8 @@ def main() -> None:
         bank = zs.ensure_teachers(args, seed, out)
         metas = {method: zs.ensure_meta(args, seed, method, bank, out) for method in zs.METHODS}
         for target, images in data.items():
-            steps_per_epoch = len(images) // 2 // 64  # the weight half in batches of 64 (darts1's batch)
+            weight_half = len(search_task(images, seed).support)  # what a search's weight steps pass over
+            steps_per_epoch = weight_half // SearchConfig.batch_size
             runs = {}
             for start, method in STARTS.items():
                 run = out / f"seed{seed}" / "warm-start" / target.replace(" ", "-") / start

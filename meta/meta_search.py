@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from image_sets import ImageData, split_indices
+from image_sets import ImageData
 from run_kit import InputError
 from run_kit.device import pick_device, seed_everything
 from run_kit.files import atomic_write_text, save_checkpoint
@@ -22,7 +22,7 @@ from supernet.spaces import create_supernet
 
 from .adapt import PIXEL_MEAN, PIXEL_STD, adapt, split_metrics
 from .model import TaskDARTS, load_meta
-from .tasks import Task, match_format, whole_dataset_task
+from .tasks import match_format, search_task, whole_dataset_task
 
 WARM_FIXED = ("space", "layers", "init_channels", "image_size", "precision")
 """What a warm-started search takes from its meta-checkpoint: the supernet's shape and the image format."""
@@ -124,10 +124,7 @@ def run_warm_search(config: SearchConfig, run: RunDir, resume: bool = False, sto
 
 def task_start(meta: TaskDARTS, data: ImageData, seed: int) -> SearchStart:
     """The meta-model's start for a data set, embedded from its first half (a search's weight half, same seed)."""
-    device = next(meta.parameters()).device
-    weight_half, logit_half = split_indices(len(data), [0.5, 0.5], seed=seed)
-    empty = torch.zeros(0, dtype=torch.long)
-    task = Task(f"whole:{data.name}", data, weight_half, logit_half, empty, empty).to(device)
+    task = search_task(data, seed, f"whole:{data.name}").to(next(meta.parameters()).device)
     meta.eval()
     with torch.no_grad():
         z = meta.embed([task])[0]

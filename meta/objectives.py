@@ -59,6 +59,16 @@ class Objective:
     def describe(self) -> str:
         raise NotImplementedError
 
+    def task_seed(self, done: int, i: int) -> int:
+        """The seed of task i's batch streams in meta-step `done + 1`."""
+        return self.config.seed * 1_000_003 + done * 97 + i
+
+    def scratch_supernet(self) -> torch.nn.Module:
+        """The network inner steps run in, loaded from each task's start (the base supernet itself never trains)."""
+        c, m = self.config, self.config.model
+        return create_supernet(self.model.space, c.task.max_classes, c.task.channels, m.init_channels, m.layers,
+                               precision=m.precision).to(self.device)
+
     def step(self, optimizer: torch.optim.Optimizer, rng: random.Random, done: int) -> dict[str, Any]:
         """Meta-step `done + 1`: update the meta-model, return its metrics."""
         raise NotImplementedError
@@ -80,6 +90,7 @@ class StartUpdate:
 
     def __init__(self, model: TaskDARTS, batch: int):
         self.model, self.batch = model, batch
+        self.buffers = {name: b.detach().clone() for name, b in model.supernet.named_buffers()}  # every task's start
         self.deltas = {name: torch.zeros_like(p) for name, p in model.supernet.named_parameters()}
 
     def add(self, start: TaskStart, work: torch.nn.Module, g_weights: Sequence[torch.Tensor | None],
@@ -107,9 +118,7 @@ class Adapt(Objective):
 
     def __init__(self, config, model, meta_train, split, device):
         super().__init__(config, model, meta_train, split, device)
-        m = config.model
-        self.work = create_supernet(model.space, config.task.max_classes, config.task.channels,  # the inner loop's
-                                    m.init_channels, m.layers, precision=m.precision).to(device)  # network
+        self.work = self.scratch_supernet()
         self.regularizer = create_regularizer(config.meta.logit_regularizer, model.space,
                                               config.meta.regularizer_weight)
 
@@ -118,10 +127,6 @@ class Adapt(Objective):
         return (f"meta-train {c.space} ({c.adapt.mode}, encoder {'on' if c.model.use_encoder else 'off'}, "
                 f"initializer {'on' if c.model.use_initializer else 'off'}) on {', '.join(c.task.tasks)}: "
                 f"{c.task.ways_text}-way tasks, device {self.device}")
-
-    def task_seed(self, done: int, i: int) -> int:
-        """The seed of task i's batch streams in meta-step `done + 1`."""
-        return self.config.seed * 1_000_003 + done * 97 + i
 
     def outer(self, task: Task, start: TaskStart, adapted: Adapted, params: list[torch.nn.Parameter],
               batch: int) -> tuple[torch.Tensor, float, Sequence[torch.Tensor | None], list[torch.Tensor],
@@ -136,7 +141,6 @@ class Adapt(Objective):
     def step(self, optimizer, rng, done):
         config, model = self.config, self.model
         tasks = [self.meta_train.sample(rng).to(self.device) for _ in range(config.meta.meta_batch)]
-        base_buffers = {name: b.detach().clone() for name, b in model.supernet.named_buffers()}
         z = model.embed(tasks)
         tensors: list[torch.Tensor] = []
         grads: list[torch.Tensor] = []
@@ -146,7 +150,7 @@ class Adapt(Objective):
             self.regularizer.set_epoch(done, config.meta.meta_steps)
         for i, task in enumerate(tasks):
             start = model.start(z[i])
-            adapted = adapt(self.work, start.weights, base_buffers, start.logits, task, config.adapt.inner_steps,
+            adapted = adapt(self.work, start.weights, update.buffers, start.logits, task, config.adapt.inner_steps,
                             config.adapt, config.meta.grad_clip, self.task_seed(done, i), regularizer=self.regularizer)
             if self.regularizer is not None:  # anti-collapse on the proposal itself: lambda R(alpha0_i) / B
                 tensors.append(self.regularizer.penalty(start.logits) / len(tasks))
@@ -238,10 +242,7 @@ class Imitate(Objective):
     def __init__(self, config, model, meta_train, split, device):
         super().__init__(config, model, meta_train, split, device)
         self.episodes, self.targets, self.datasets = self.teacher_tasks(split)
-        m = config.model  # the scratch supernet of the start weights' inner steps
-        self.work = (create_supernet(model.space, config.task.max_classes, config.task.channels, m.init_channels,
-                                     m.layers, precision=m.precision).to(device)
-                     if config.imitate.imitate_weight_steps else None)
+        self.work = self.scratch_supernet() if config.imitate.imitate_weight_steps else None
 
     def teacher_tasks(self, split: TaskSplit) -> tuple[list[EpisodeDistribution], list[dict[str, torch.Tensor]],
                                                         list[int]]:
@@ -319,22 +320,22 @@ class Imitate(Objective):
         """The start weights' part of the step (the module docstring): K weight steps per episode under its fixed
         proposal, the outer split scoring them; returns the Reptile update and the mean outer loss and accuracy."""
         config, model = self.config, self.model
-        base_buffers = {name: b.detach().clone() for name, b in model.supernet.named_buffers()}
         update = StartUpdate(model, len(tasks))
         outer_loss_sum = outer_acc_sum = 0.0
         for i, task in enumerate(tasks):
             start = model.start(z[i])
             proposal = {k: v.detach() for k, v in start.logits.items()}
-            adapted = adapt(self.work, start.weights, base_buffers, proposal, task,
+            adapted = adapt(self.work, start.weights, update.buffers, proposal, task,
                             config.imitate.imitate_weight_steps, config.adapt, config.meta.grad_clip,
-                            config.seed * 1_000_003 + done * 97 + i, update_logits=False)
+                            self.task_seed(done, i), update_logits=False)
             x, y = split_batch(task, "outer")  # the inner steps never read these images
-            outer_loss = F.cross_entropy(adapted.model(x, proposal), y)
+            scores = adapted.model(x, proposal)
+            outer_loss = F.cross_entropy(scores, y)
             check_finite([outer_loss.item()], "outer loss", f"meta-step {done + 1}, episode {i + 1}")
             g_weights = torch.autograd.grad(outer_loss, list(self.work.parameters()), allow_unused=True)
             update.add(start, self.work, g_weights, tensors, grads)
             outer_loss_sum += outer_loss.item() / len(tasks)
-            outer_acc_sum += split_metrics(adapted.model, proposal, task, split="outer")[1] / len(tasks)
+            outer_acc_sum += float((scores.argmax(1) == y).float().mean()) / len(tasks)
         return update, outer_loss_sum, outer_acc_sum
 
     def log_line(self, row):

@@ -86,6 +86,14 @@ def whole_dataset_task(spec: str, channels: int, image_size: int, seed: int, roo
     return Task(f"whole:{spec}", data, support, query, outer_part, torch.arange(len(train), len(data)))
 
 
+def search_task(data: ImageData, seed: int, name: str | None = None) -> Task:
+    """A data set as a search on it sees it: support and query are its seeded halves (a plain search's weight and
+    logit halves, the same seed giving the same halves), no outer or test split."""
+    support, query = split_indices(len(data), [0.5, 0.5], seed)
+    empty = torch.zeros(0, dtype=torch.long)
+    return Task(name or data.name, data, support, query, empty, empty)
+
+
 def cap_per_class(y: torch.Tensor, cap: int, seed: int) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     keep = []
