@@ -82,7 +82,11 @@ def whole_dataset_task(spec: str, channels: int, image_size: int, seed: int, roo
         parts.append(match_format(load_dataset(spec, "test", root, download), channels, image_size))
     data = ImageData(torch.cat([p.x for p in parts]), torch.cat([p.y for p in parts]), train.classes, train.name,
                      train.hflip)
-    support, query, outer_part = split_indices(len(train), [1 / 3, 1 / 3, 1 / 3] if outer else [0.5, 0.5, 0.0], seed)
+    if outer:
+        support, query, outer_part = split_indices(len(train), [1 / 3, 1 / 3, 1 / 3], seed)
+    else:  # halves (a split [0.5, 0.5, 0.0] rounds both halves up for some sizes and fails, e.g. 1903 images)
+        support, query = split_indices(len(train), [0.5, 0.5], seed)
+        outer_part = torch.zeros(0, dtype=torch.long)
     return Task(f"whole:{spec}", data, support, query, outer_part, torch.arange(len(train), len(data)))
 
 

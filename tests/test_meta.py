@@ -563,3 +563,16 @@ def test_validation_retrains_each_distinct_cell_on_the_held_out_classes_and_reus
     assert yaml.safe_load((out / "cell0-s0" / "config.yaml").read_text())["epochs"] == 2
     with pytest.raises(InputError, match="--retrain-epochs and --retrain-seeds must be at least 1"):
         bench.retrain_scores(str(meta_run), "digits", cells, out, 0, 1, 20)
+
+
+def test_search_meta_takes_a_data_set_of_any_size(meta_run, tmp_path):
+    """11 training images: halves of 6 and 5 (rounding both halves up, 6 + 6, once made the zero-shot search fail)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (11, 8, 8), generator=g, dtype=torch.uint8).numpy()
+    y = np.array([0, 1, 2] * 3 + [0, 1])
+    np.savez(tmp_path / "eleven.npz", x=x, y=y, x_test=x[:3], y_test=y[:3])
+    code, _, stderr = run_cli("search", "--meta", str(meta_run), "--dataset", f"npz:{tmp_path / 'eleven.npz'}",
+                              "--out", str(tmp_path / "zs"), "--no-progress")
+    assert code == 0, stderr
+    task = whole_dataset_task(f"npz:{tmp_path / 'eleven.npz'}", 1, 8, seed=0, include_test=False, outer=False)
+    assert (len(task.support), len(task.query), len(task.outer)) == (6, 5, 0)
