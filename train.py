@@ -124,7 +124,7 @@ def build_parser() -> OneLineParser:
     from evaluation.compare import CompareConfig, method_help
     from meta.config import MetaConfig
     from supernet.retrain import RetrainConfig
-    from supernet.search import SearchConfig
+    from supernet.search import WARM_START_WEIGHTS, SearchConfig
 
     parser = OneLineParser(prog="train.py", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
@@ -168,6 +168,9 @@ def build_parser() -> OneLineParser:
     meta.add_argument("--warm-start", action="store_true",
                       help="with --meta: a full search (any gradient method, --epochs) from the task-conditioned "
                            "weights and logits; the meta-checkpoint fixes the supernet shape and image format")
+    meta.add_argument("--warm-start-weights", choices=tuple(WARM_START_WEIGHTS),
+                      help="with --warm-start: " + "; ".join(f"{k}: {v}" for k, v in WARM_START_WEIGHTS.items())
+                           + " (default task)")
     _add_data_args(search.add_argument_group("data"))
     _add_run_args(search.add_argument_group("run"))
     search.set_defaults(handler=cmd_search, config_class=SearchConfig)
@@ -335,6 +338,9 @@ def _prepare(args: argparse.Namespace, tag: Callable[[Any], str] = lambda config
 def cmd_search(args: argparse.Namespace) -> int:
     from supernet.search import run_search
 
+    if args.warm_start_weights is not None and not args.warm_start:
+        raise InputError("--warm-start-weights needs --meta META_CKPT --warm-start: it chooses the weights a "
+                         "warm-started search begins from")
     if args.meta and not args.warm_start:
         return cmd_meta_search(args)
     if args.adapt_steps:
@@ -352,6 +358,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     config, run = _prepare(args)
     if args.meta and not args.resume:
         config.warm_start_from = args.meta
+    if config.warm_start_from is None and config.warm_start_weights != "task":
+        raise InputError("warm_start_weights (in --config) needs --meta META_CKPT --warm-start")
     if config.warm_start_from is not None:
         from meta.meta_search import run_warm_search
 

@@ -32,7 +32,7 @@ import torch
 from evaluation.compare import mean_std
 from evaluation.nb201_table import NB201Table
 from evaluation.teacher_signal import profile_distances
-from image_sets import in_memory, split_indices
+from image_sets import ImageData, in_memory, split_indices
 from meta.model import load_meta
 from meta.tasks import EpisodeDistribution, match_format
 from meta.teacher_job import class_images
@@ -91,20 +91,22 @@ def retrain_scores(run: str, family: str, cells: list[str], out: Path, epochs: i
     train, test = data.subset(train_index), data.subset(test_index)
     recorded = in_memory(f"{data.name} held-out classes {pool.labels()}, {len(data)} images: 80 % to train, 20 % to "
                          f"test (benchmarks/meta_validation.py)")
-    scores = {}
-    for number, cell in enumerate(sorted(set(cells))):
-        accs = []
-        for seed in range(seeds):
-            config = RetrainConfig(genotype=cell, dataset=recorded, epochs=epochs, layers=2, init_channels=16,
-                                   batch_size=64, seed=seed, device="cpu")
-            place = out / f"cell{number}-s{seed}"
-            if _finished(place, cell, epochs):
-                accs.append(json.loads((place / "result.json").read_text())["test_acc"])
-                continue
-            shutil.rmtree(place, ignore_errors=True)  # another cell or recipe, or unfinished: redone
-            accs.append(run_retrain(config, train, test, RunDir(place), progress=False)["test_acc"])
-        scores[cell] = statistics.mean(accs)
-    return scores
+    return {cell: statistics.mean(retrain_once(cell, train, test, recorded, out / f"cell{number}-s{seed}", epochs, seed)
+                                  for seed in range(seeds))
+            for number, cell in enumerate(sorted(set(cells)))}
+
+
+def retrain_once(cell: str, train: ImageData, test: ImageData, recorded: str, place: Path, epochs: int,
+                 seed: int) -> float:
+    """Test accuracy of the nb201 `cell` after the validation recipe (2 cells per stage, 16 channels, batch 64,
+    `epochs`, `seed`) on `train`, tested on `test`; `recorded` names the images in its config. Reused from `place`
+    when finished there with the same cell and epochs, else redone there."""
+    if _finished(place, cell, epochs):
+        return json.loads((place / "result.json").read_text())["test_acc"]
+    shutil.rmtree(place, ignore_errors=True)  # another cell or recipe, or unfinished: redone
+    config = RetrainConfig(genotype=cell, dataset=recorded, epochs=epochs, layers=2, init_channels=16, batch_size=64,
+                           seed=seed, device="cpu")
+    return run_retrain(config, train, test, RunDir(place), progress=False)["test_acc"]
 
 
 def _finished(place: Path, cell: str, epochs: int) -> bool:

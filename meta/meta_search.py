@@ -118,19 +118,25 @@ def run_warm_search(config: SearchConfig, run: RunDir, resume: bool = False, sto
     config.validate()
     data = match_format(config.load("train"), mc.task.channels, mc.task.image_size)
     seed_everything(config.seed)
-    start = task_start(meta, data, config.seed)
+    start = task_start(meta, data, config.seed, config.warm_start_weights)
     return run_search(config, data, run, resume, stop_after_epoch, progress, start)
 
 
-def task_start(meta: TaskDARTS, data: ImageData, seed: int) -> SearchStart:
-    """The meta-model's start for a data set, embedded from its first half (a search's weight half, same seed)."""
+def task_start(meta: TaskDARTS, data: ImageData, seed: int, weights: str = "task") -> SearchStart:
+    """The meta-model's start for a data set, embedded from its first half (a search's weight half, same seed), with
+    the weights `weights` names (supernet/search.py WARM_START_WEIGHTS): the initializer's for this task, the base
+    supernet's, or none (the logits alone)."""
     task = search_task(data, seed, f"whole:{data.name}").to(next(meta.parameters()).device)
     meta.eval()
     with torch.no_grad():
         z = meta.embed([task])[0]
         start = meta.start(z)
+    logits = {k: v.detach().clone() for k, v in start.logits.items()}
+    embedding = {"task": task.name, "z": z.cpu().tolist(), "weights": weights}
+    files = {"embedding.json": json.dumps(embedding) + "\n"}
+    if weights == "none":
+        return SearchStart(None, None, logits, None, None, files=files)
+    chosen = start.weights if weights == "task" else dict(meta.supernet.named_parameters())
     buffers = {name: b.detach().clone() for name, b in meta.supernet.named_buffers()}
-    embedding = {"task": task.name, "z": z.cpu().tolist()}
-    return SearchStart({k: v.detach().clone() for k, v in start.weights.items()}, buffers,
-                       {k: v.detach().clone() for k, v in start.logits.items()}, PIXEL_MEAN, PIXEL_STD,
-                       files={"embedding.json": json.dumps(embedding) + "\n"})
+    return SearchStart({k: v.detach().clone() for k, v in chosen.items()}, buffers, logits, PIXEL_MEAN, PIXEL_STD,
+                       files=files)

@@ -41,6 +41,13 @@ from .relaxation import create_relaxation, gumbel_tau
 from .spaces import activation_bytes_lower_bound, create_supernet, get_space
 from .training_free import PROXIES, TrainingFreeJob
 
+WARM_START_WEIGHTS = {
+    "task": "the initializer's weights for the task",
+    "base": "the meta-learned base weights, not modulated by the task",
+    "none": "its own random weights; only the logits are the meta-model's",
+}
+"""The weights a warm-started search begins from; "base" and "none" are the ablations of "task"."""
+
 
 @dataclass
 class SearchConfig(DataOptions, Config):
@@ -85,6 +92,7 @@ class SearchConfig(DataOptions, Config):
     recompute: bool = False  # keep only cell inputs for backward, recompute the rest: far less memory, more time
     precision: str = "fp32"  # "bf16": bfloat16 autocast of the supernet's forward pass
     warm_start_from: str | None = None  # a meta-checkpoint whose task-conditioned start the search begins at
+    warm_start_weights: str = "task"  # its weights: the task's ("task"), the base's ("base"), random ("none")
     device: str = "auto"
 
     def validate(self) -> None:
@@ -104,6 +112,7 @@ class SearchConfig(DataOptions, Config):
             raise InputError(f"--partial-channels {self.partial_channels} must divide --init-channels "
                              f"{self.init_channels} (every cell's channels split into that many groups)")
         require_choice(self, "logit_lr_schedule", ("constant", "cosine"))
+        require_choice(self, "warm_start_weights", WARM_START_WEIGHTS)
         if self.proxy is not None and self.proxy not in PROXIES:
             raise InputError(f"unknown --proxy '{self.proxy}'; known: {', '.join(PROXIES)}")
         require_positive(self, "w_lr", "logit_lr", "tau_max", "tau_min", "grad_clip")
@@ -131,13 +140,15 @@ class SearchConfig(DataOptions, Config):
 class SearchStart:
     """Where a warm-started search begins instead of a random supernet and near-uniform logits: a meta-model's
     task-conditioned weights, buffers and architecture logits (meta/meta_search.py), and the fixed pixel
-    normalisation those weights were learned under (a data set's own statistics would shift every input)."""
+    normalisation those weights were learned under (a data set's own statistics would shift every input). Without
+    weights (`--warm-start-weights none`: the logits alone) the supernet is the search's own random one, normalised
+    by the data set's statistics as a search from scratch is."""
 
-    weights: dict[str, torch.Tensor]
-    buffers: dict[str, torch.Tensor]
+    weights: dict[str, torch.Tensor] | None
+    buffers: dict[str, torch.Tensor] | None
     logits: dict[str, torch.Tensor]
-    pixel_mean: float
-    pixel_std: float
+    pixel_mean: float | None
+    pixel_std: float | None
     files: dict[str, str] = field(default_factory=dict)  # written into the run directory when the search starts
 
 
@@ -176,7 +187,7 @@ class SearchJob(Job):
         self.weight_indices, self.logit_indices = split_indices(len(data), [0.5, 0.5], seed=config.seed)
         self.batch_size = min(config.batch_size, len(self.weight_indices), len(self.logit_indices))
         dist.check_batch(self.batch_size)
-        mean, std = (channel_stats(data) if start is None else
+        mean, std = (channel_stats(data) if start is None or start.weights is None else
                      (torch.full((data.channels,), start.pixel_mean), torch.full((data.channels,), start.pixel_std)))
         augment = Augment(crop_padding=max(data.image_size // 8, 1), hflip=data.hflip) if config.augment else Augment()
         self.train_preprocess = Preprocess(mean, std, augment, config.channels_last)
@@ -197,11 +208,12 @@ class SearchJob(Job):
         self.model = build().to(device)
         self.arch = ArchLogits.random(self.space, config.logit_init_std, config.edge_normalization).to(device)
         if start is not None:  # the start's logits replace the op logits; PC-DARTS's edge logits stay as drawn
-            try:
-                load_weights(self.model, start.weights, start.buffers)
-            except (KeyError, RuntimeError):
-                raise InputError("the meta-checkpoint's supernet weights do not fit this search's supernet (a "
-                                 "--partial-channels supernet has other weight shapes)") from None
+            if start.weights is not None:
+                try:
+                    load_weights(self.model, start.weights, start.buffers)
+                except (KeyError, RuntimeError):
+                    raise InputError("the meta-checkpoint's supernet weights do not fit this search's supernet (a "
+                                     "--partial-channels supernet has other weight shapes)") from None
             with torch.no_grad():
                 for key, value in start.logits.items():
                     self.arch.logits[key].copy_(value)
@@ -231,7 +243,8 @@ class SearchJob(Job):
             f"{self.data.image_size}x{self.data.image_size}, {self.data.num_classes} classes, {batch}, device "
             f"{self.device}, {sum(p.numel() for p in self.model.parameters()) / 1e6:.3f} M supernet parameters"
             + (f", {self.dist.world_size} data-parallel processes" if self.dist.enabled else "")
-            + (f", warm-started from {self.config.warm_start_from}" if self.start is not None else ""))])
+            + (f", warm-started from {self.config.warm_start_from} with "
+               f"{WARM_START_WEIGHTS[self.config.warm_start_weights]}" if self.start is not None else ""))])
 
     def state_dict(self) -> dict[str, Any]:
         return {"epoch": self.done, "model": self.model.state_dict(), "arch": self.arch.state_dict(),

@@ -14,7 +14,10 @@ TINY_SEARCH = ["--space", "darts", "--layers", "3", "--init-channels", "4", "--b
 
 
 def load_benchmark(name: str):
-    """A script of benchmarks/ as a module (they are scripts, not a package)."""
+    """A script of benchmarks/ as a module (they are scripts, not a package); its imports of sibling scripts resolve
+    as when it runs."""
+    if str(ROOT / "benchmarks") not in sys.path:
+        sys.path.append(str(ROOT / "benchmarks"))
     spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -7,13 +7,13 @@ import pytest
 import torch
 import yaml
 
-from image_sets import load_dataset
+from image_sets import ImageData, channel_stats, load_dataset
 from meta.meta_search import task_start
 from meta.model import load_meta
 from meta.tasks import match_format
 from supernet.search import SearchConfig, SearchJob
 
-from .helpers import run_cli
+from .helpers import load_benchmark, run_cli
 from .test_teachers import CONV_CELL, POOL_CELL, _hand_made_bank, _stripes_npz
 
 # Meta-training runs small enough for tests: 8 px digits, 2 tasks a meta-step, 2 inner steps.
@@ -104,6 +104,38 @@ def test_a_warm_started_search_begins_at_the_task_conditioned_start(darts_meta):
         SearchJob(config, data, torch.device("cpu"))
 
 
+def test_the_warm_start_weight_options_ablate_the_task_conditioned_start(darts_meta):
+    """base: the meta-learned base weights, unmodulated (the adapt objective has trained the initializer, so they
+    differ from the task's); none: the search's own random weights and the data set's pixel statistics, exactly a
+    search from scratch but for the controller's logits."""
+    meta = load_meta(str(darts_meta), torch.device("cpu"))
+    mc = meta.config
+    data = match_format(load_dataset("digits", "train", image_size=mc.task.image_size), mc.task.channels,
+                        mc.task.image_size)
+    starts = {weights: task_start(meta, data, seed=0, weights=weights) for weights in ("task", "base", "none")}
+    base = dict(meta.supernet.named_parameters())
+    assert any(not torch.equal(starts["task"].weights[name], base[name]) for name in base)
+    assert all(torch.equal(starts["base"].weights[name], base[name]) for name in base)
+    assert starts["none"].weights is None and starts["none"].buffers is None
+    for start in starts.values():
+        assert all(torch.equal(start.logits[k], starts["task"].logits[k]) for k in start.logits)
+        assert json.loads(start.files["embedding.json"])["weights"] in ("task", "base", "none")
+    shape = dict(space="darts", layers=mc.model.layers, init_channels=mc.model.init_channels, epochs=1)
+    torch.manual_seed(0)
+    scratch = SearchJob(SearchConfig(**shape), data, torch.device("cpu"))
+    jobs = {}
+    for weights, start in starts.items():
+        torch.manual_seed(0)
+        jobs[weights] = SearchJob(SearchConfig(**shape, warm_start_from=str(darts_meta), warm_start_weights=weights),
+                                  data, torch.device("cpu"), start=start)
+    assert all(torch.equal(p.detach(), base[name][: p.shape[0]]) for name, p in jobs["base"].model.named_parameters())
+    random_weights = dict(scratch.model.named_parameters())
+    assert all(torch.equal(p, random_weights[name]) for name, p in jobs["none"].model.named_parameters())
+    assert torch.equal(jobs["none"].train_preprocess.mean, channel_stats(data)[0])
+    assert float(jobs["base"].train_preprocess.mean[0]) == 0.5
+    assert "its own random weights" in jobs["none"].describe()
+
+
 def test_the_darts_space_end_to_end(darts_meta, tmp_path):
     """A DARTS-space meta-model proposes zero-shot and after K adaptation steps, and warm-starts a full search (any
     gradient method) whose cell derives and retrains."""
@@ -153,6 +185,9 @@ def test_a_warm_started_nb201_search_from_imitation_resumes_exactly(imitation, t
     (["--meta", "M", "--warm-start", "--image-size", "16"], "--image-size do(es) not apply to --warm-start"),
     (["--meta", "M", "--warm-start", "--method", "naswot"], "--warm-start needs a gradient search"),
     (["--meta", "M", "--warm-start", "--method", "pcdarts"], "a --partial-channels supernet has other weight shapes"),
+    (["--meta", "M", "--warm-start-weights", "base"], "--warm-start-weights needs --meta META_CKPT --warm-start"),
+    (["--warm-start-weights", "none"], "--warm-start-weights needs --meta META_CKPT --warm-start"),
+    (["--meta", "M", "--warm-start", "--warm-start-weights", "all"], "invalid choice: 'all'"),
 ])
 def test_bad_warm_start_options_are_one_line_exit_2(darts_meta, tmp_path, args, message):
     args = [str(darts_meta) if a == "M" else a for a in args]
@@ -160,3 +195,35 @@ def test_bad_warm_start_options_are_one_line_exit_2(darts_meta, tmp_path, args, 
     code, _, stderr = run_cli("search", *args, "--epochs", "1", "--out", str(out), "--no-progress")
     assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1, stderr
     assert not (out / "checkpoint.pt").exists()
+
+
+def test_a_search_from_the_logits_alone_runs_and_records_its_option(imitation, tmp_path):
+    out = tmp_path / "logits-only"
+    code, _, stderr = run_cli("search", "--meta", str(imitation[2]), "--warm-start", "--warm-start-weights", "none",
+                              "--epochs", "1", "--out", str(out), "--no-progress")
+    assert code == 0, stderr
+    assert yaml.safe_load((out / "config.yaml").read_text())["warm_start_weights"] == "none"
+    assert "its own random weights" in (out / "log.txt").read_text()
+
+
+def test_the_warm_start_benchmark_sets_test_images_aside_and_chooses_on_validation_only():
+    bench = load_benchmark("warm_start")
+    y = torch.tensor([0] * 10 + [1] * 23 + [2] * 3)
+    data = ImageData(torch.arange(len(y), dtype=torch.uint8).view(-1, 1, 1, 1).expand(-1, 3, 2, 2).clone(), y,
+                     ["a", "b", "c"], "toy")
+    search, test = bench.set_aside(data, per_class=8)
+    searched, tested = set(search.x[:, 0, 0, 0].tolist()), set(test.x[:, 0, 0, 0].tolist())
+    assert not searched & tested
+    assert [int((test.y == c).sum()) for c in range(3)] == [2, 4, 1]  # a fifth of every class, at least one
+    assert [int((search.y == c).sum()) for c in range(3)] == [8, 8, 2]  # up to per_class of the rest
+    assert bench.set_aside(data, per_class=8)[1].x.equal(test.x)  # seeded
+
+    def runs(*reached):
+        return [{"steps_to_scratch_final": r, "total_steps": 100} for r in reached]
+    results = {bench.VALIDATION: {"conditioned": runs(10, None, 10), "conditioned-base": runs(50, 60, 70),
+                                  "logits-only": runs(90, 95, 99)},
+               "cifar10": {"conditioned": runs(1, 1, 1), "conditioned-base": runs(None, None, None),
+                           "logits-only": runs(None, None, None)}}
+    assert bench.choose_on_validation(results) == "conditioned-base"  # never reaching counts first; cifar10 unread
+    rows = [{"epoch": str(e), "val_acc": str(a)} for e, a in enumerate([0.2, 0.5, 0.4, 0.7], start=1)]
+    assert bench.steps_to_reach(rows, 0.45, 10) == 20 and bench.steps_to_reach(rows, 0.8, 10) is None
