@@ -16,6 +16,7 @@ from run_kit import InputError
 from run_kit.device import pick_device, seed_everything
 from run_kit.files import atomic_write_text, save_checkpoint
 from run_kit.run_dir import RunDir
+from supernet.costs import Budget, CellCosts, budgeted_derive, cell_costs, require_feasible
 from supernet.regularizers import create_regularizer
 from supernet.search import SearchConfig, SearchStart, logits_entropy, run_search
 from supernet.spaces import create_supernet
@@ -24,6 +25,7 @@ from .adapt import PIXEL_MEAN, PIXEL_STD, adapt, split_metrics
 from .model import TaskDARTS, load_meta
 from .tasks import match_format, search_task, whole_dataset_task
 
+MAX_BUDGET_IMAGE_SIZE = 1024  # costing builds the evaluation network and runs one image of this size through it
 WARM_FIXED = ("space", "layers", "init_channels", "image_size", "precision")
 """What a warm-started search takes from its meta-checkpoint: the supernet's shape and the image format."""
 
@@ -37,13 +39,22 @@ class MetaSearchConfig:
     data_root: str = "data"
     download: bool = False
     max_images_per_class: int | None = None
+    max_params_m: float | None = None  # budgets on the proposal's evaluation network (supernet/costs.py)
+    max_flops_m: float | None = None
+    budget_image_size: int = 32  # the image size that network is costed at
     device: str = "auto"
+
+    def budget(self) -> Budget:
+        return Budget(self.max_params_m, self.max_flops_m)
 
 
 def run_meta_search(config: MetaSearchConfig, run: RunDir, expect_space: str | None = None,
                     progress: bool = True) -> dict[str, Any]:
     if config.adapt_steps < 0:
         raise InputError(f"--adapt-steps must be 0 or more, got {config.adapt_steps}")
+    if config.budget().active and not 1 <= config.budget_image_size <= MAX_BUDGET_IMAGE_SIZE:
+        raise InputError(f"--budget-image-size must lie between 1 and {MAX_BUDGET_IMAGE_SIZE}, got "
+                         f"{config.budget_image_size}")
     run.check(resume=False)
     device = pick_device(config.device)
     seed_everything(config.seed)
@@ -51,19 +62,26 @@ def run_meta_search(config: MetaSearchConfig, run: RunDir, expect_space: str | N
     mc = meta.config
     task = whole_dataset_task(config.dataset, mc.task.channels, mc.task.image_size, config.seed, config.data_root,
                               config.download, config.max_images_per_class, include_test=False, outer=False).to(device)
+    costs = None
+    if config.budget().active:  # before the run directory exists: a budget no cell meets leaves nothing behind
+        costs = cell_costs(meta.space.name, task.num_classes, mc.task.channels, config.budget_image_size)
+        require_feasible(costs, config.budget())
     with run.claim(resume=False):
         run.save_config({**asdict(config), "space": mc.space, "image_size": mc.task.image_size,
                          "channels": mc.task.channels})
         log = run.logger("meta-search")
         try:
-            return _propose(config, meta, task, run, log, device)
+            return _propose(config, meta, task, costs, run, log, device)
         finally:
             run.close_logger("meta-search")
 
 
-def _propose(config: MetaSearchConfig, meta, task, run: RunDir, log, device: torch.device) -> dict[str, Any]:
-    """Embed the task, start from the controller's logits and the initializer's weights, adapt K steps, derive."""
+def _propose(config: MetaSearchConfig, meta, task, costs: CellCosts | None, run: RunDir, log,
+             device: torch.device) -> dict[str, Any]:
+    """Embed the task, start from the controller's logits and the initializer's weights, adapt K steps, derive (the
+    most likely cell within the budget, costed by `costs`, when there is one)."""
     mc = meta.config
+    budget = config.budget()
     started = time.time()
     meta.eval()
     with torch.no_grad():
@@ -84,12 +102,14 @@ def _propose(config: MetaSearchConfig, meta, task, run: RunDir, log, device: tor
     adapted = adapt(work, start.weights, buffers, start.logits, task, config.adapt_steps, mc.adapt, mc.meta.grad_clip,
                     config.seed, regularizer=regularizer)
     final_logits = {k: v.detach() for k, v in adapted.logits().items()}
-    genotype = meta.space.derive(final_logits)
+    genotype = (meta.space.derive(final_logits) if costs is None else
+                budgeted_derive(meta.space, final_logits, costs, budget))
     seconds = time.time() - started
     query_loss, query_acc = split_metrics(adapted.model, final_logits, task)
+    cost = {} if costs is None else dict(zip(("params_m", "flops_m"), (round(v, 6) for v in costs.of(genotype))))
     row = {"adapt_steps": config.adapt_steps, "query_loss": query_loss, "query_acc": query_acc,
            **{f"entropy_{k}": v for k, v in logits_entropy(final_logits).items()}, "seconds": round(seconds, 3),
-           "genotype": meta.space.to_text(genotype)}
+           **cost, "genotype": meta.space.to_text(genotype)}
     run.write_metrics([row])
     save_checkpoint({"kind": "taskdarts-adapted", "space": meta.space.name, "config": asdict(config),
                      "arch": adapted.logits.state_dict(), "model": work.state_dict(),
@@ -101,8 +121,10 @@ def _propose(config: MetaSearchConfig, meta, task, run: RunDir, log, device: tor
     log.info(f"{'zero-shot' if config.adapt_steps == 0 else f'{config.adapt_steps}-step'} TaskDARTS search on "
              f"{task.name} ({task.num_classes} classes) in {seconds:.1f}s: supernet query accuracy "
              f"{query_acc:.4f}, genotype {row['genotype']}"
-             + (f"; resembles {nearest} (p {resembles[nearest]:.2f})" if nearest else ""))
-    return {"genotype": meta.space.to_json(genotype), "query_acc": query_acc, "seconds": round(seconds, 3)}
+             + (f"; resembles {nearest} (p {resembles[nearest]:.2f})" if nearest else "")
+             + (f"; {budget.describe()} in {costs.describe()}: {cost['params_m']:.4f} M parameters, "
+                f"{cost['flops_m']:.2f} M FLOPs" if costs is not None else ""))
+    return {"genotype": meta.space.to_json(genotype), "query_acc": query_acc, "seconds": round(seconds, 3), **cost}
 
 
 def run_warm_search(config: SearchConfig, run: RunDir, resume: bool = False, stop_after_epoch: int | None = None,

@@ -297,6 +297,61 @@ def test_search_from_a_meta_checkpoint(meta_run, tmp_path, steps):
     assert len(json.loads((out / "embedding.json").read_text())["z"]) == 32
 
 
+def test_a_budgeted_proposal_is_the_most_likely_cell_that_fits(meta_run, tmp_path):
+    """search --meta with --max-params-m / --max-flops-m: the unbudgeted proposal when it fits, else the most likely
+    cell under the same logits that does; its costs are recorded and match the built evaluation network."""
+    from supernet.costs import Budget, budgeted_derive, cell_costs
+    from supernet.discrete import count_flops_m, count_parameters_m
+    from supernet.spaces import create_network, get_space
+
+    space = get_space("nb201")
+    free = tmp_path / "free"
+    assert run_cli("search", "--meta", str(meta_run), "--out", str(free), "--no-progress")[0] == 0
+    logits = torch.load(free / "checkpoint.pt", weights_only=True)["arch"]
+    logits = {key.split(".")[-1]: value for key, value in logits.items()}
+    channels = yaml.safe_load((meta_run / "config.yaml").read_text())["task"]["channels"]
+    costs = cell_costs("nb201", 10, channels, 32)
+    proposal = space.from_json(json.loads((free / "genotype.json").read_text()))
+    params = costs.of(proposal)[0]
+    for bound in (params + 1.0, costs.fixed_params_m + 0.03):
+        out = tmp_path / f"p{bound:.3f}"
+        code, stdout, stderr = run_cli("search", "--meta", str(meta_run), "--max-params-m", str(bound), "--out",
+                                       str(out), "--no-progress")
+        assert code == 0, stderr
+        cell = space.from_json(json.loads((out / "genotype.json").read_text()))
+        row = next(csv.DictReader((out / "metrics.csv").open()))
+        network = create_network(cell, 10, channels, 16, 5, image_size=32)
+        assert float(row["params_m"]) == pytest.approx(count_parameters_m(network), abs=1e-6)
+        assert float(row["params_m"]) <= bound
+        assert float(row["flops_m"]) == pytest.approx(count_flops_m(network, channels, 32), abs=1e-3)
+        assert cell == proposal or bound < params + 1.0  # a budget the proposal meets leaves it as it is
+        assert cell == budgeted_derive(space, logits, costs, Budget(max_params_m=bound))
+        assert "at most" in (out / "log.txt").read_text()
+    out = tmp_path / "flops16"
+    code, _, stderr = run_cli("search", "--meta", str(meta_run), "--max-flops-m", "3", "--budget-image-size", "16",
+                              "--out", str(out), "--no-progress")
+    assert code == 0, stderr
+    assert float(next(csv.DictReader((out / "metrics.csv").open()))["flops_m"]) <= 3
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--max-params-m", "0.01"], "no nb201 cell fits at most 0.01 M parameters"),
+    (["--max-flops-m", "-5"], "--max-flops-m must be a positive number of millions, got -5.0"),
+    (["--max-params-m", "nan"], "--max-params-m must be a positive number of millions, got nan"),
+    (["--max-params-m", "1", "--budget-image-size", "0"], "--budget-image-size must lie between 1 and 1024, got 0"),
+    (["--max-params-m", "1", "--budget-image-size", "2"], "too small"),
+    (["--max-params-m", "1", "--warm-start"], "--max-params-m need(s) --meta META_CKPT without --warm-start"),
+    (["--no-meta", "--max-flops-m", "10"], "--max-flops-m need(s) --meta META_CKPT"),
+])
+def test_bad_budgets_are_one_line_exit_2(meta_run, tmp_path, args, message):
+    meta = [] if "--no-meta" in args else ["--meta", str(meta_run)]
+    out = tmp_path / "bad"
+    code, _, stderr = run_cli("search", *meta, *[a for a in args if a != "--no-meta"], "--out", str(out),
+                              "--no-progress")
+    assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    assert not out.exists()
+
+
 def test_meta_bad_input_is_clear(meta_run, tmp_path):
     code, _, stderr = run_cli("meta-train", "--tasks", "imagenet", "--out", str(tmp_path / "a"))
     assert code == 2 and "unknown data set 'imagenet'" in stderr and not (tmp_path / "a").exists()

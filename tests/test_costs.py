@@ -1,0 +1,63 @@
+"""The cell cost model (supernet/costs.py): its additive sums equal the built networks' counts, and the budgeted
+decoding returns the most likely cell that fits, or one line when none does."""
+import math
+
+import pytest
+import torch
+
+from run_kit import InputError
+from supernet.costs import Budget, budgeted_derive, cell_costs
+from supernet.discrete import count_flops_m, count_parameters_m
+from supernet.spaces import create_network, get_space
+
+NB201 = get_space("nb201")
+
+
+@pytest.fixture(scope="module")
+def costs():
+    return cell_costs("nb201", 10, 3, 32)
+
+
+def test_the_sums_over_edges_equal_the_built_networks(costs):
+    generator = torch.Generator().manual_seed(0)
+    cells = [NB201.random_genotype(generator) for _ in range(4)]
+    cells.append(NB201.with_edge_ops(["nor_conv_3x3"] * 6))
+    for cell in cells:
+        network = create_network(cell, 10, 3, 16, 5, image_size=32)
+        params, flops = costs.of(cell)
+        assert params == pytest.approx(count_parameters_m(network), abs=1e-9), NB201.to_text(cell)
+        assert flops == pytest.approx(count_flops_m(network, 3, 32), abs=1e-6), NB201.to_text(cell)
+    assert costs.of(NB201.with_edge_ops(["none"] * 6)) == (costs.fixed_params_m, costs.fixed_flops_m)
+
+
+def _prefer(first: str, second: str) -> dict[str, torch.Tensor]:
+    """Logits that rank `first` on every edge, then `second`, the rest far below."""
+    row = torch.full((len(NB201.ops),), -10.0)
+    row[NB201.ops.index(first)], row[NB201.ops.index(second)] = 0.0, -1.0
+    return {"cell": row.repeat(NB201.num_edges, 1)}
+
+
+def test_a_loose_budget_decodes_as_the_space_does_and_a_tight_one_gives_up_the_least(costs):
+    logits = {"cell": torch.randn(NB201.num_edges, len(NB201.ops), generator=torch.Generator().manual_seed(1))}
+    assert budgeted_derive(NB201, logits, costs, Budget(max_params_m=100.0)) == NB201.derive(logits)
+    preferred = _prefer("nor_conv_3x3", "nor_conv_1x1")
+    big = costs.of(NB201.with_edge_ops(["nor_conv_3x3"] * 6))
+    small = costs.of(NB201.with_edge_ops(["nor_conv_1x1"] * 6))
+    one_swap = small[0] + (big[0] - small[0]) / 6  # room for exactly one 3x3 edge among 1x1s (edges cost alike)
+    cell = budgeted_derive(NB201, preferred, costs, Budget(max_params_m=one_swap + 1e-6))
+    assert NB201.edge_ops(cell).count("nor_conv_3x3") == 1 and NB201.edge_ops(cell).count("nor_conv_1x1") == 5
+    assert costs.of(cell)[0] <= one_swap + 1e-6
+    by_flops = budgeted_derive(NB201, preferred, costs, Budget(max_flops_m=small[1] + 1e-6))
+    assert NB201.edge_ops(by_flops) == ("nor_conv_1x1",) * 6
+    both = budgeted_derive(NB201, preferred, costs, Budget(max_params_m=big[0], max_flops_m=small[1] + 1e-6))
+    assert both == by_flops
+
+
+def test_a_budget_no_cell_meets_and_bad_values_are_one_line(costs):
+    with pytest.raises(InputError, match=r"no nb201 cell fits at most 0.001 M parameters .* the smallest has"):
+        budgeted_derive(NB201, _prefer("none", "skip_connect"), costs, Budget(max_params_m=0.001))
+    for value in (0.0, -1.0, math.nan, math.inf):
+        with pytest.raises(InputError, match="--max-flops-m must be a positive number"):
+            Budget(max_flops_m=value)
+    with pytest.raises(InputError, match="budgets need a space with one op per edge"):
+        cell_costs("darts", 10)
