@@ -95,7 +95,7 @@ def cell_costs(space_name: str, num_classes: int, channels: int = 3, image_size:
 
 
 @functools.lru_cache(maxsize=4)
-def _every_cell(edges: int, ops: int) -> torch.Tensor:
+def every_cell(edges: int, ops: int) -> torch.Tensor:
     """[ops^edges, edges] op indices of every cell."""
     return torch.cartesian_prod(*[torch.arange(ops)] * edges).view(-1, edges)
 
@@ -138,7 +138,7 @@ def budgeted_derive(space: SearchSpace, logits: Mapping[str, torch.Tensor], cost
     _require_edge_space(space)
     (cell_type,) = space.cell_types
     log_p = torch.log_softmax(logits[cell_type].detach().double().cpu(), dim=-1)
-    cells = _every_cell(space.num_edges, len(space.ops))
+    cells = every_cell(space.num_edges, len(space.ops))
     edges = torch.arange(space.num_edges)
     feasible = torch.ones(len(cells), dtype=torch.bool)
     for bound, fixed, table in ((budget.max_params_m, costs.fixed_params_m, costs.params_m),

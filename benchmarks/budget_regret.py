@@ -1,0 +1,149 @@
+#!/usr/bin/env python
+"""Budgeted zero-shot proposals on CIFAR-10 against the best cell that fits, in the NAS-Bench-201 space.
+
+Results: docs/results/budget-regret.md.
+
+For each seed s, the two imitation meta-runs of benchmarks/meta_zero_shot.py under --out (TaskDARTS and its
+--no-encoder ablation; finished runs are read, none is trained here). CIFAR-10 is no meta-training data set. The
+budgets: --budgets multiply-add bounds at evenly spaced quantiles (5 % to 95 %) of the FLOPs of all 15,625 cells'
+evaluation networks (supernet/costs.py: C=16, N=5, 10 classes, 32 px); no meta-run was trained with a budget, so
+every budget is held out and the controller does not see it: the decoding alone enforces it. Per budget and seed:
+- TaskDARTS and the ablation: `search --meta RUN --max-flops-m F` on the CIFAR-10 training npz (the same embedding
+  and decoding; timed per proposal, embedding included, the cost table measured once beforehand);
+- NASWOT-N and synflow-N for N = 100, 500: N cells drawn (seed s) from the cells that fit, scored at the teachers'
+  scale (C=8, 1 cell a stage) on one batch of the same training images at the meta-model's 16 px, the best kept;
+- random: the mean table accuracy over every cell that fits (the expectation of a random feasible cell).
+Regret = (CIFAR-10 test accuracy of the best cell that fits, from the table) - (the chosen cell's). The table scores;
+it chooses nothing. Feasibility is checked on the cost model (its sums equal the built networks', tests/test_costs.py).
+
+    python benchmarks/budget_regret.py --seeds 3 --out runs/meta-zero-shot     # a few minutes on 2 CPU cores
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import meta_zero_shot as zs
+import torch
+
+from evaluation.nb201_table import NB201Table
+from image_sets import load_dataset
+from meta.model import load_meta
+from meta.tasks import match_format, whole_dataset_task
+from supernet.costs import Budget, budgeted_derive, cell_costs, every_cell
+from supernet.search import SearchConfig
+from supernet.training_free import TrainingFreeJob
+
+PROXY_SIZES = (100, 500)
+
+
+def every_cell_table(table: NB201Table, costs) -> tuple[list, torch.Tensor, torch.Tensor]:
+    """(genotypes, FLOPs M, CIFAR-10 test accuracy) of all cells, in the decoding's enumeration order."""
+    space = zs.SPACE
+    cells = every_cell(space.num_edges, len(space.ops))
+    genotypes = [space.with_edge_ops([space.ops[k] for k in row]) for row in cells.tolist()]
+    flops = costs.fixed_flops_m + costs.flops_m[torch.arange(space.num_edges), cells].sum(-1)
+    accuracy = torch.tensor([table.lookup(g).cifar10 for g in genotypes], dtype=torch.float64)
+    return genotypes, flops, accuracy
+
+
+class ProxyScores:
+    """NASWOT and synflow scores of cells (cached by cell index) at the teachers' scale on one batch of images."""
+
+    def __init__(self, data, seed: int):
+        self.searches = {proxy: TrainingFreeJob(SearchConfig(space="nb201", proxy=proxy, layers=1, init_channels=8,
+                                                             seed=seed, device="cpu"), data, torch.device("cpu"))
+                         for proxy in ("naswot", "synflow")}
+        self.cache: dict[tuple[str, int], float] = {}
+
+    def __call__(self, proxy: str, genotype, index: int) -> float:
+        key = (proxy, index)
+        if key not in self.cache:
+            search = self.searches[proxy]
+            score = search.score(search.candidate_network(genotype, index))
+            self.cache[key] = score if score == score and abs(score) != float("inf") else -float("inf")
+        return self.cache[key]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--budgets", type=int, default=10)
+    parser.add_argument("--table", default=str(zs.SHARED / "nb201" / "nats_bench.csv"))
+    parser.add_argument("--out", default="runs/meta-zero-shot")
+    args = parser.parse_args()
+    out = Path(args.out)
+    dataset = f"npz:{zs.SHARED / 'cifar10_train.npz'}"
+    table = NB201Table.load(args.table)
+    costs = cell_costs("nb201", 10, 3, 32)
+    genotypes, flops, accuracy = every_cell_table(table, costs)
+    quantiles = torch.linspace(0.05, 0.95, args.budgets, dtype=torch.float64)
+    budgets = [round(float(b), 2) for b in torch.quantile(flops, quantiles)]
+    rows = []
+    for seed in range(args.seeds):
+        metas = {method: out / f"seed{seed}" / method for method in zs.METHODS}
+        missing = [str(run) for run in metas.values() if not (run / "checkpoint.pt").is_file()]
+        if missing:
+            sys.exit(f"budget_regret.py: error: no finished meta-run at {', '.join(missing)} (run "
+                     f"benchmarks/meta_zero_shot.py or warm_start.py first)")
+        models = {method: load_meta(str(run), torch.device("cpu")) for method, run in metas.items()}
+        config = next(iter(models.values())).config
+        task = whole_dataset_task(dataset, config.task.channels, config.task.image_size, seed, include_test=False,
+                                  outer=False)
+        proxies = ProxyScores(match_format(load_dataset(dataset, "train"), config.task.channels,
+                                           config.task.image_size), seed)
+        generator = torch.Generator().manual_seed(seed)
+        for bound in budgets:
+            fits = torch.nonzero(flops <= bound + 1e-9).flatten()
+            best = float(accuracy[fits].max())
+            row = {"seed": seed, "max_flops_m": bound, "feasible_cells": len(fits), "best_feasible": best}
+            for method, meta in models.items():
+                started = time.perf_counter()
+                meta.eval()
+                with torch.no_grad():
+                    logits = meta.start(meta.embed([task])[0]).logits
+                cell = budgeted_derive(zs.SPACE, logits, costs, Budget(max_flops_m=bound))
+                seconds = time.perf_counter() - started
+                cell_flops = costs.of(cell)[1]
+                row[method] = {"cell": zs.SPACE.to_text(cell), "flops_m": round(cell_flops, 3),
+                               "fits": cell_flops <= bound + 1e-9, "regret": best - table.lookup(cell).cifar10,
+                               "seconds": round(seconds, 4)}
+            for proxy in ("naswot", "synflow"):
+                for n in PROXY_SIZES:
+                    drawn = fits[torch.randint(len(fits), (n,), generator=generator)].tolist()
+                    chosen = max(drawn, key=lambda i, p=proxy: proxies(p, genotypes[i], i))
+                    row[f"{proxy}-{n}"] = {"cell": zs.SPACE.to_text(genotypes[chosen]),
+                                           "regret": best - float(accuracy[chosen])}
+            row["random"] = {"regret": best - float(accuracy[fits].mean())}
+            rows.append(row)
+            print(json.dumps({k: (v["regret"] if isinstance(v, dict) else v) for k, v in row.items()}), flush=True)
+    methods = [*zs.METHODS, *(f"{p}-{n}" for p in ("naswot", "synflow") for n in PROXY_SIZES), "random"]
+    summary = {}
+    for method in methods:
+        per_seed = [statistics.mean(r[method]["regret"] for r in rows if r["seed"] == s) for s in range(args.seeds)]
+        summary[method] = {"mean_regret_per_seed": [round(v, 3) for v in per_seed],
+                           "mean": round(statistics.mean(per_seed), 3),
+                           "std": round(statistics.stdev(per_seed), 3) if len(per_seed) > 1 else None}
+        if method in zs.METHODS:
+            summary[method]["feasible"] = sum(r[method]["fits"] for r in rows) / len(rows)
+            summary[method]["median_seconds"] = statistics.median(r[method]["seconds"] for r in rows)
+    lines = ["| method | mean regret over budgets (points), mean ± std over seeds | per seed | feasible | median s "
+             "per proposal |", "|---|---|---|---|---|"]
+    for method, s in summary.items():
+        spread = f" ± {s['std']:.2f}" if s["std"] is not None else ""
+        per_seed = ", ".join(f"{v:.2f}" for v in s["mean_regret_per_seed"])
+        lines.append(f"| {method} | {s['mean']:.2f}{spread} | {per_seed} | {s.get('feasible', '')} | "
+                     f"{s.get('median_seconds', '')} |")
+    lines += ["", f"Budgets (M FLOPs): {budgets}"]
+    (out / "budget-regret.json").write_text(json.dumps({"budgets": budgets, "summary": summary, "rows": rows},
+                                                       indent=1) + "\n")
+    (out / "budget-regret.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
