@@ -61,3 +61,11 @@ def test_a_budget_no_cell_meets_and_bad_values_are_one_line(costs):
             Budget(max_flops_m=value)
     with pytest.raises(InputError, match="budgets need a space with one op per edge"):
         cell_costs("darts", 10)
+
+
+def test_the_decoding_enumerates_every_cell_once():
+    from supernet.costs import every_cell
+
+    cells = every_cell(NB201.num_edges, len(NB201.ops))
+    assert cells.shape == (5**6, 6)
+    assert len({tuple(row) for row in cells.tolist()}) == 5**6
