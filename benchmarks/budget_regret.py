@@ -12,6 +12,8 @@ every budget is held out and the controller does not see it: the decoding alone 
   and decoding; timed per proposal, embedding included, the cost table measured once beforehand);
 - NASWOT-N and synflow-N for N = 100, 500: N cells drawn (seed s) from the cells that fit, scored at the teachers'
   scale (C=8, 1 cell a stage) on one batch of the same training images at the meta-model's 16 px, the best kept;
+- the teachers' pooled vote, a constant proposal: log of each op's share on each edge over the seed's teacher bank
+  (plus 1e-3), decoded under the same budget;
 - random: the mean table accuracy over every cell that fits (the expectation of a random feasible cell).
 Regret = (CIFAR-10 test accuracy of the best cell that fits, from the table) - (the chosen cell's). The table scores;
 it chooses nothing. Feasibility is checked on the cost model (its sums equal the built networks', tests/test_costs.py).
@@ -34,6 +36,7 @@ from evaluation.nb201_table import NB201Table
 from image_sets import load_dataset
 from meta.model import load_meta
 from meta.tasks import match_format, whole_dataset_task
+from meta.teacher_bank import TeacherBank, op_frequencies
 from supernet.costs import Budget, budgeted_derive, cell_costs, every_cell
 from supernet.search import SearchConfig
 from supernet.training_free import TrainingFreeJob
@@ -96,6 +99,9 @@ def main() -> None:
                                   outer=False)
         proxies = ProxyScores(match_format(load_dataset(dataset, "train"), config.task.channels,
                                            config.task.image_size), seed)
+        bank = TeacherBank.read(out / f"seed{seed}" / "teachers", "nb201")
+        vote = {key: (share + 1e-3).log() for key, share in
+                op_frequencies(zs.SPACE, [t.genotype for t in bank.teachers]).items()}
         generator = torch.Generator().manual_seed(seed)
         for bound in budgets:
             fits = torch.nonzero(flops <= bound + 1e-9).flatten()
@@ -112,6 +118,8 @@ def main() -> None:
                 row[method] = {"cell": zs.SPACE.to_text(cell), "flops_m": round(cell_flops, 3),
                                "fits": cell_flops <= bound + 1e-9, "regret": best - table.lookup(cell).cifar10,
                                "seconds": round(seconds, 4)}
+            voted = budgeted_derive(zs.SPACE, vote, costs, Budget(max_flops_m=bound))
+            row["pooled vote"] = {"cell": zs.SPACE.to_text(voted), "regret": best - table.lookup(voted).cifar10}
             for proxy in ("naswot", "synflow"):
                 for n in PROXY_SIZES:
                     drawn = fits[torch.randint(len(fits), (n,), generator=generator)].tolist()
@@ -121,7 +129,8 @@ def main() -> None:
             row["random"] = {"regret": best - float(accuracy[fits].mean())}
             rows.append(row)
             print(json.dumps({k: (v["regret"] if isinstance(v, dict) else v) for k, v in row.items()}), flush=True)
-    methods = [*zs.METHODS, *(f"{p}-{n}" for p in ("naswot", "synflow") for n in PROXY_SIZES), "random"]
+    methods = [*zs.METHODS, "pooled vote", *(f"{p}-{n}" for p in ("naswot", "synflow") for n in PROXY_SIZES),
+               "random"]
     summary = {}
     for method in methods:
         per_seed = [statistics.mean(r[method]["regret"] for r in rows if r["seed"] == s) for s in range(args.seeds)]
