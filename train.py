@@ -172,6 +172,11 @@ def build_parser() -> OneLineParser:
                       help="with --meta: the proposal's evaluation network (nb201: C=16, N=5) has at most P M "
                            "parameters (the most likely cell that fits; exit 2 when none does)")
     meta.add_argument("--max-flops-m", type=float, metavar="F", help="with --meta: at most F M multiply-adds")
+    meta.add_argument("--max-latency-ms", type=float, metavar="L",
+                      help="with --meta: at most L ms latency, predicted from --device-profile")
+    meta.add_argument("--device-profile", metavar="auto|FILE",
+                      help="with --max-latency-ms: a CSV arch,latency_ms of measured cells, or auto (default): the "
+                           "reference cells measured on this machine")
     meta.add_argument("--budget-image-size", type=int, metavar="PX",
                       help="with a budget: the image size the evaluation network is costed at (default 32)")
     meta.add_argument("--warm-start-weights", choices=tuple(WARM_START_WEIGHTS),
@@ -347,8 +352,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.warm_start_weights is not None and not args.warm_start:
         raise InputError("--warm-start-weights needs --meta META_CKPT --warm-start: it chooses the weights a "
                          "warm-started search begins from")
-    budgets = [_flag(name) for name in ("max_params_m", "max_flops_m", "budget_image_size")
-               if getattr(args, name) is not None]
+    budgets = [_flag(name) for name in ("max_params_m", "max_flops_m", "max_latency_ms", "device_profile",
+                                        "budget_image_size") if getattr(args, name) is not None]
+    if args.device_profile is not None and args.max_latency_ms is None:
+        raise InputError("--device-profile needs --max-latency-ms: the profile predicts the latency it bounds")
     if budgets and (not args.meta or args.warm_start):
         raise InputError(f"{', '.join(budgets)} need(s) --meta META_CKPT without --warm-start: a budget constrains "
                          f"the meta-model's proposal")
@@ -399,11 +406,13 @@ def cmd_meta_search(args: argparse.Namespace) -> int:
         raise InputError(f"{', '.join(sorted(ignored))} do(es) not apply to --meta searches: the meta-checkpoint "
                          f"fixes the supernet, image format and adaptation settings")
     dataset = args.dataset or "digits"
-    costed_at = {} if args.budget_image_size is None else {"budget_image_size": args.budget_image_size}
+    costed_at = {name: getattr(args, name) for name in ("budget_image_size", "device_profile")
+                 if getattr(args, name) is not None}
     config = MetaSearchConfig(meta=args.meta, dataset=dataset, adapt_steps=args.adapt_steps,
                               seed=args.seed if args.seed is not None else 0, data_root=args.data_root or "data",
                               download=bool(args.download), max_params_m=args.max_params_m,
-                              max_flops_m=args.max_flops_m, device=args.device or "auto",
+                              max_flops_m=args.max_flops_m, max_latency_ms=args.max_latency_ms,
+                              device=args.device or "auto",
                               **costed_at)
     run = _run_dir(args, dataset)
     result = run_meta_search(config, run, expect_space=args.space, progress=not args.no_progress)

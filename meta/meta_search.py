@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -16,7 +16,8 @@ from run_kit import InputError
 from run_kit.device import pick_device, seed_everything
 from run_kit.files import atomic_write_text, save_checkpoint
 from run_kit.run_dir import RunDir
-from supernet.costs import Budget, CellCosts, budgeted_derive, cell_costs, require_feasible
+from supernet.costs import Budget, CellCosts, Term, budgeted_derive, cell_costs, cost_terms, require_feasible
+from supernet.latency import LatencyModel, device_latency_model
 from supernet.regularizers import create_regularizer
 from supernet.search import SearchConfig, SearchStart, logits_entropy, run_search
 from supernet.spaces import create_supernet
@@ -41,11 +42,35 @@ class MetaSearchConfig:
     max_images_per_class: int | None = None
     max_params_m: float | None = None  # budgets on the proposal's evaluation network (supernet/costs.py)
     max_flops_m: float | None = None
+    max_latency_ms: float | None = None  # predicted from a device profile (supernet/latency.py)
+    device_profile: str = "auto"  # a CSV arch,latency_ms, or auto: the reference cells measured here
     budget_image_size: int = 32  # the image size that network is costed at
     device: str = "auto"
 
     def budget(self) -> Budget:
-        return Budget(self.max_params_m, self.max_flops_m)
+        return Budget(self.max_params_m, self.max_flops_m, self.max_latency_ms)
+
+
+class Costing(NamedTuple):
+    """What a budgeted proposal is costed with: the counted costs, the terms the budget bounds, the latency model
+    and its device profile (CSV) when the budget has a latency."""
+
+    costs: CellCosts
+    terms: dict[str, Term]
+    latency: LatencyModel | None
+    profile_csv: str | None
+
+
+def costing(config: MetaSearchConfig, space, num_classes: int, channels: int, device: torch.device) -> Costing:
+    """The cost models of a budget, checked feasible: one line when no cell fits."""
+    costs = cell_costs(space.name, num_classes, channels, config.budget_image_size)
+    latency = profile = None
+    if config.max_latency_ms is not None:
+        latency, profile = device_latency_model(config.device_profile, space, num_classes, channels,
+                                                config.budget_image_size, device)
+    terms = cost_terms(costs, None if latency is None else latency.term(space))
+    require_feasible(terms, config.budget(), costs.describe())
+    return Costing(costs, terms, latency, profile)
 
 
 def run_meta_search(config: MetaSearchConfig, run: RunDir, expect_space: str | None = None,
@@ -62,10 +87,8 @@ def run_meta_search(config: MetaSearchConfig, run: RunDir, expect_space: str | N
     mc = meta.config
     task = whole_dataset_task(config.dataset, mc.task.channels, mc.task.image_size, config.seed, config.data_root,
                               config.download, config.max_images_per_class, include_test=False, outer=False).to(device)
-    costs = None
-    if config.budget().active:  # before the run directory exists: a budget no cell meets leaves nothing behind
-        costs = cell_costs(meta.space.name, task.num_classes, mc.task.channels, config.budget_image_size)
-        require_feasible(costs, config.budget())
+    # before the run directory exists: a budget no cell meets leaves nothing behind
+    costs = costing(config, meta.space, task.num_classes, mc.task.channels, device) if config.budget().active else None
     with run.claim(resume=False):
         run.save_config({**asdict(config), "space": mc.space, "image_size": mc.task.image_size,
                          "channels": mc.task.channels})
@@ -76,7 +99,7 @@ def run_meta_search(config: MetaSearchConfig, run: RunDir, expect_space: str | N
             run.close_logger("meta-search")
 
 
-def _propose(config: MetaSearchConfig, meta, task, costs: CellCosts | None, run: RunDir, log,
+def _propose(config: MetaSearchConfig, meta, task, costs: Costing | None, run: RunDir, log,
              device: torch.device) -> dict[str, Any]:
     """Embed the task, start from the controller's logits and the initializer's weights, adapt K steps, derive (the
     most likely cell within the budget, costed by `costs`, when there is one)."""
@@ -103,10 +126,16 @@ def _propose(config: MetaSearchConfig, meta, task, costs: CellCosts | None, run:
                     config.seed, regularizer=regularizer)
     final_logits = {k: v.detach() for k, v in adapted.logits().items()}
     genotype = (meta.space.derive(final_logits) if costs is None else
-                budgeted_derive(meta.space, final_logits, costs, budget))
+                budgeted_derive(meta.space, final_logits, costs.terms, budget, costs.costs.describe()))
     seconds = time.time() - started
     query_loss, query_acc = split_metrics(adapted.model, final_logits, task)
-    cost = {} if costs is None else dict(zip(("params_m", "flops_m"), (round(v, 6) for v in costs.of(genotype))))
+    cost = {}
+    if costs is not None:
+        cost = dict(zip(("params_m", "flops_m"), (round(v, 6) for v in costs.costs.of(genotype))))
+        if costs.latency is not None:
+            cost["latency_ms"] = round(costs.latency.predict(meta.space, genotype), 4)
+            atomic_write_text(run.file("device_profile.csv"), costs.profile_csv)
+            log.info(costs.latency.describe())
     row = {"adapt_steps": config.adapt_steps, "query_loss": query_loss, "query_acc": query_acc,
            **{f"entropy_{k}": v for k, v in logits_entropy(final_logits).items()}, "seconds": round(seconds, 3),
            **cost, "genotype": meta.space.to_text(genotype)}
@@ -122,8 +151,9 @@ def _propose(config: MetaSearchConfig, meta, task, costs: CellCosts | None, run:
              f"{task.name} ({task.num_classes} classes) in {seconds:.1f}s: supernet query accuracy "
              f"{query_acc:.4f}, genotype {row['genotype']}"
              + (f"; resembles {nearest} (p {resembles[nearest]:.2f})" if nearest else "")
-             + (f"; {budget.describe()} in {costs.describe()}: {cost['params_m']:.4f} M parameters, "
-                f"{cost['flops_m']:.2f} M FLOPs" if costs is not None else ""))
+             + (f"; {budget.describe()} in {costs.costs.describe()}: {cost['params_m']:.4f} M parameters, "
+                f"{cost['flops_m']:.2f} M FLOPs" if costs is not None else "")
+             + (f", {cost['latency_ms']:.3f} ms predicted" if "latency_ms" in cost else ""))
     return {"genotype": meta.space.to_json(genotype), "query_acc": query_acc, "seconds": round(seconds, 3), **cost}
 
 

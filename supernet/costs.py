@@ -27,6 +27,7 @@ from .discrete import count_flops_m, count_parameters_m
 from .spaces import create_network, entry_of, get_space
 
 MAX_ENUMERATED = 2_000_000  # cells the decoding scores at once
+UNITS = {"params_m": "M parameters", "flops_m": "M FLOPs", "latency_ms": "ms predicted latency"}
 
 
 @dataclass(frozen=True)
@@ -106,49 +107,74 @@ class Budget:
 
     max_params_m: float | None = None
     max_flops_m: float | None = None
+    max_latency_ms: float | None = None
 
     def __post_init__(self):
-        for name in ("max_params_m", "max_flops_m"):
+        for name, unit in (("max_params_m", "millions"), ("max_flops_m", "millions"), ("max_latency_ms", "ms")):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value > 0):
-                raise InputError(f"--{name.replace('_', '-')} must be a positive number of millions, got {value}")
+                raise InputError(f"--{name.replace('_', '-')} must be a positive number of {unit}, got {value}")
+
+    def bounds(self) -> dict[str, float]:
+        """cost name (a key of `Term`s) -> bound, for the bounds that are set."""
+        named = {"params_m": self.max_params_m, "flops_m": self.max_flops_m, "latency_ms": self.max_latency_ms}
+        return {name: bound for name, bound in named.items() if bound is not None}
 
     @property
     def active(self) -> bool:
-        return self.max_params_m is not None or self.max_flops_m is not None
+        return bool(self.bounds())
 
     def describe(self) -> str:
-        parts = [f"at most {v} M {what}" for v, what in ((self.max_params_m, "parameters"),
-                                                         (self.max_flops_m, "FLOPs")) if v is not None]
-        return " and ".join(parts) or "no budget"
+        return " and ".join(f"at most {v} {UNITS[k]}" for k, v in self.bounds().items()) or "no budget"
 
 
-def require_feasible(costs: CellCosts, budget: Budget) -> None:
-    """One line when no cell fits: the cell of every edge `none` is the cheapest in both counts (no op costs less than
-    nothing), so a budget below it fits none."""
-    if ((budget.max_params_m is not None and costs.fixed_params_m > budget.max_params_m + 1e-9)
-            or (budget.max_flops_m is not None and costs.fixed_flops_m > budget.max_flops_m + 1e-9)):
-        raise InputError(f"no {costs.space} cell fits {budget.describe()} in {costs.describe()}: the smallest has "
-                         f"{costs.fixed_params_m:.4f} M parameters and {costs.fixed_flops_m:.2f} M FLOPs")
+@dataclass(frozen=True)
+class Term:
+    """One additive cost: cost(cell) = fixed + sum_e per_op[e, op_e]."""
+
+    fixed: float
+    per_op: torch.Tensor  # [edges, ops]
+
+    def of_cells(self, cells: torch.Tensor) -> torch.Tensor:
+        """[N] costs of cells given as [N, edges] op indices."""
+        return self.fixed + self.per_op[torch.arange(self.per_op.shape[0]), cells].sum(-1)
 
 
-def budgeted_derive(space: SearchSpace, logits: Mapping[str, torch.Tensor], costs: CellCosts, budget: Budget) -> Any:
-    """The cell of highest log-probability under `logits` whose evaluation network fits `budget`; one line naming the
-    cheapest cell's costs when none fits."""
+def cost_terms(costs: CellCosts, latency_ms: Term | None = None) -> dict[str, Term]:
+    """The terms a Budget bounds: the counted ones, and a latency model's (supernet/latency.py) when there is one."""
+    terms = {"params_m": Term(costs.fixed_params_m, costs.params_m),
+             "flops_m": Term(costs.fixed_flops_m, costs.flops_m)}
+    if latency_ms is not None:
+        terms["latency_ms"] = latency_ms
+    return terms
+
+
+def require_feasible(terms: Mapping[str, Term], budget: Budget, where: str) -> None:
+    """One line when no cell fits: the cell of every edge `none` is the cheapest in every term (no op costs less than
+    nothing: measured counts, and a latency model's non-negative per-op terms), so a budget below it fits none."""
+    bounds = budget.bounds()
+    missing = set(bounds) - set(terms)
+    if missing:
+        raise InputError(f"a {', '.join(sorted(missing))} budget needs its cost model (latency: a device profile)")
+    if any(terms[name].fixed > bound + 1e-9 for name, bound in bounds.items()):
+        smallest = ", ".join(f"{terms[name].fixed:.4g} {UNITS[name]}" for name in terms)
+        raise InputError(f"no cell fits {budget.describe()} in {where}: the smallest has {smallest}")
+
+
+def budgeted_derive(space: SearchSpace, logits: Mapping[str, torch.Tensor], terms: Mapping[str, Term],
+                    budget: Budget, where: str = "its evaluation network") -> Any:
+    """The cell of highest log-probability under `logits` whose costs fit `budget`; one line naming the cheapest
+    cell's costs when none fits."""
     _require_edge_space(space)
+    require_feasible(terms, budget, where)
     (cell_type,) = space.cell_types
     log_p = torch.log_softmax(logits[cell_type].detach().double().cpu(), dim=-1)
     cells = every_cell(space.num_edges, len(space.ops))
-    edges = torch.arange(space.num_edges)
     feasible = torch.ones(len(cells), dtype=torch.bool)
-    for bound, fixed, table in ((budget.max_params_m, costs.fixed_params_m, costs.params_m),
-                                (budget.max_flops_m, costs.fixed_flops_m, costs.flops_m)):
-        if bound is not None:
-            cost = fixed + table[edges, cells].sum(-1)
-            feasible &= cost <= bound + 1e-9
+    for name, bound in budget.bounds().items():
+        feasible &= terms[name].of_cells(cells) <= bound + 1e-9
     if not feasible.any():
-        require_feasible(costs, budget)
         raise AssertionError("the cell of every edge none fits any budget that some cell fits")
-    score = log_p[edges, cells].sum(-1).masked_fill(~feasible, -math.inf)
+    score = log_p[torch.arange(space.num_edges), cells].sum(-1).masked_fill(~feasible, -math.inf)
     best = cells[int(score.argmax())]
     return space.with_edge_ops([space.ops[k] for k in best.tolist()])

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from run_kit import InputError
-from supernet.costs import Budget, budgeted_derive, cell_costs
+from supernet.costs import Budget, budgeted_derive, cell_costs, cost_terms
 from supernet.discrete import count_flops_m, count_parameters_m
 from supernet.spaces import create_network, get_space
 
@@ -16,6 +16,10 @@ NB201 = get_space("nb201")
 @pytest.fixture(scope="module")
 def costs():
     return cell_costs("nb201", 10, 3, 32)
+
+
+def _derive(logits, costs, budget):
+    return budgeted_derive(NB201, logits, cost_terms(costs), budget, costs.describe())
 
 
 def test_the_sums_over_edges_equal_the_built_networks(costs):
@@ -39,26 +43,31 @@ def _prefer(first: str, second: str) -> dict[str, torch.Tensor]:
 
 def test_a_loose_budget_decodes_as_the_space_does_and_a_tight_one_gives_up_the_least(costs):
     logits = {"cell": torch.randn(NB201.num_edges, len(NB201.ops), generator=torch.Generator().manual_seed(1))}
-    assert budgeted_derive(NB201, logits, costs, Budget(max_params_m=100.0)) == NB201.derive(logits)
+    assert _derive(logits, costs, Budget(max_params_m=100.0)) == NB201.derive(logits)
     preferred = _prefer("nor_conv_3x3", "nor_conv_1x1")
     big = costs.of(NB201.with_edge_ops(["nor_conv_3x3"] * 6))
     small = costs.of(NB201.with_edge_ops(["nor_conv_1x1"] * 6))
     one_swap = small[0] + (big[0] - small[0]) / 6  # room for exactly one 3x3 edge among 1x1s (edges cost alike)
-    cell = budgeted_derive(NB201, preferred, costs, Budget(max_params_m=one_swap + 1e-6))
+    cell = _derive(preferred, costs, Budget(max_params_m=one_swap + 1e-6))
     assert NB201.edge_ops(cell).count("nor_conv_3x3") == 1 and NB201.edge_ops(cell).count("nor_conv_1x1") == 5
     assert costs.of(cell)[0] <= one_swap + 1e-6
-    by_flops = budgeted_derive(NB201, preferred, costs, Budget(max_flops_m=small[1] + 1e-6))
+    by_flops = _derive(preferred, costs, Budget(max_flops_m=small[1] + 1e-6))
     assert NB201.edge_ops(by_flops) == ("nor_conv_1x1",) * 6
-    both = budgeted_derive(NB201, preferred, costs, Budget(max_params_m=big[0], max_flops_m=small[1] + 1e-6))
+    both = _derive(preferred, costs, Budget(max_params_m=big[0], max_flops_m=small[1] + 1e-6))
     assert both == by_flops
 
 
 def test_a_budget_no_cell_meets_and_bad_values_are_one_line(costs):
-    with pytest.raises(InputError, match=r"no nb201 cell fits at most 0.001 M parameters .* the smallest has"):
-        budgeted_derive(NB201, _prefer("none", "skip_connect"), costs, Budget(max_params_m=0.001))
+    with pytest.raises(InputError, match=r"no cell fits at most 0.001 M parameters in the nb201 evaluation network .* "
+                                         r"the smallest has 0.07331 M parameters, 7.783 M FLOPs"):
+        _derive(_prefer("none", "skip_connect"), costs, Budget(max_params_m=0.001))
+    with pytest.raises(InputError, match="a latency_ms budget needs its cost model"):
+        _derive(_prefer("none", "skip_connect"), costs, Budget(max_latency_ms=5.0))
     for value in (0.0, -1.0, math.nan, math.inf):
-        with pytest.raises(InputError, match="--max-flops-m must be a positive number"):
+        with pytest.raises(InputError, match="--max-flops-m must be a positive number of millions"):
             Budget(max_flops_m=value)
+        with pytest.raises(InputError, match="--max-latency-ms must be a positive number of ms"):
+            Budget(max_latency_ms=value)
     with pytest.raises(InputError, match="budgets need a space with one op per edge"):
         cell_costs("darts", 10)
 
@@ -69,3 +78,37 @@ def test_the_decoding_enumerates_every_cell_once():
     cells = every_cell(NB201.num_edges, len(NB201.ops))
     assert cells.shape == (5**6, 6)
     assert len({tuple(row) for row in cells.tolist()}) == 5**6
+
+
+def test_a_latency_model_fits_a_profile_it_can_and_bounds_the_decoding(tmp_path, costs):
+    """The non-negative fit recovers an additive device exactly; a negative op cost is held at 0; the decoding keeps
+    the most likely cell whose predicted latency fits; bad profiles are one line."""
+    from supernet.latency import fit_latency, measure_latency, read_profile, reference_cells
+
+    truth = {"none": 0.0, "skip_connect": 0.1, "nor_conv_1x1": 0.7, "nor_conv_3x3": 2.0, "avg_pool_3x3": 0.4}
+    cells = reference_cells(NB201)
+    assert len(cells) == 10 and cells == reference_cells(NB201)  # the same on every machine
+    measured = [3.0 + sum(truth[op] for op in NB201.edge_ops(c)) for c in cells]
+    model = fit_latency(NB201, cells, measured, "test")
+    assert model.intercept_ms == pytest.approx(3.0) and all(model.per_op_ms[op] == pytest.approx(v)
+                                                             for op, v in truth.items())
+    skewed = [m - 0.3 * NB201.edge_ops(c).count("skip_connect") for m, c in zip(measured, cells)]  # skip "costs" < 0
+    assert fit_latency(NB201, cells, skewed, "test").per_op_ms["skip_connect"] == 0.0
+    terms = cost_terms(costs, model.term(NB201))
+    preferred = _prefer("nor_conv_3x3", "nor_conv_1x1")
+    bound = 3.0 + 5 * 0.7 + 2.0  # one 3x3 among 1x1s
+    cell = budgeted_derive(NB201, preferred, terms, Budget(max_latency_ms=bound + 1e-6))
+    assert NB201.edge_ops(cell).count("nor_conv_3x3") == 1 and model.predict(NB201, cell) <= bound + 1e-6
+    with pytest.raises(InputError, match="at least 5 cells whose op counts tell the 4 ops apart"):
+        fit_latency(NB201, cells[:3], measured[:3], "short.csv")
+    ms = measure_latency(NB201, cells[:2], 10, 3, 8, torch.device("cpu"), repeats=2, warmup=1)
+    assert len(ms) == 2 and all(0 < v < 10_000 for v in ms)
+    bad = {"header.csv": "cell,ms\n|none~0|+|none~0|none~1|+|none~0|none~1|none~2|,1\n",
+           "cell.csv": "arch,latency_ms\n|conv~0|+|none~0|none~1|+|none~0|none~1|none~2|,1\n",
+           "value.csv": "arch,latency_ms\n|none~0|+|none~0|none~1|+|none~0|none~1|none~2|,-2\n"}
+    for name, text in bad.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(InputError, match=f"device profile {tmp_path / name}"):
+            read_profile(str(tmp_path / name), NB201)
+    with pytest.raises(InputError, match="does not exist"):
+        read_profile(str(tmp_path / "missing.csv"), NB201)

@@ -300,7 +300,7 @@ def test_search_from_a_meta_checkpoint(meta_run, tmp_path, steps):
 def test_a_budgeted_proposal_is_the_most_likely_cell_that_fits(meta_run, tmp_path):
     """search --meta with --max-params-m / --max-flops-m: the unbudgeted proposal when it fits, else the most likely
     cell under the same logits that does; its costs are recorded and match the built evaluation network."""
-    from supernet.costs import Budget, budgeted_derive, cell_costs
+    from supernet.costs import Budget, budgeted_derive, cell_costs, cost_terms
     from supernet.discrete import count_flops_m, count_parameters_m
     from supernet.spaces import create_network, get_space
 
@@ -325,17 +325,30 @@ def test_a_budgeted_proposal_is_the_most_likely_cell_that_fits(meta_run, tmp_pat
         assert float(row["params_m"]) <= bound
         assert float(row["flops_m"]) == pytest.approx(count_flops_m(network, channels, 32), abs=1e-3)
         assert cell == proposal or bound < params + 1.0  # a budget the proposal meets leaves it as it is
-        assert cell == budgeted_derive(space, logits, costs, Budget(max_params_m=bound))
+        assert cell == budgeted_derive(space, logits, cost_terms(costs), Budget(max_params_m=bound))
         assert "at most" in (out / "log.txt").read_text()
     out = tmp_path / "flops16"
     code, _, stderr = run_cli("search", "--meta", str(meta_run), "--max-flops-m", "3", "--budget-image-size", "16",
                               "--out", str(out), "--no-progress")
     assert code == 0, stderr
     assert float(next(csv.DictReader((out / "metrics.csv").open()))["flops_m"]) <= 3
+    for profile in ("auto", "file"):  # a latency budget, from this machine's reference cells or from a profile file
+        out = tmp_path / f"latency-{profile}"
+        measured = tmp_path / "latency-auto" / "device_profile.csv"
+        source = [] if profile == "auto" else ["--device-profile", str(measured)]
+        code, _, stderr = run_cli("search", "--meta", str(meta_run), "--max-latency-ms", "1000", *source, "--out",
+                                  str(out), "--no-progress")
+        assert code == 0, stderr
+        row = next(csv.DictReader((out / "metrics.csv").open()))
+        assert 0 < float(row["latency_ms"]) <= 1000 and (out / "device_profile.csv").is_file()
+        assert "latency model from" in (out / "log.txt").read_text()
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--max-params-m", "0.01"], "no nb201 cell fits at most 0.01 M parameters"),
+    (["--max-params-m", "0.01"], "no cell fits at most 0.01 M parameters in the nb201 evaluation network"),
+    (["--max-latency-ms", "0"], "--max-latency-ms must be a positive number of ms, got 0.0"),
+    (["--max-latency-ms", "1", "--device-profile", "missing.csv"], "device profile missing.csv does not exist"),
+    (["--device-profile", "auto"], "--device-profile needs --max-latency-ms"),
     (["--max-flops-m", "-5"], "--max-flops-m must be a positive number of millions, got -5.0"),
     (["--max-params-m", "nan"], "--max-params-m must be a positive number of millions, got nan"),
     (["--max-params-m", "1", "--budget-image-size", "0"], "--budget-image-size must lie between 1 and 1024, got 0"),

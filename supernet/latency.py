@@ -1,0 +1,155 @@
+"""Latency of a cell's evaluation network on a device, predicted from a device profile (the HELP idea: a device is
+described by the measured latencies of a few reference cells).
+
+The model is additive in the ops a cell holds,
+
+    latency(cell) ~ a + sum_e b[op_e],        b[none] = 0,  a, b >= 0,
+
+fitted by non-negative least squares to the profile's cells (at least as many distinct cells as unknowns). It is a
+prediction: a budget on it is met as measured only as far as the model fits the device (benchmarks/latency_budgets.py
+measures how far). A profile is a CSV `arch,latency_ms` of any cells of the space, or `auto`: the reference cells
+measured here (batch 1, fp32, the evaluation network at the costed image size, median of repeated forward passes).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from run_kit import InputError
+from search_spaces import SearchSpace
+
+from .costs import Term
+from .spaces import create_network, entry_of
+
+MAX_PROFILE_BYTES = 1_000_000
+REFERENCE_SEED = 0
+REFERENCE_CELLS = 10
+
+
+def reference_cells(space: SearchSpace, count: int = REFERENCE_CELLS) -> list[Any]:
+    """The cells `auto` measures: `count` seeded random cells of the space (the same on every machine)."""
+    generator = torch.Generator().manual_seed(REFERENCE_SEED)
+    return [space.random_genotype(generator) for _ in range(count)]
+
+
+@dataclass(frozen=True)
+class LatencyModel:
+    space: str
+    intercept_ms: float
+    per_op_ms: dict[str, float]  # every op of the space; none is 0
+    source: str  # where the profile came from
+
+    def term(self, space: SearchSpace) -> Term:
+        row = torch.tensor([self.per_op_ms[op] for op in space.ops], dtype=torch.float64)
+        return Term(self.intercept_ms, row.repeat(space.num_edges, 1))
+
+    def predict(self, space: SearchSpace, genotype: Any) -> float:
+        return self.intercept_ms + sum(self.per_op_ms[op] for op in space.edge_ops(genotype))
+
+    def describe(self) -> str:
+        ops = ", ".join(f"{op} {ms:.3g}" for op, ms in self.per_op_ms.items() if op != "none")
+        return f"latency model from {self.source}: {self.intercept_ms:.3g} ms + per edge {ops} (ms)"
+
+
+def _counts(space: SearchSpace, genotype: Any, ops: Sequence[str]) -> list[float]:
+    held = space.edge_ops(genotype)
+    return [1.0] + [float(held.count(op)) for op in ops]
+
+
+def fit_latency(space: SearchSpace, cells: Sequence[Any], latencies_ms: Sequence[float], source: str) -> LatencyModel:
+    """Non-negative least squares (active set: a negative coefficient is fixed at 0 and the rest refitted)."""
+    ops = [op for op in space.ops if op != "none"]
+    x = torch.tensor([_counts(space, c, ops) for c in cells], dtype=torch.float64)
+    y = torch.tensor(list(latencies_ms), dtype=torch.float64)
+    if len({space.to_text(c) for c in cells}) < x.shape[1] or int(torch.linalg.matrix_rank(x)) < x.shape[1]:
+        raise InputError(f"a device profile needs at least {x.shape[1]} cells whose op counts tell the "
+                         f"{len(ops)} ops apart; {source} has {len(cells)}")
+    free = list(range(x.shape[1]))
+    coef = torch.zeros(x.shape[1], dtype=torch.float64)
+    while free:
+        solution = torch.linalg.lstsq(x[:, free], y[:, None]).solution.flatten()
+        if (solution >= 0).all():
+            coef[free] = solution
+            break
+        free = [k for k, v in zip(free, solution.tolist()) if v >= 0]
+    per_op = {"none": 0.0, **{op: float(coef[k + 1]) for k, op in enumerate(ops)}}
+    return LatencyModel(space.name, float(coef[0]), per_op, source)
+
+
+def read_profile(path: str, space: SearchSpace) -> tuple[list[Any], list[float]]:
+    """(cells, latencies ms) of a profile CSV with the header `arch,latency_ms`; bad content is one line."""
+    file = Path(path)
+    if not file.is_file():
+        raise InputError(f"device profile {path} does not exist (a CSV arch,latency_ms, or `auto`)")
+    if file.stat().st_size > MAX_PROFILE_BYTES:
+        raise InputError(f"device profile {path} is {file.stat().st_size:,} bytes; a profile is a few lines")
+    try:
+        rows = list(csv.DictReader(io.StringIO(file.read_text())))
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise InputError(f"device profile {path} is not a CSV file ({err})") from None
+    if not rows or set(rows[0]) != {"arch", "latency_ms"}:
+        raise InputError(f"device profile {path} must have the header arch,latency_ms and one row per cell")
+    cells, latencies = [], []
+    for number, row in enumerate(rows, start=2):
+        try:
+            cells.append(space.from_text(row["arch"].strip()))
+            latencies.append(float(row["latency_ms"]))
+        except (InputError, ValueError, AttributeError) as err:
+            raise InputError(f"device profile {path} line {number}: {err}") from None
+        if not (math.isfinite(latencies[-1]) and latencies[-1] > 0):
+            raise InputError(f"device profile {path} line {number}: latency must be a positive number of ms, got "
+                             f"{row['latency_ms']}")
+    return cells, latencies
+
+
+def measure_latency(space: SearchSpace, cells: Sequence[Any], num_classes: int, channels: int, image_size: int,
+                    device: torch.device, repeats: int = 10, warmup: int = 3, batch: int = 1) -> list[float]:
+    """Median ms of `repeats` forward passes (after `warmup`) of each cell's evaluation network at `batch` images."""
+    shape = entry_of(space).inspect_defaults
+    x = torch.zeros(batch, channels, image_size, image_size, device=device)
+    out = []
+    for cell in cells:
+        torch.manual_seed(0)
+        network = create_network(cell, num_classes, channels, shape["init_channels"], shape["layers"],
+                                 image_size=image_size).to(device).eval()
+        times = []
+        with torch.no_grad():
+            for k in range(warmup + repeats):
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                started = time.perf_counter()
+                network(x)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                if k >= warmup:
+                    times.append(1000 * (time.perf_counter() - started))
+        out.append(statistics.median(times))
+    return out
+
+
+def profile_csv(space: SearchSpace, cells: Sequence[Any], latencies_ms: Sequence[float]) -> str:
+    lines = ["arch,latency_ms"] + [f"{space.to_text(c)},{ms:.6g}" for c, ms in zip(cells, latencies_ms)]
+    return "\n".join(lines) + "\n"
+
+
+def device_latency_model(spec: str, space: SearchSpace, num_classes: int, channels: int, image_size: int,
+                         device: torch.device) -> tuple[LatencyModel, str]:
+    """(the latency model of the profile `spec`, the profile as CSV): `auto` measures the reference cells here."""
+    if spec == "auto":
+        cells = reference_cells(space)
+        latencies = measure_latency(space, cells, num_classes, channels, image_size, device)
+        threads = f", {torch.get_num_threads()} threads" if device.type == "cpu" else ""
+        source = f"auto ({len(cells)} reference cells measured on {device.type}{threads}, batch 1, fp32)"
+    else:
+        cells, latencies = read_profile(spec, space)
+        source = spec
+    return fit_latency(space, cells, latencies, source), profile_csv(space, cells, latencies)
