@@ -37,7 +37,7 @@ from image_sets import load_dataset
 from meta.model import load_meta
 from meta.tasks import match_format, whole_dataset_task
 from meta.teacher_bank import TeacherBank, op_frequencies
-from supernet.costs import Budget, budgeted_derive, cell_costs, every_cell
+from supernet.costs import Budget, budgeted_derive, cell_costs, cost_terms, every_cell
 from supernet.search import SearchConfig
 from supernet.training_free import TrainingFreeJob
 
@@ -52,6 +52,20 @@ def every_cell_table(table: NB201Table, costs) -> tuple[list, torch.Tensor, torc
     flops = costs.fixed_flops_m + costs.flops_m[torch.arange(space.num_edges), cells].sum(-1)
     accuracy = torch.tensor([table.lookup(g).cifar10 for g in genotypes], dtype=torch.float64)
     return genotypes, flops, accuracy
+
+
+def meta_models(out: Path, seed: int, dataset: str) -> tuple[dict, object]:
+    """(method -> the seed's finished meta-model of zs.METHODS, the data set as `search --meta` makes it a task)."""
+    metas = {method: out / f"seed{seed}" / method for method in zs.METHODS}
+    missing = [str(run) for run in metas.values() if not (run / "checkpoint.pt").is_file()]
+    if missing:
+        sys.exit(f"error: no finished meta-run at {', '.join(missing)} (run benchmarks/meta_zero_shot.py or "
+                 f"warm_start.py first)")
+    models = {method: load_meta(str(run), torch.device("cpu")) for method, run in metas.items()}
+    config = next(iter(models.values())).config
+    task = whole_dataset_task(dataset, config.task.channels, config.task.image_size, seed, include_test=False,
+                              outer=False)
+    return models, task
 
 
 class ProxyScores:
@@ -86,17 +100,11 @@ def main() -> None:
     genotypes, flops, accuracy = every_cell_table(table, costs)
     quantiles = torch.linspace(0.05, 0.95, args.budgets, dtype=torch.float64)
     budgets = [round(float(b), 2) for b in torch.quantile(flops, quantiles)]
+    terms = cost_terms(costs)
     rows = []
     for seed in range(args.seeds):
-        metas = {method: out / f"seed{seed}" / method for method in zs.METHODS}
-        missing = [str(run) for run in metas.values() if not (run / "checkpoint.pt").is_file()]
-        if missing:
-            sys.exit(f"budget_regret.py: error: no finished meta-run at {', '.join(missing)} (run "
-                     f"benchmarks/meta_zero_shot.py or warm_start.py first)")
-        models = {method: load_meta(str(run), torch.device("cpu")) for method, run in metas.items()}
+        models, task = meta_models(out, seed, dataset)
         config = next(iter(models.values())).config
-        task = whole_dataset_task(dataset, config.task.channels, config.task.image_size, seed, include_test=False,
-                                  outer=False)
         proxies = ProxyScores(match_format(load_dataset(dataset, "train"), config.task.channels,
                                            config.task.image_size), seed)
         bank = TeacherBank.read(out / f"seed{seed}" / "teachers", "nb201")
@@ -112,13 +120,13 @@ def main() -> None:
                 meta.eval()
                 with torch.no_grad():
                     logits = meta.start(meta.embed([task])[0]).logits
-                cell = budgeted_derive(zs.SPACE, logits, costs, Budget(max_flops_m=bound))
+                cell = budgeted_derive(zs.SPACE, logits, terms, Budget(max_flops_m=bound))
                 seconds = time.perf_counter() - started
                 cell_flops = costs.of(cell)[1]
                 row[method] = {"cell": zs.SPACE.to_text(cell), "flops_m": round(cell_flops, 3),
                                "fits": cell_flops <= bound + 1e-9, "regret": best - table.lookup(cell).cifar10,
                                "seconds": round(seconds, 4)}
-            voted = budgeted_derive(zs.SPACE, vote, costs, Budget(max_flops_m=bound))
+            voted = budgeted_derive(zs.SPACE, vote, terms, Budget(max_flops_m=bound))
             row["pooled vote"] = {"cell": zs.SPACE.to_text(voted), "regret": best - table.lookup(voted).cifar10}
             for proxy in ("naswot", "synflow"):
                 for n in PROXY_SIZES:
