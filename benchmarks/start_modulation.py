@@ -28,7 +28,7 @@ from meta.tasks import search_task
 def modulation(meta, images, seed: int) -> dict[str, float]:
     meta.eval()
     with torch.no_grad():
-        z = meta.embed([search_task(images, seed)])[0]
+        z = meta.embed([search_task(images, seed)])[0].detach()
         start = meta.start(z).weights
         base = {name: p.detach() for name, p in meta.supernet.named_parameters()}
         matrices = [name for name in base if base[name].dim() > 1]
