@@ -49,7 +49,7 @@ def every_cell_table(table: NB201Table, costs) -> tuple[list, torch.Tensor, torc
     space = zs.SPACE
     cells = every_cell(space.num_edges, len(space.ops))
     genotypes = [space.with_edge_ops([space.ops[k] for k in row]) for row in cells.tolist()]
-    flops = costs.fixed_flops_m + costs.flops_m[torch.arange(space.num_edges), cells].sum(-1)
+    flops = cost_terms(costs)["flops_m"].of_cells(cells)
     accuracy = torch.tensor([table.lookup(g).cifar10 for g in genotypes], dtype=torch.float64)
     return genotypes, flops, accuracy
 

@@ -48,10 +48,9 @@ class CellCosts:
     def of(self, genotype: Any) -> tuple[float, float]:
         """(parameters M, multiply-adds M) of a cell's evaluation network."""
         space = get_space(self.space)
-        index = torch.tensor([space.ops.index(op) for op in space.edge_ops(genotype)])
-        edges = torch.arange(len(index))
-        return (self.fixed_params_m + float(self.params_m[edges, index].sum()),
-                self.fixed_flops_m + float(self.flops_m[edges, index].sum()))
+        index = torch.tensor([[space.ops.index(op) for op in space.edge_ops(genotype)]])
+        terms = cost_terms(self)
+        return float(terms["params_m"].of_cells(index)[0]), float(terms["flops_m"].of_cells(index)[0])
 
     def describe(self) -> str:
         return (f"the {self.space} evaluation network ({self.layers} cells a stage, {self.init_channels} channels) for "
