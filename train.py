@@ -90,6 +90,9 @@ def _add_meta_args(parser, unit: str) -> None:
     group.add_argument("--no-initializer", dest="use_initializer", action="store_const", const=False)
     group.add_argument("--no-encoder", dest="use_encoder", action="store_const", const=False,
                        help="MetaNAS-style ablation: one set of logits and one initialization for all tasks")
+    group.add_argument("--budget-aware", dest="budget_aware", action="store_const", const=True,
+                       help="the task embedding carries how tight a task's budget is (the share of cells it lets "
+                            "through); meta-train it on a bank made with --teacher-budgets")
     group = parser.add_argument_group("teachers (the imitate objective)")
     group.add_argument("--objective", choices=tuple(OBJECTIVES),
                        help="adapt: meta-gradient through the inner loop; imitate: fit the controller to --teachers")
@@ -117,6 +120,9 @@ def _add_meta_args(parser, unit: str) -> None:
                        help="after each teacher search, train its cell and each one-skip variant this many epochs "
                             "and keep the best (nb201; default 0: no probe)")
     group.add_argument("--teacher-probe-layers", type=int, help="cells per stage of the probe's trainings (default 5)")
+    group.add_argument("--teacher-budgets", type=int, metavar="K",
+                       help="per teacher's classes, K more training-free searches, each among the cells within a "
+                            "FLOPs budget drawn by tightness (nb201; default 0)")
     _add_run_args(parser.add_argument_group("run"), unit=unit)
 
 

@@ -87,6 +87,7 @@ class ModelSection(Config):
     graph_images_per_class: int = 20
     use_encoder: bool = True
     use_initializer: bool = True
+    budget_aware: bool = False  # z carries the budget's tightness (train on a bank with budgets)
     precision: str = "fp32"  # "bf16": bfloat16 autocast of the supernets' forward passes
 
     def validate(self) -> None:
@@ -170,6 +171,8 @@ class TeacherSection(Config):
     teacher_images: int = 2000  # images per teacher search, split evenly over its classes
     teacher_probe_epochs: int = 0  # > 0: after each search, the skip probe (meta/skip_probe.py), this many epochs
     teacher_probe_layers: int = 5  # cells per stage of the probe's trainings (NAS-Bench-201's own depth)
+    teacher_budgets: int = 0  # per teacher's classes, this many more searches, each under a FLOPs budget drawn by
+    # the share of cells it lets through (a training-free method, a space with costs: nb201)
 
     def validate(self) -> None:
         require_at_least(self, 1, "teacher_epochs", "teachers_per_dataset", "teacher_classes", "teacher_images")
@@ -180,6 +183,10 @@ class TeacherSection(Config):
                              f"'{self.teacher_method}'")
         require_at_least(self, 0, "teacher_probe_epochs")
         require_at_least(self, 1, "teacher_probe_layers")
+        require_at_least(self, 0, "teacher_budgets")
+        if self.teacher_budgets and method_settings(self.teacher_method, 1, 1).get("proxy") is None:
+            raise InputError(f"--teacher-budgets needs a training-free --teacher-method (naswot-N, synflow-N): it "
+                             f"samples only cells within the budget; got '{self.teacher_method}'")
 
 
 @dataclass
@@ -210,6 +217,9 @@ class MetaConfig(Config):
         if self.teacher.teacher_probe_epochs and not space.one_op_per_edge:
             raise InputError(f"--teacher-probe-epochs needs a space whose cells are one op per edge (nb201), got "
                              f"--space {self.space}")
+        if self.teacher.teacher_budgets and not space.one_op_per_edge:
+            raise InputError(f"--teacher-budgets needs a space whose cells are costed (nb201), got --space "
+                             f"{self.space}")
         self.task.validate()
         self.model.validate()
         create_regularizer(self.meta.logit_regularizer, space, self.meta.regularizer_weight)

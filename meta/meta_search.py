@@ -16,7 +16,16 @@ from run_kit import InputError
 from run_kit.device import pick_device, seed_everything
 from run_kit.files import atomic_write_text, save_checkpoint
 from run_kit.run_dir import RunDir
-from supernet.costs import Budget, CellCosts, Term, budgeted_derive, cell_costs, cost_terms, require_feasible
+from supernet.costs import (
+    Budget,
+    CellCosts,
+    Term,
+    budget_share,
+    budgeted_derive,
+    cell_costs,
+    cost_terms,
+    require_feasible,
+)
 from supernet.latency import LatencyModel, device_latency_model
 from supernet.regularizers import create_regularizer
 from supernet.search import SearchConfig, SearchStart, logits_entropy, run_search
@@ -89,6 +98,8 @@ def run_meta_search(config: MetaSearchConfig, run: RunDir, expect_space: str | N
                               config.download, config.max_images_per_class, include_test=False, outer=False).to(device)
     # before the run directory exists: a budget no cell meets leaves nothing behind
     costs = costing(config, meta.space, task.num_classes, mc.task.channels, device) if config.budget().active else None
+    if costs is not None and mc.model.budget_aware:  # z is told how tight the budget is
+        task = replace(task, budget_share=budget_share(meta.space, costs.terms, config.budget()))
     with run.claim(resume=False):
         run.save_config({**asdict(config), "space": mc.space, "image_size": mc.task.image_size,
                          "channels": mc.task.channels})
@@ -143,7 +154,8 @@ def _propose(config: MetaSearchConfig, meta, task, costs: Costing | None, run: R
     save_checkpoint({"kind": "taskdarts-adapted", "space": meta.space.name, "config": asdict(config),
                      "arch": adapted.logits.state_dict(), "model": work.state_dict(),
                      "embedding": z.cpu(), "genotype": meta.space.to_json(genotype)}, run.checkpoint)
-    embedding = {"task": task.name, "z": z.cpu().tolist(), **({"resembles": resembles} if resembles else {})}
+    embedding = {"task": task.name, "z": z.cpu().tolist(), **({"resembles": resembles} if resembles else {}),
+                 **({"budget_share": task.budget_share} if mc.model.budget_aware else {})}
     atomic_write_text(run.file("embedding.json"), json.dumps(embedding) + "\n")
     atomic_write_text(run.file("genotype.json"), meta.space.dumps(genotype) + "\n")
     nearest = max(resembles, key=resembles.get) if resembles else None
@@ -162,13 +174,21 @@ def run_warm_search(config: SearchConfig, run: RunDir, resume: bool = False, sto
     """A full search from the meta-checkpoint `config.warm_start_from`'s start for this data set: its supernet shape
     and image format (WARM_FIXED), the initializer's weights for the task and the controller's logits. The task is
     embedded from the search's weight half, the images its weight steps train on."""
+    return warm_search(config, None, run, resume, stop_after_epoch, progress)
+
+
+def warm_search(config: SearchConfig, data: ImageData | None, run: RunDir, resume: bool = False,
+                stop_after_epoch: int | None = None, progress: bool = True,
+                expect_space: str | None = None) -> dict[str, Any]:
+    """run_warm_search on given images (None: the config's data set's training split), brought to the meta-model's
+    format: what `compare` runs for a warm-METHOD on its search split."""
     device = pick_device(config.device)
-    meta = load_meta(config.warm_start_from, device)
+    meta = load_meta(config.warm_start_from, device, expect_space)
     mc = meta.config
     config = replace(config, space=mc.space, layers=mc.model.layers, init_channels=mc.model.init_channels,
                      image_size=mc.task.image_size, precision=mc.model.precision)
     config.validate()
-    data = match_format(config.load("train"), mc.task.channels, mc.task.image_size)
+    data = match_format(config.load("train") if data is None else data, mc.task.channels, mc.task.image_size)
     seed_everything(config.seed)
     start = task_start(meta, data, config.seed, config.warm_start_weights)
     return run_search(config, data, run, resume, stop_after_epoch, progress, start)

@@ -52,12 +52,17 @@ class TaskDARTS(nn.Module):
         else:
             self.graph_builder = None
             self.encoder = ConstantEmbedding(m.embed_dim)
-        self.controller = ArchController(self.space, m.embed_dim, m.hidden)
+        # z = [E(G(task)); s] with --budget-aware: s, the share of the space's cells the task's budget lets through
+        # (1: none), is a coordinate of its own. As one more attribute node of the graph it was lost: on a bank whose
+        # cells depend on the budget alone, z moved 0.3 of its norm of 7 between s = 0.1 and 1 and the imitation
+        # loss stayed at ln 2 for 1,500 meta-steps (docs/meta.md, "Budgets").
+        z_dim = self.embed_dim = m.embed_dim + int(m.budget_aware)
+        self.controller = ArchController(self.space, z_dim, m.hidden)
         # The auxiliary head of --dataset-loss (imitate objective): which meta-train data set an episode came from,
         # read linearly off z (none without the encoder: a constant z names nothing).
-        self.dataset_head = (nn.Linear(m.embed_dim, len(task.tasks)) if m.use_encoder
+        self.dataset_head = (nn.Linear(z_dim, len(task.tasks)) if m.use_encoder
                              and config.meta.objective == "imitate" and config.imitate.dataset_loss > 0 else None)
-        self.initializer = (WeightInitializer(self.supernet.named_parameters(), m.embed_dim)
+        self.initializer = (WeightInitializer(self.supernet.named_parameters(), z_dim)
                             if m.use_initializer else None)
 
     def outer_parameters(self) -> list[nn.Parameter]:
@@ -76,14 +81,19 @@ class TaskDARTS(nn.Module):
         return task.data.x[index.to(task.data.x.device)], task.data.y[index.to(task.data.y.device)]
 
     def embed(self, tasks: Sequence[Task]) -> torch.Tensor:
-        """Task embeddings z [B, D]."""
+        """Task embeddings z [B, embed_dim] (the budget's share last with --budget-aware)."""
         if self.graph_builder is None:
-            return self.encoder(len(tasks))
-        graphs = []
-        for task in tasks:
-            images, labels = self.graph_sample(task)
-            graphs.append(self.graph_builder(images, labels, task.num_classes))
-        return self.encoder(Batch.from_data_list(graphs))
+            z = self.encoder(len(tasks))
+        else:
+            graphs = []
+            for task in tasks:
+                images, labels = self.graph_sample(task)
+                graphs.append(self.graph_builder(images, labels, task.num_classes))
+            z = self.encoder(Batch.from_data_list(graphs))
+        if not self.config.model.budget_aware:
+            return z
+        shares = torch.tensor([[task.budget_share] for task in tasks], dtype=z.dtype, device=z.device)
+        return torch.cat([z, shares], dim=1)
 
     def start(self, z: torch.Tensor) -> TaskStart:
         """(architecture logits, initial weights) for one task embedding z [D]."""

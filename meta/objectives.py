@@ -24,6 +24,7 @@ episodes and targets) and its own step; MetaTrainJob (meta_train.py) owns what t
 """
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -241,13 +242,14 @@ class Imitate(Objective):
 
     def __init__(self, config, model, meta_train, split, device):
         super().__init__(config, model, meta_train, split, device)
-        self.episodes, self.targets, self.datasets = self.teacher_tasks(split)
+        self.episodes, self.targets, self.datasets, self.shares = self.teacher_tasks(split)
         self.work = self.scratch_supernet() if config.imitate.imitate_weight_steps else None
 
     def teacher_tasks(self, split: TaskSplit) -> tuple[list[EpisodeDistribution], list[dict[str, torch.Tensor]],
-                                                        list[int]]:
+                                                        list[int], list[float]]:
         """Per teacher of the bank: the episodes of its classes, its target [edges, ops] per cell type (its cell
-        one-hot, `--imitate-target cell`, or its final op weights, `weights`) and its data set's index in --tasks."""
+        one-hot, `--imitate-target cell`, or its final op weights, `weights`), its data set's index in --tasks and
+        the budget tightness its episodes carry (1: an unbudgeted teacher)."""
         c = self.config
         bank = TeacherBank.load(c.imitate.teachers, c.space, split)
         pools = {pool.spec: pool for pool in getattr(self.meta_train, "pools", [])}
@@ -262,8 +264,8 @@ class Imitate(Objective):
             else:
                 targets.append({k: torch.tensor(v) for k, v in teacher.weights.items()})
         if c.imitate.imitate_pool == "dataset":
-            targets = pooled_targets([teacher.spec for teacher in bank.teachers], targets, c.imitate.imitate_prior)
-        return episodes, targets, datasets
+            targets = pooled_targets([teacher.group for teacher in bank.teachers], targets, c.imitate.imitate_prior)
+        return episodes, targets, datasets, [teacher.task_share for teacher in bank.teachers]
 
     def describe(self) -> str:
         c = self.config
@@ -278,7 +280,8 @@ class Imitate(Objective):
         pi(. | z), one Adam step (no inner loop: the teachers' searches were the inner loop, run once)."""
         config, model = self.config, self.model
         picks = [rng.randrange(len(self.episodes)) for _ in range(config.meta.meta_batch)]
-        tasks = [self.episodes[k].sample(rng).to(self.device) for k in picks]
+        tasks = [dataclasses.replace(self.episodes[k].sample(rng).to(self.device), budget_share=self.shares[k])
+                 for k in picks]
         z = model.embed(tasks)
         logits = model.controller(z)
         targets = [self.targets[k] for k in picks]

@@ -31,6 +31,7 @@ class Task:
     query: torch.Tensor
     outer: torch.Tensor
     test: torch.Tensor
+    budget_share: float = 1.0  # the share of the space's cells its budget lets through (1: no budget)
 
     SPLITS = ("support", "query", "outer", "test")
 
@@ -39,7 +40,8 @@ class Task:
         return self.data.num_classes
 
     def to(self, device: torch.device) -> Task:
-        return Task(self.name, self.data.to(device), self.support, self.query, self.outer, self.test)
+        return Task(self.name, self.data.to(device), self.support, self.query, self.outer, self.test,
+                    self.budget_share)
 
 
 class SplitSizes(NamedTuple):

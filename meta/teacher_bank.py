@@ -34,6 +34,18 @@ class Teacher:
     # relaxation's mixing of its logits); a training-free search's op frequencies among its top 10 % of cells; an edge
     # the skip probe changed: one-hot on skip_connect
     probe: list[dict[str, Any]] | None = None  # the skip probe's trials (edge, genotype, accuracy), if one ran
+    budget_share: float | None = None  # a budgeted teacher: the share of the space's cells its FLOPs budget fits
+    max_flops_m: float | None = None  # that budget, on the space's evaluation network for its classes and images
+
+    @property
+    def task_share(self) -> float:
+        """The budget tightness an episode of this teacher is told (1: no budget)."""
+        return 1.0 if self.budget_share is None else self.budget_share
+
+    @property
+    def group(self) -> str:
+        """What `--imitate-pool dataset` pools over: teachers of one data set under one budget."""
+        return self.spec if self.budget_share is None else f"{self.spec}@{self.budget_share:.6g}"
 
 
 def cell_one_hots(space, genotypes: list[str]) -> dict[str, torch.Tensor]:

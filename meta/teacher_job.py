@@ -29,7 +29,9 @@ from run_kit import InputError
 from run_kit.device import pick_device, seed_everything
 from run_kit.loop import Job, run_job
 from run_kit.run_dir import RunDir
+from supernet.costs import Budget, bound_at_share, budget_share, cell_costs, cost_terms
 from supernet.search import SearchJob
+from supernet.spaces import get_space
 from supernet.training_free import TrainingFreeJob
 
 from .config import MetaConfig
@@ -40,15 +42,24 @@ from .teacher_bank import TEACHERS_FILE, Teacher, op_frequencies
 TOP_FRACTION = 0.1
 
 
-def teacher_classes(config: MetaConfig, split) -> list[tuple[str, list[int]]]:
-    """(spec, labels) of every teacher: `teachers_per_dataset` seeded draws of up to `teacher_classes` of each data
-    set's meta-train classes (drawn with the training seed: a teacher bank belongs to one training seed)."""
+MIN_BUDGET_SHARE = 0.03  # the tightest budget a teacher searches under lets 3 % of the space's cells through
+
+
+def teacher_classes(config: MetaConfig, split) -> list[tuple[str, list[int], float | None]]:
+    """(spec, labels, budget share) of every teacher: `teachers_per_dataset` seeded draws of up to `teacher_classes`
+    of each data set's meta-train classes (drawn with the training seed: a teacher bank belongs to one training seed),
+    unbudgeted (share None); then, with `teacher_budgets` K, K more teachers on each of those class draws, each under
+    a FLOPs budget that lets a share ~ U(MIN_BUDGET_SHARE, 1) of the space's cells through (drawn apart, so the
+    unbudgeted teachers are the same with and without budgets)."""
     rng = random.Random(config.seed * 7_919 + 17)
-    plan = []
+    plan: list[tuple[str, list[int], float | None]] = []
     for spec, labels in split.meta_train.items():
         for _ in range(config.teacher.teachers_per_dataset):
             chosen = sorted(rng.sample(labels, min(config.teacher.teacher_classes, len(labels))))
-            plan.append((spec, chosen))
+            plan.append((spec, chosen, None))
+    budget_rng = random.Random(config.seed * 7_919 + 23)
+    plan += [(spec, labels, round(budget_rng.uniform(MIN_BUDGET_SHARE, 1.0), 4))
+             for spec, labels, _ in list(plan) for _ in range(config.teacher.teacher_budgets)]
     return plan
 
 
@@ -87,15 +98,32 @@ class TeacherJob(Job):
         if not isinstance(meta_train, EpisodeDistribution):
             raise InputError("teachers search classes of episode task specs; whole:DATASET specs have none to sample")
         self.pools = {pool.spec: pool for pool in meta_train.pools}
-        self.plan = [(spec, labels) for spec, labels in teacher_classes(config, self.split) if spec in self.pools]
+        self.plan = [entry for entry in teacher_classes(config, self.split) if entry[0] in self.pools]
         self.total = len(self.plan)
         self.done = 0
         self.teachers: list[Teacher] = []
         self.metrics: list[dict[str, Any]] = []
 
+    def reuse(self, teachers: list[Teacher]) -> int:
+        """Take the leading teachers of another finished bank as this job's first units where they are the same
+        searches (same data set, classes and seed, unbudgeted; the caller vouches for the same teacher settings):
+        a bank grown with --teacher-budgets need not redo its unbudgeted searches. Returns how many were taken."""
+        for teacher in teachers:
+            if self.done == self.total:
+                break
+            spec, labels, share = self.plan[self.done]
+            if (teacher.spec, teacher.labels, teacher.seed, teacher.budget_share) != (
+                    spec, labels, self.config.seed * 1000 + self.done, share):
+                break
+            self.teachers.append(teacher)
+            self.done += 1
+        return self.done
+
     def describe(self) -> str:
         c, t = self.config, self.config.teacher
         budget = "" if c.teacher_search(0).proxy else f", {t.teacher_epochs} epochs"
+        if t.teacher_budgets:
+            budget += f", {t.teacher_budgets} FLOPs-budgeted searches per class draw"
         if t.teacher_probe_epochs:
             budget += (f", then a skip probe of {t.teacher_probe_epochs} epochs at {t.teacher_probe_layers} cells per "
                        f"stage")
@@ -114,14 +142,22 @@ class TeacherJob(Job):
 
     def run_unit(self, progress: bool) -> dict[str, Any]:
         """One teacher: a whole search on its classes."""
-        spec, labels = self.plan[self.done]
+        spec, labels, share = self.plan[self.done]
         seed = self.config.seed * 1000 + self.done
         t = self.config.teacher
         data = class_images(self.pools[spec], labels, t.teacher_images, seed)
         seed_everything(seed)  # the supernet's initial weights: a resumed bank repeats the teacher exactly
         config = self.config.teacher_search(seed)
         started = time.time()
-        search = (SearchJob if config.proxy is None else TrainingFreeJob)(config, data, self.device)
+        max_flops_m, fits = None, None
+        if share is not None:  # only cells within the budget are candidates
+            costs = cell_costs(self.config.space, len(labels), data.channels, data.image_size)
+            space, terms = get_space(self.config.space), cost_terms(costs)
+            max_flops_m = bound_at_share(space, terms["flops_m"], share)
+            share = budget_share(space, terms, Budget(max_flops_m=max_flops_m))  # >= the draw: cells tie in FLOPs
+            fits = lambda genotype: costs.of(genotype)[1] <= max_flops_m + 1e-9  # noqa: E731
+        search = (TrainingFreeJob(config, data, self.device, fits=fits) if config.proxy is not None
+                  else SearchJob(config, data, self.device))
         while search.done < search.total:
             search.run_unit(progress)
         space, genotype = search.space, search.genotype()
@@ -139,20 +175,23 @@ class TeacherJob(Job):
                                          self.config.model.init_channels, seed, str(self.device))
             weights = probed_weights(space, weights, searched, genotype)
             probe_note = next((f"skip on edge {edge}" for edge, _ in changed_edges(space, searched, genotype)), "kept")
+        if fits is not None and not fits(genotype):  # a skip costs no multiply-adds: the probe cannot leave the budget
+            raise AssertionError(f"teacher {self.done + 1}'s cell {space.to_text(genotype)} exceeds its budget")
         teacher = Teacher(spec, labels, seed, space.to_text(genotype), val_acc, round(time.time() - started, 2),
-                          weights, probe)
+                          weights, probe, share, max_flops_m)
         self.teachers.append(teacher)
         self.done += 1
         row = {"teacher": self.done, "spec": spec, "classes": len(labels), "images": len(data),
                "val_acc": "" if val_acc is None else round(val_acc, 4), "seconds": teacher.seconds,
-               "probe": probe_note,
-               "genotype": teacher.genotype}
+               "probe": probe_note, "budget_share": "" if share is None else share,
+               "max_flops_m": "" if max_flops_m is None else round(max_flops_m, 4), "genotype": teacher.genotype}
         self.metrics.append(row)
         return row
 
     def log_line(self, row: dict[str, Any]) -> str:
+        budget = f", at most {row['max_flops_m']} M FLOPs (share {row['budget_share']})" if row["max_flops_m"] else ""
         return (f"teacher {row['teacher']}/{self.total} on {row['spec']} ({row['classes']} classes, {row['images']} "
-                f"images): val_acc {row['val_acc'] or '-'} in {row['seconds']:.0f}s, "
+                f"images{budget}): val_acc {row['val_acc'] or '-'} in {row['seconds']:.0f}s, "
                 + (f"skip probe: {row['probe']}, " if row["probe"] else "") + f"genotype {row['genotype']}")
 
     def replicated(self) -> tuple[str, list[torch.Tensor]]:
@@ -162,7 +201,8 @@ class TeacherJob(Job):
         t = self.config.teacher
         bank = {"space": self.config.space, "split": self.split.as_dict(), "seed": self.config.seed,
                 "method": t.teacher_method, "epochs": t.teacher_epochs, "probe_epochs": t.teacher_probe_epochs,
-                "probe_layers": t.teacher_probe_layers, "teachers": [asdict(teacher) for teacher in self.teachers]}
+                "probe_layers": t.teacher_probe_layers, "budgets": t.teacher_budgets,
+                "teachers": [asdict(teacher) for teacher in self.teachers]}
         return {TEACHERS_FILE: json.dumps(bank, indent=1) + "\n"}
 
     def result(self) -> dict[str, Any]:

@@ -177,3 +177,31 @@ def budgeted_derive(space: SearchSpace, logits: Mapping[str, torch.Tensor], term
     score = log_p[torch.arange(space.num_edges), cells].sum(-1).masked_fill(~feasible, -math.inf)
     best = cells[int(score.argmax())]
     return space.with_edge_ops([space.ops[k] for k in best.tolist()])
+
+
+def every_cell_costs(terms: Mapping[str, Term], space: SearchSpace) -> dict[str, torch.Tensor]:
+    """cost name -> [cells] cost of every cell (enumeration order of `every_cell`)."""
+    cells = every_cell(space.num_edges, len(space.ops))
+    return {name: term.of_cells(cells) for name, term in terms.items()}
+
+
+def budget_share(space: SearchSpace, terms: Mapping[str, Term], budget: Budget) -> float:
+    """The share of the space's cells that fit `budget` (1.0 without one): how tight a budget is, in a form that does
+    not depend on the data format or the cost's unit. What a budget-aware task graph is told (meta/task_graph.py)."""
+    _require_edge_space(space)
+    if not budget.active:
+        return 1.0
+    costs = every_cell_costs(terms, space)
+    feasible = torch.ones(len(next(iter(costs.values()))), dtype=torch.bool)
+    for name, bound in budget.bounds().items():
+        feasible &= costs[name] <= bound + 1e-9
+    return float(feasible.double().mean())
+
+
+def bound_at_share(space: SearchSpace, term: Term, share: float) -> float:
+    """The smallest bound on `term` that `share` (in (0, 1]) of the space's cells fit: a budget drawn by tightness."""
+    _require_edge_space(space)
+    if not 0 < share <= 1:
+        raise InputError(f"a budget's share of fitting cells must lie in (0, 1], got {share}")
+    costs = term.of_cells(every_cell(space.num_edges, len(space.ops))).sort().values
+    return float(costs[max(math.ceil(share * len(costs)) - 1, 0)])

@@ -93,8 +93,13 @@ class TrainingFreeJob(Job):
 
     name, unit = "training-free search", "candidate"
 
-    def __init__(self, config, data: ImageData, device: torch.device, dist: DistContext = SINGLE):
+    MAX_DRAWS = 100_000  # draws of a random cell that may fail `fits` before a candidate is given up on
+
+    def __init__(self, config, data: ImageData, device: torch.device, dist: DistContext = SINGLE,
+                 fits: Callable[[Any], bool] | None = None):
+        """`fits`: only cells it accepts are candidates (a budget: uniform over the cells within it)."""
         config.validate()
+        self.fits = fits
         self.config, self.device = config, device
         self.space = get_space(config.space)
         self.space.check_image_size(data.image_size)
@@ -133,6 +138,11 @@ class TrainingFreeJob(Job):
     def run_unit(self, progress: bool) -> dict[str, Any]:
         started = time.time()
         genotype = self.space.random_genotype(self.generator)
+        draws = 1
+        while self.fits is not None and not self.fits(genotype):
+            if draws == self.MAX_DRAWS:
+                raise InputError(f"none of {draws:,} random cells fits the search's budget")
+            genotype, draws = self.space.random_genotype(self.generator), draws + 1
         score = self.score(self.candidate_network(genotype, self.done))
         if math.isfinite(score) and (self.best is None or score > self.best[0]):
             self.best = (score, genotype)

@@ -21,7 +21,9 @@ def test_every_option_has_one_place_and_its_flag_name():
     paths = MetaConfig.option_paths()
     assert paths["ways"] == ("task", "ways") and paths["teacher_epochs"] == ("teacher", "teacher_epochs")
     assert paths["inner_steps"] == ("adapt", "inner_steps") and paths["seed"] == ("seed",)
-    assert len(paths) == 63 and list(MetaConfig.sections()) == ["task", "model", "meta", "adapt", "imitate",
+    assert paths["budget_aware"] == ("model", "budget_aware")
+    assert paths["teacher_budgets"] == ("teacher", "teacher_budgets")
+    assert len(paths) == 65 and list(MetaConfig.sections()) == ["task", "model", "meta", "adapt", "imitate",
                                                                    "teacher"]
     config = MetaConfig.from_options({"ways": 4, "teacher_epochs": 3, "space": "nb201"})
     assert (config.task.ways, config.teacher.teacher_epochs, config.space) == (4, 3, "nb201")
