@@ -6,15 +6,21 @@ Results: docs/results/budget-regret.md.
 For each seed s, the two imitation meta-runs of benchmarks/meta_zero_shot.py under --out (TaskDARTS and its
 --no-encoder ablation; finished runs are read, none is trained here). CIFAR-10 is no meta-training data set. The
 budgets: --budgets multiply-add bounds at evenly spaced quantiles (5 % to 95 %) of the FLOPs of all 15,625 cells'
-evaluation networks (supernet/costs.py: C=16, N=5, 10 classes, 32 px); no meta-run was trained with a budget, so
-every budget is held out and the controller does not see it: the decoding alone enforces it. Per budget and seed:
+evaluation networks (supernet/costs.py: C=16, N=5, 10 classes, 32 px). The meta_zero_shot.py runs were trained
+without budgets and do not see one: the decoding alone enforces it; the budget-conditioned runs' teachers searched
+under budgets drawn at random tightness, never at these quantiles. Per budget and seed:
 - TaskDARTS and the ablation: `search --meta RUN --max-flops-m F` on the CIFAR-10 training npz (the same embedding
   and decoding; timed per proposal, embedding included, the cost table measured once beforehand);
 - NASWOT-N and synflow-N for N = 100, 500: N cells drawn (seed s) from the cells that fit, scored at the teachers'
   scale (C=8, 1 cell a stage) on one batch of the same training images at the meta-model's 16 px, the best kept;
+- where benchmarks/budget_conditioning.py made them, its budget-aware TaskDARTS and its blind ablation, trained on a
+  bank with FLOPs-budgeted teachers: the same decoding, the budget-aware graph told the budget's share of cells;
 - the teachers' pooled vote, a constant proposal: log of each op's share on each edge over the seed's teacher bank
   (plus 1e-3), decoded under the same budget;
 - random: the mean table accuracy over every cell that fits (the expectation of a random feasible cell).
+Without a budget, the same meta-models' zero-shot cells next to the constant cells: the pooled vote, the all-3x3 +
+residual cell and random residual + conv cells (skip on the input-to-output edge, 1x1 or 3x3 convolutions elsewhere;
+the mean of 100 a seed).
 Regret = (CIFAR-10 test accuracy of the best cell that fits, from the table) - (the chosen cell's). The table scores;
 it chooses nothing. Feasibility is checked on the cost model (its sums equal the built networks', tests/test_costs.py).
 
@@ -27,21 +33,65 @@ import json
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import meta_zero_shot as zs
 import torch
+from budget_conditioning import BUDGET_METHODS
 
 from evaluation.nb201_table import NB201Table
 from image_sets import load_dataset
 from meta.model import load_meta
 from meta.tasks import match_format, whole_dataset_task
 from meta.teacher_bank import TeacherBank, op_frequencies
-from supernet.costs import Budget, budgeted_derive, cell_costs, cost_terms, every_cell
+from supernet.costs import Budget, budget_share, budgeted_derive, cell_costs, cost_terms, every_cell
 from supernet.search import SearchConfig
 from supernet.training_free import TrainingFreeJob
 
 PROXY_SIZES = (100, 500)
+RESIDUAL_CONV = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+"""The all-3x3 + residual cell: the best constant cell a user would try first (every edge a 3x3 convolution but the
+input-to-output edge, a skip connection)."""
+RESIDUAL_EDGE = 3  # the cell's input-to-output edge, in logits-row order
+
+
+def random_residual_conv(generator: torch.Generator):
+    """A random residual + conv cell: skip on the input-to-output edge, a 1x1 or 3x3 convolution on every other."""
+    convs = ("nor_conv_1x1", "nor_conv_3x3")
+    ops = [convs[int(k)] for k in torch.randint(2, (zs.SPACE.num_edges,), generator=generator)]
+    ops[RESIDUAL_EDGE] = "skip_connect"
+    return zs.SPACE.with_edge_ops(ops)
+
+
+def methods_of(out: Path, seeds: int) -> tuple[str, ...]:
+    """zs.METHODS and the budget-conditioned runs where budget_conditioning.py made them for every seed."""
+    return (*zs.METHODS, *(m for m in BUDGET_METHODS
+                           if all((out / f"seed{s}" / m / "checkpoint.pt").is_file() for s in range(seeds))))
+
+
+def proposal_logits(meta, task, terms: dict, budget: Budget) -> dict:
+    """The meta-model's zero-shot logits for `task` under `budget`, as `search --meta` computes them: a budget-aware
+    model's z carries the share of cells the budget lets through (under `terms`), any other ignores the budget."""
+    meta.eval()
+    if meta.config.model.budget_aware:
+        task = replace(task, budget_share=budget_share(zs.SPACE, terms, budget))
+    with torch.no_grad():
+        return meta.start(meta.embed([task])[0]).logits
+
+
+def unbudgeted_rows(models: dict, task, vote: dict, table: NB201Table, seed: int, draws: int = 100) -> dict:
+    """Without a budget, on CIFAR-10: each meta-model's zero-shot cell (a budget-aware one told share 1) against the
+    constant cells; method -> CIFAR-10 test accuracy (table)."""
+    row = {}
+    for method, meta in models.items():
+        row[method] = table.lookup(zs.SPACE.derive(proposal_logits(meta, task, {}, Budget()))).cifar10
+    row["pooled vote"] = table.lookup(zs.SPACE.derive(vote)).cifar10
+    row["all-3x3 + residual"] = table.lookup(zs.SPACE.from_text(RESIDUAL_CONV)).cifar10
+    generator = torch.Generator().manual_seed(seed)
+    row[f"random residual + conv (mean of {draws})"] = statistics.mean(
+        table.lookup(random_residual_conv(generator)).cifar10 for _ in range(draws))
+    return row
 
 
 def every_cell_table(table: NB201Table, costs) -> tuple[list, torch.Tensor, torch.Tensor]:
@@ -54,9 +104,9 @@ def every_cell_table(table: NB201Table, costs) -> tuple[list, torch.Tensor, torc
     return genotypes, flops, accuracy
 
 
-def meta_models(out: Path, seed: int, dataset: str) -> tuple[dict, object]:
-    """(method -> the seed's finished meta-model of zs.METHODS, the data set as `search --meta` makes it a task)."""
-    metas = {method: out / f"seed{seed}" / method for method in zs.METHODS}
+def meta_models(out: Path, seed: int, dataset: str, methods=tuple(zs.METHODS)) -> tuple[dict, object]:
+    """(method -> the seed's finished meta-model of `methods`, the data set as `search --meta` makes it a task)."""
+    metas = {method: out / f"seed{seed}" / method for method in methods}
     missing = [str(run) for run in metas.values() if not (run / "checkpoint.pt").is_file()]
     if missing:
         sys.exit(f"error: no finished meta-run at {', '.join(missing)} (run benchmarks/meta_zero_shot.py or "
@@ -101,15 +151,17 @@ def main() -> None:
     quantiles = torch.linspace(0.05, 0.95, args.budgets, dtype=torch.float64)
     budgets = [round(float(b), 2) for b in torch.quantile(flops, quantiles)]
     terms = cost_terms(costs)
-    rows = []
+    meta_methods = methods_of(out, args.seeds)
+    rows, unbudgeted = [], []
     for seed in range(args.seeds):
-        models, task = meta_models(out, seed, dataset)
+        models, task = meta_models(out, seed, dataset, meta_methods)
         config = next(iter(models.values())).config
         proxies = ProxyScores(match_format(load_dataset(dataset, "train"), config.task.channels,
                                            config.task.image_size), seed)
         bank = TeacherBank.read(out / f"seed{seed}" / "teachers", "nb201")
         vote = {key: (share + 1e-3).log() for key, share in
                 op_frequencies(zs.SPACE, [t.genotype for t in bank.teachers]).items()}
+        unbudgeted.append(unbudgeted_rows(models, task, vote, table, seed))
         generator = torch.Generator().manual_seed(seed)
         for bound in budgets:
             fits = torch.nonzero(flops <= bound + 1e-9).flatten()
@@ -117,9 +169,7 @@ def main() -> None:
             row = {"seed": seed, "max_flops_m": bound, "feasible_cells": len(fits), "best_feasible": best}
             for method, meta in models.items():
                 started = time.perf_counter()
-                meta.eval()
-                with torch.no_grad():
-                    logits = meta.start(meta.embed([task])[0]).logits
+                logits = proposal_logits(meta, task, terms, Budget(max_flops_m=bound))
                 cell = budgeted_derive(zs.SPACE, logits, terms, Budget(max_flops_m=bound))
                 seconds = time.perf_counter() - started
                 cell_flops = costs.of(cell)[1]
@@ -137,7 +187,7 @@ def main() -> None:
             row["random"] = {"regret": best - float(accuracy[fits].mean())}
             rows.append(row)
             print(json.dumps({k: (v["regret"] if isinstance(v, dict) else v) for k, v in row.items()}), flush=True)
-    methods = [*zs.METHODS, "pooled vote", *(f"{p}-{n}" for p in ("naswot", "synflow") for n in PROXY_SIZES),
+    methods = [*meta_methods, "pooled vote", *(f"{p}-{n}" for p in ("naswot", "synflow") for n in PROXY_SIZES),
                "random"]
     summary = {}
     for method in methods:
@@ -145,7 +195,7 @@ def main() -> None:
         summary[method] = {"mean_regret_per_seed": [round(v, 3) for v in per_seed],
                            "mean": round(statistics.mean(per_seed), 3),
                            "std": round(statistics.stdev(per_seed), 3) if len(per_seed) > 1 else None}
-        if method in zs.METHODS:
+        if method in meta_methods:
             summary[method]["feasible"] = sum(r[method]["fits"] for r in rows) / len(rows)
             summary[method]["median_seconds"] = statistics.median(r[method]["seconds"] for r in rows)
     lines = ["| method | mean regret over budgets (points), mean ± std over seeds | per seed | feasible | median s "
@@ -155,9 +205,14 @@ def main() -> None:
         per_seed = ", ".join(f"{v:.2f}" for v in s["mean_regret_per_seed"])
         lines.append(f"| {method} | {s['mean']:.2f}{spread} | {per_seed} | {s.get('feasible', '')} | "
                      f"{s.get('median_seconds', '')} |")
-    lines += ["", f"Budgets (M FLOPs): {budgets}"]
-    (out / "budget-regret.json").write_text(json.dumps({"budgets": budgets, "summary": summary, "rows": rows},
-                                                       indent=1) + "\n")
+    lines += ["", f"Budgets (M FLOPs): {budgets}", "", "Without a budget (CIFAR-10 test accuracy, table; best cell "
+              f"{float(accuracy.max()):.2f}):", "", "| proposal | mean ± std over seeds | per seed |", "|---|---|---|"]
+    for method in unbudgeted[0]:
+        values = [row[method] for row in unbudgeted]
+        spread = f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else ""
+        lines.append(f"| {method} | {statistics.mean(values):.2f}{spread} | {', '.join(f'{v:.2f}' for v in values)} |")
+    (out / "budget-regret.json").write_text(json.dumps({"budgets": budgets, "summary": summary, "rows": rows,
+                                                        "unbudgeted": unbudgeted}, indent=1) + "\n")
     (out / "budget-regret.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -8,7 +8,8 @@ Pi, from HELP; measured latencies of all 15,625 cells), plus any --measured CSV 
 (benchmarks/cpu_latency.py). For each device, its profile is what `--device-profile auto` would measure there: the
 latencies of the 10 reference cells (supernet/latency.py), read from the device's column; the additive latency model
 is fitted to them and predicts every cell. Budgets: --budgets bounds at evenly spaced quantiles (5 % to 95 %) of the
-device's measured latencies. For each seed's TaskDARTS and --no-encoder meta-runs (benchmarks/meta_zero_shot.py),
+device's measured latencies. For each seed's TaskDARTS and --no-encoder meta-runs (benchmarks/meta_zero_shot.py, and
+budget_conditioning.py's where made; their z is told the share of cells the budget lets through on the model),
 the CIFAR-10 proposal decoded under each budget on the *predicted* latency (`search --meta RUN --max-latency-ms L
 --device-profile FILE`) is scored on the *measured* one: met or not, and its regret = CIFAR-10 table accuracy of the
 best cell whose measured latency fits - the proposal's. Also: the model's Spearman rank correlation with the measured
@@ -72,13 +73,9 @@ def main() -> None:
     devices = device_columns([HELP, *map(Path, args.measured)], genotypes)
     position = {zs.SPACE.to_text(g): k for k, g in enumerate(genotypes)}
     references = [position[zs.SPACE.to_text(g)] for g in reference_cells(zs.SPACE)]
-    logits = {}
-    for seed in range(args.seeds):
-        models, task = br.meta_models(out, seed, f"npz:{zs.SHARED / 'cifar10_train.npz'}")
-        for method, meta in models.items():
-            meta.eval()
-            with torch.no_grad():
-                logits[seed, method] = meta.start(meta.embed([task])[0]).logits
+    methods = br.methods_of(out, args.seeds)
+    models = {seed: br.meta_models(out, seed, f"npz:{zs.SHARED / 'cifar10_train.npz'}", methods)
+              for seed in range(args.seeds)}
     summary, lines = {}, ["| device | Spearman of the model | method | budgets met as measured | mean regret "
                           "(points), mean ± std over seeds |", "|---|---|---|---|---|"]
     for device, measured in devices.items():
@@ -88,7 +85,7 @@ def main() -> None:
         rho = spearman(predicted.tolist(), measured.tolist())
         bounds = torch.quantile(measured, torch.linspace(0.05, 0.95, args.budgets, dtype=torch.float64)).tolist()
         entry = {"spearman": round(rho, 3), "intercept_ms": model.intercept_ms, "per_op_ms": model.per_op_ms}
-        for method in [*zs.METHODS, "random"]:
+        for method in [*methods, "random"]:
             met, regrets = [], {s: [] for s in range(args.seeds)}  # regrets of the budgets met, per seed
             for seed in range(args.seeds):
                 for bound in bounds:
@@ -97,8 +94,10 @@ def main() -> None:
                     if method == "random":
                         regrets[seed].append(best - float(accuracy[fits].mean()))
                         continue
+                    meta, task = models[seed][0][method], models[seed][1]
                     try:
-                        cell = budgeted_derive(zs.SPACE, logits[seed, method], terms, Budget(max_latency_ms=bound))
+                        budget = Budget(max_latency_ms=bound)
+                        cell = budgeted_derive(zs.SPACE, br.proposal_logits(meta, task, terms, budget), terms, budget)
                     except InputError:  # the model predicts that no cell fits: a miss
                         met.append(False)
                         continue
@@ -118,7 +117,7 @@ def main() -> None:
         summary[device] = entry
     overall = ["", "| method | budgets met, all devices | mean regret of the met budgets, mean over devices |",
                "|---|---|---|"]
-    for method in zs.METHODS:
+    for method in methods:
         met = statistics.mean(summary[d][method]["met"] for d in summary)
         regrets = [summary[d][method]["mean_regret"] for d in summary if summary[d][method]["mean_regret"] is not None]
         overall.append(f"| {method} | {100 * met:.1f} % | {statistics.mean(regrets):.2f} |")

@@ -97,9 +97,11 @@ def ensure_teachers(args, seed: int, out: Path) -> Path:
     return run
 
 
-def ensure_meta(args, seed: int, method: str, bank: Path, out: Path) -> Path:
+def ensure_meta(args, seed: int, method: str, bank: Path, out: Path, **overrides) -> Path:
+    """The seed's finished imitation meta-run `method` (of METHODS, or named by the caller with its `overrides`)."""
     run = out / f"seed{seed}" / method
-    config = natural_config(args, seed, objective="imitate", teachers=str(bank), use_encoder=METHODS[method])
+    design = {"use_encoder": METHODS[method]} if method in METHODS else {}
+    config = natural_config(args, seed, objective="imitate", teachers=str(bank), **{**design, **overrides})
     checkpoint = run / "checkpoint.pt"
     state = torch.load(checkpoint, weights_only=True) if checkpoint.is_file() else None
     # options added since the run was made count at their defaults
