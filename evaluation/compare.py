@@ -24,13 +24,13 @@ import torch
 from tqdm import tqdm
 
 from image_sets import DataOptions
-from meta.meta_search import MetaSearchConfig, run_meta_search
+from meta.meta_search import MetaSearchConfig, run_meta_search, warm_search
 from run_kit import InputError
 from run_kit.config import Config, require_at_least
 from run_kit.files import atomic_write_text
 from run_kit.run_dir import RunDir
 from search_spaces.plot import plot_genotype
-from supernet.methods import method_names, method_settings
+from supernet.methods import METHODS, method_names, method_settings
 from supernet.retrain import RetrainConfig, run_retrain
 from supernet.search import SearchConfig, run_search
 from supernet.spaces import SPACES, get_space, load_genotype
@@ -38,7 +38,9 @@ from supernet.spaces import SPACES, get_space, load_genotype
 from .nb201_table import TABLE_SPACE, NB201Table
 
 OTHER_METHODS = ("random (a random genotype of the space), published (the space's published genotypes), a "
-                 "published name, taskdarts-K (K adaptation steps from --meta)")
+                 "published name, taskdarts-K (K adaptation steps from --meta), warm-METHOD (a search METHOD "
+                 "warm-started from --meta's start for the data set)")
+WARM = "warm-"
 
 
 def method_help() -> str:
@@ -96,6 +98,16 @@ class CompareConfig(DataOptions, Config):
                     if not steps.isdigit():
                         raise InputError(f"method '{name}': use taskdarts-K with K the adaptation steps, e.g. "
                                          f"taskdarts-0")
+                    if not self.meta:
+                        raise InputError(f"method '{name}' needs --meta META_CKPT")
+                elif name.startswith(WARM):
+                    settings = method_settings(name[len(WARM):], 1, 1)
+                    if settings is None or settings.get("proxy") is not None:
+                        gradient = ", ".join(m.name for m in METHODS.values() if not m.training_free)
+                        raise InputError(f"method '{name}': use warm-METHOD with METHOD a gradient search ({gradient})")
+                    if settings.get("partial_channels", 1) != 1:
+                        raise InputError(f"method '{name}': the meta-checkpoint's supernet weights do not fit a "
+                                         "partial-channel supernet; warm-start a full-channel search, e.g. warm-darts1")
                     if not self.meta:
                         raise InputError(f"method '{name}' needs --meta META_CKPT")
                 elif method_settings(name, 1, 1) is None and name != "random" and owner is None:
@@ -181,8 +193,17 @@ class Comparison:
         pair_dir = self.out / method / f"seed{seed}"
         search_dir = pair_dir / "search"
         search_seconds = 0.0
-        settings = method_settings(method, c.search_epochs, c.candidates)
-        if settings is not None:
+        warm = method.startswith(WARM)
+        settings = method_settings(method[len(WARM):] if warm else method, c.search_epochs, c.candidates)
+        if warm:  # the meta-model's supernet shape and image format, its start for this search split
+            config = SearchConfig(space=c.space, dataset=c.dataset, data_root=c.data_root, epochs=c.search_epochs,
+                                  batch_size=c.batch_size, seed=seed, device=c.device, warm_start_from=c.meta,
+                                  **settings)
+            result = warm_search(config, train, RunDir(search_dir), resume=(search_dir / "checkpoint.pt").exists(),
+                                 progress=False, expect_space=c.space)
+            genotype = self.space.from_json(result["genotype"])
+            search_seconds = result["search_seconds"]
+        elif settings is not None:
             config = SearchConfig(space=c.space, dataset=c.dataset, data_root=c.data_root, image_size=c.image_size,
                                   epochs=c.search_epochs, layers=c.layers, init_channels=c.init_channels,
                                   batch_size=c.batch_size, seed=seed, device=c.device, **settings)

@@ -220,6 +220,9 @@ class MetaConfig(Config):
         if self.teacher.teacher_budgets and not space.one_op_per_edge:
             raise InputError(f"--teacher-budgets needs a space whose cells are costed (nb201), got --space "
                              f"{self.space}")
+        if self.model.budget_aware and not space.one_op_per_edge:
+            raise InputError(f"--budget-aware needs a space whose cells are costed (nb201): a budget's share of "
+                             f"cells is counted over all of them; got --space {self.space}")
         self.task.validate()
         self.model.validate()
         create_regularizer(self.meta.logit_regularizer, space, self.meta.regularizer_weight)

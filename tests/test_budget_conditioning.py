@@ -146,6 +146,13 @@ def test_bad_budget_teacher_options_are_one_line_exit_2(tmp_path, args, message)
     assert not (tmp_path / "run").exists()
 
 
+def test_budget_aware_meta_training_in_an_uncosted_space_is_one_line_exit_2(tmp_path):
+    code, _, stderr = run_cli("meta-train", *TINY, "--space", "darts", "--budget-aware", "--out",
+                              str(tmp_path / "run"))
+    assert code == 2 and "--budget-aware needs a space whose cells are costed" in stderr, stderr
+    assert len(stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
 def _budget_bank(tmp_path):
     """Digits teachers: unbudgeted ones ended at the convolution cell, budgeted ones (10 % of cells) at the pooling
     cell: what a search concludes depends on the budget alone."""

@@ -164,6 +164,37 @@ def test_the_darts_space_end_to_end(darts_meta, tmp_path):
     assert code == 0, stderr
 
 
+def test_compare_runs_warm_started_searches_beside_zero_shot_and_scratch_in_the_darts_space(darts_meta, tmp_path):
+    """`compare --methods warm-darts1` searches the comparison's own search split from the meta-model's start (its
+    supernet shape and image format), beside a scratch DARTS search and the zero-shot cell, and retrains all alike."""
+    out = tmp_path / "cmp"
+    code, _, stderr = run_cli("compare", "--space", "darts", "--dataset", "digits", "--methods", "darts1",
+                              "taskdarts-0", "warm-darts1", "--meta", str(darts_meta), "--seeds", "1",
+                              "--search-epochs", "1", "--layers", "3", "--init-channels", "4", "--image-size", "8",
+                              "--retrain-epochs", "1", "--retrain-layers", "2", "--retrain-channels", "4",
+                              "--no-progress", "--out", str(out))
+    assert code == 0, stderr
+    rows = {r["method"]: r for r in csv.DictReader((out / "results.csv").open())}
+    assert set(rows) == {"darts1", "taskdarts-0", "warm-darts1"}
+    assert float(rows["warm-darts1"]["search_seconds"]) > 0 and rows["warm-darts1"]["test_acc"] != ""
+    search = out / "warm-darts1" / "seed0" / "search"
+    saved = yaml.safe_load((search / "config.yaml").read_text())
+    assert saved["warm_start_from"] == str(darts_meta) and (saved["layers"], saved["init_channels"]) == (3, 4)
+    assert f"warm-started from {darts_meta}" in (search / "log.txt").read_text()
+
+
+@pytest.mark.parametrize("methods, message", [
+    (["warm-naswot"], "warm-METHOD with METHOD a gradient search"),
+    (["warm-enas"], "warm-METHOD with METHOD a gradient search"),
+    (["warm-pcdarts", "--meta", "m"], "do not fit a partial-channel supernet"),
+    (["warm-darts1"], "needs --meta"),
+])
+def test_compare_rejects_bad_warm_methods_in_one_line(tmp_path, methods, message):
+    code, _, stderr = run_cli("compare", "--space", "darts", "--methods", *methods, "--out", str(tmp_path / "out"))
+    assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_warm_started_nb201_search_from_imitation_resumes_exactly(imitation, tmp_path):
     flags = ["search", "--meta", str(imitation[2]), "--warm-start", "--epochs", "2", "--no-progress"]
     code, _, stderr = run_cli(*flags, "--out", str(tmp_path / "whole"))
