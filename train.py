@@ -13,7 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import fields
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -345,11 +345,29 @@ def _prepare(args: argparse.Namespace, tag: Callable[[Any], str] = lambda config
     run = _run_dir(args, tag(config), marker)
     if args.resume:
         run.check(resume=True)
-        config = args.config_class.from_dict(run.load_config())
+        saved = run.load_config()
+        config = args.config_class.from_dict(saved)
+        _refuse_changed_flags(args, saved, config)
         if args.device:
             config.device = args.device
     config.validate()
     return config, run
+
+
+def _refuse_changed_flags(args: argparse.Namespace, saved: dict, config: Any) -> None:
+    """A resumed run continues its saved config; a flag that would change it (a method added to a comparison, say)
+    is refused rather than silently ignored."""
+    options = args.config_class.option_paths()
+    changed = []
+    for key, value in vars(args).items():
+        if key not in options or value is None or key == "device":
+            continue
+        altered = args.config_class.from_dict(merge(saved, args.config_class.nest({key: value})))
+        if asdict(altered) != asdict(config):
+            changed.append("--" + key.replace("_", "-"))
+    if changed:
+        raise InputError(f"--resume continues the saved config in {args.out}; {', '.join(changed)} would change it "
+                         f"(drop the flag, or start a new --out)")
 
 
 def cmd_search(args: argparse.Namespace) -> int:

@@ -55,6 +55,17 @@ def test_compare_resume_redoes_only_missing_pairs(comparison):
     assert again["genotype"] == removed["genotype"] and again["test_acc"] == removed["test_acc"]
 
 
+def test_compare_resume_refuses_a_flag_that_changes_the_saved_config(comparison):
+    before = (comparison / "results.json").read_text()
+    code, stdout, stderr = run_cli("compare", "--out", str(comparison), "--resume", "--no-progress",
+                                   "--methods", "darts1", "gdas", "random", "darts2", "--seeds", "2")
+    assert code != 0 and stdout == ""
+    assert len(stderr.strip().splitlines()) == 1 and "--methods would change it" in stderr
+    assert "Traceback" not in stderr and (comparison / "results.json").read_text() == before
+    same = run_cli("compare", "--out", str(comparison), "--resume", "--no-progress", "--seeds", "2")
+    assert same[0] == 0, same[2]  # a flag equal to the saved value changes nothing
+
+
 def test_compare_with_nb201_table_needs_no_retraining(tmp_path):
     table = tmp_path / "table.csv"
     _write_table(table, _synthetic_rows())
