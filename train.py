@@ -364,7 +364,7 @@ def _refuse_changed_flags(args: argparse.Namespace, saved: dict, config: Any) ->
             continue
         altered = args.config_class.from_dict(merge(saved, args.config_class.nest({key: value})))
         if asdict(altered) != asdict(config):
-            changed.append("--" + key.replace("_", "-"))
+            changed.append(_flag(key))
     if changed:
         raise InputError(f"--resume continues the saved config in {args.out}; {', '.join(changed)} would change it "
                          f"(drop the flag, or start a new --out)")
