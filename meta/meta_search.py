@@ -26,7 +26,7 @@ from supernet.costs import (
     cost_terms,
     require_feasible,
 )
-from supernet.latency import LatencyModel, device_latency_model
+from supernet.latency import DEFAULT_CONFIDENCE, LatencyModel, check_confidence, device_latency_model
 from supernet.regularizers import create_regularizer
 from supernet.search import SearchConfig, SearchStart, logits_entropy, run_search
 from supernet.spaces import create_supernet
@@ -53,6 +53,7 @@ class MetaSearchConfig:
     max_flops_m: float | None = None
     max_latency_ms: float | None = None  # predicted from a device profile (supernet/latency.py)
     device_profile: str = "auto"  # a CSV arch,latency_ms, or auto: the reference cells measured here
+    latency_confidence: float = DEFAULT_CONFIDENCE  # the guard on the prediction a latency budget bounds; 0: none
     budget_image_size: int = 32  # the image size that network is costed at
     device: str = "auto"
 
@@ -76,7 +77,7 @@ def costing(config: MetaSearchConfig, space, num_classes: int, channels: int, de
     latency = profile = None
     if config.max_latency_ms is not None:
         latency, profile = device_latency_model(config.device_profile, space, num_classes, channels,
-                                                config.budget_image_size, device)
+                                                config.budget_image_size, device, config.latency_confidence)
     terms = cost_terms(costs, None if latency is None else latency.term(space))
     require_feasible(terms, config.budget(), costs.describe())
     return Costing(costs, terms, latency, profile)
@@ -89,6 +90,7 @@ def run_meta_search(config: MetaSearchConfig, run: RunDir, expect_space: str | N
     if config.budget().active and not 1 <= config.budget_image_size <= MAX_BUDGET_IMAGE_SIZE:
         raise InputError(f"--budget-image-size must lie between 1 and {MAX_BUDGET_IMAGE_SIZE}, got "
                          f"{config.budget_image_size}")
+    check_confidence(config.latency_confidence)
     run.check(resume=False)
     device = pick_device(config.device)
     seed_everything(config.seed)
@@ -145,6 +147,7 @@ def _propose(config: MetaSearchConfig, meta, task, costs: Costing | None, run: R
         cost = dict(zip(("params_m", "flops_m"), (round(v, 6) for v in costs.costs.of(genotype))))
         if costs.latency is not None:
             cost["latency_ms"] = round(costs.latency.predict(meta.space, genotype), 4)
+            cost["latency_bound_ms"] = round(costs.latency.bound(meta.space, genotype), 4)
             atomic_write_text(run.file("device_profile.csv"), costs.profile_csv)
             log.info(costs.latency.describe())
     row = {"adapt_steps": config.adapt_steps, "query_loss": query_loss, "query_acc": query_acc,
@@ -165,7 +168,8 @@ def _propose(config: MetaSearchConfig, meta, task, costs: Costing | None, run: R
              + (f"; resembles {nearest} (p {resembles[nearest]:.2f})" if nearest else "")
              + (f"; {budget.describe()} in {costs.costs.describe()}: {cost['params_m']:.4f} M parameters, "
                 f"{cost['flops_m']:.2f} M FLOPs" if costs is not None else "")
-             + (f", {cost['latency_ms']:.3f} ms predicted" if "latency_ms" in cost else ""))
+             + (f", {cost['latency_ms']:.3f} ms predicted ({cost['latency_bound_ms']:.3f} ms guarded)"
+                if "latency_ms" in cost else ""))
     return {"genotype": meta.space.to_json(genotype), "query_acc": query_acc, "seconds": round(seconds, 3), **cost}
 
 

@@ -27,7 +27,7 @@ from .discrete import count_flops_m, count_parameters_m
 from .spaces import create_network, entry_of, get_space
 
 MAX_ENUMERATED = 2_000_000  # cells the decoding scores at once
-UNITS = {"params_m": "M parameters", "flops_m": "M FLOPs", "latency_ms": "ms predicted latency"}
+UNITS = {"params_m": "M parameters", "flops_m": "M FLOPs", "latency_ms": "ms latency (guarded prediction)"}
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,16 @@ The model is additive in the ops a cell holds,
 
     latency(cell) ~ a + sum_e b[op_e],        b[none] = 0,  a, b >= 0,
 
-fitted by non-negative least squares to the profile's cells (at least as many distinct cells as unknowns). It is a
-prediction: a budget on it is met as measured only as far as the model fits the device (benchmarks/latency_budgets.py
-measures how far). A profile is a CSV `arch,latency_ms` of any cells of the space, or `auto`: the reference cells
-measured here (batch 1, fp32, the evaluation network at the costed image size, median of repeated forward passes).
+fitted by non-negative least squares to the profile's cells (at least as many distinct cells as unknowns). It ranks
+cells well on every device measured (benchmarks/latency_budgets.py) but a device's latencies are noisy around it, so a
+budget on the point prediction is missed by the cells the decoding likes most: those predicted just under it. The
+budget therefore bounds a guarded prediction, the point prediction times a factor chosen from the profile itself
+(split-conformal, leave-one-out): each profile cell's measured latency over the prediction of the model fitted
+without it, r_i = y_i / f_{-i}(x_i); the factor is the ceil((n + 1) q)-th smallest r_i (at least 1), so that a new
+cell's latency lies under its guarded prediction with probability about q, the `--latency-confidence` (default
+0.95; 0: no guard). This needs n >= q / (1 - q) profile cells (19 at 0.95). A profile is a CSV `arch,latency_ms` of
+any cells of the space, or `auto`: the reference cells measured here (batch 1, fp32, the evaluation network at the
+costed image size, median of repeated forward passes).
 """
 from __future__ import annotations
 
@@ -32,7 +38,8 @@ from .spaces import create_network, entry_of
 
 MAX_PROFILE_BYTES = 1_000_000
 REFERENCE_SEED = 0
-REFERENCE_CELLS = 10
+REFERENCE_CELLS = 20  # enough for the 0.95 guard (19)
+DEFAULT_CONFIDENCE = 0.95
 
 
 def reference_cells(space: SearchSpace, count: int = REFERENCE_CELLS) -> list[Any]:
@@ -47,17 +54,27 @@ class LatencyModel:
     intercept_ms: float
     per_op_ms: dict[str, float]  # every op of the space; none is 0
     source: str  # where the profile came from
+    confidence: float = 0.0  # what the guard is chosen for; 0: none
+    guard: float = 1.0  # the factor a budget applies to the point prediction
 
     def term(self, space: SearchSpace) -> Term:
+        """The guarded prediction, which a latency budget bounds."""
         row = torch.tensor([self.per_op_ms[op] for op in space.ops], dtype=torch.float64)
-        return Term(self.intercept_ms, row.repeat(space.num_edges, 1))
+        return Term(self.guard * self.intercept_ms, self.guard * row.repeat(space.num_edges, 1))
 
     def predict(self, space: SearchSpace, genotype: Any) -> float:
+        """The point prediction (ms)."""
         return self.intercept_ms + sum(self.per_op_ms[op] for op in space.edge_ops(genotype))
+
+    def bound(self, space: SearchSpace, genotype: Any) -> float:
+        """The guarded prediction (ms): what a latency budget is checked on."""
+        return self.guard * self.predict(space, genotype)
 
     def describe(self) -> str:
         ops = ", ".join(f"{op} {ms:.3g}" for op, ms in self.per_op_ms.items() if op != "none")
-        return f"latency model from {self.source}: {self.intercept_ms:.3g} ms + per edge {ops} (ms)"
+        guard = (f"; budgets bound {self.guard:.3f} x the prediction (leave-one-out guard at confidence "
+                 f"{self.confidence:g})" if self.confidence > 0 else "; no guard (--latency-confidence 0)")
+        return f"latency model from {self.source}: {self.intercept_ms:.3g} ms + per edge {ops} (ms){guard}"
 
 
 def _counts(space: SearchSpace, genotype: Any, ops: Sequence[str]) -> list[float]:
@@ -65,14 +82,8 @@ def _counts(space: SearchSpace, genotype: Any, ops: Sequence[str]) -> list[float
     return [1.0] + [float(held.count(op)) for op in ops]
 
 
-def fit_latency(space: SearchSpace, cells: Sequence[Any], latencies_ms: Sequence[float], source: str) -> LatencyModel:
+def _nnls(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Non-negative least squares (active set: a negative coefficient is fixed at 0 and the rest refitted)."""
-    ops = [op for op in space.ops if op != "none"]
-    x = torch.tensor([_counts(space, c, ops) for c in cells], dtype=torch.float64)
-    y = torch.tensor(list(latencies_ms), dtype=torch.float64)
-    if len({space.to_text(c) for c in cells}) < x.shape[1] or int(torch.linalg.matrix_rank(x)) < x.shape[1]:
-        raise InputError(f"a device profile needs at least {x.shape[1]} cells whose op counts tell the "
-                         f"{len(ops)} ops apart; {source} has {len(cells)}")
     free = list(range(x.shape[1]))
     coef = torch.zeros(x.shape[1], dtype=torch.float64)
     while free:
@@ -81,8 +92,48 @@ def fit_latency(space: SearchSpace, cells: Sequence[Any], latencies_ms: Sequence
             coef[free] = solution
             break
         free = [k for k, v in zip(free, solution.tolist()) if v >= 0]
+    return coef
+
+
+def cells_for_confidence(confidence: float) -> int:
+    """The fewest profile cells whose leave-one-out ratios hold a ceil((n + 1) q)-th smallest."""
+    return 0 if confidence == 0 else math.ceil(confidence / (1 - confidence) - 1e-9)
+
+
+def check_confidence(confidence: float) -> None:
+    if not (math.isfinite(confidence) and 0 <= confidence < 1):
+        raise InputError(f"--latency-confidence must lie in [0, 1) (0: no guard), got {confidence}")
+
+
+def fit_latency(space: SearchSpace, cells: Sequence[Any], latencies_ms: Sequence[float], source: str,
+                confidence: float = DEFAULT_CONFIDENCE) -> LatencyModel:
+    """The additive model of a profile, and its guard at `confidence` (module docstring)."""
+    check_confidence(confidence)
+    ops = [op for op in space.ops if op != "none"]
+    x = torch.tensor([_counts(space, c, ops) for c in cells], dtype=torch.float64)
+    y = torch.tensor(list(latencies_ms), dtype=torch.float64)
+    if len({space.to_text(c) for c in cells}) < x.shape[1] or int(torch.linalg.matrix_rank(x)) < x.shape[1]:
+        raise InputError(f"a device profile needs at least {x.shape[1]} cells whose op counts tell the "
+                         f"{len(ops)} ops apart; {source} has {len(cells)}")
+    needed = cells_for_confidence(confidence)
+    if len(cells) < needed:
+        raise InputError(f"a latency guard at confidence {confidence:g} needs a profile of at least {needed} cells; "
+                         f"{source} has {len(cells)} (measure more cells, or lower --latency-confidence; 0: no guard)")
+    coef = _nnls(x, y)
+    guard = 1.0
+    if confidence > 0:
+        ratios = []
+        for i in range(len(cells)):
+            rest = [j for j in range(len(cells)) if j != i]
+            predicted = float(x[i] @ _nnls(x[rest], y[rest]))
+            ratios.append(math.inf if predicted <= 0 else float(y[i]) / predicted)
+        rank = min(len(cells), math.ceil((len(cells) + 1) * confidence))  # 1-based
+        guard = max(1.0, sorted(ratios)[rank - 1])
+        if not math.isfinite(guard):
+            raise InputError(f"device profile {source}: a cell's latency is not predicted by the other cells (a model "
+                             f"without it predicts 0 ms); measure more cells, or --latency-confidence 0")
     per_op = {"none": 0.0, **{op: float(coef[k + 1]) for k, op in enumerate(ops)}}
-    return LatencyModel(space.name, float(coef[0]), per_op, source)
+    return LatencyModel(space.name, float(coef[0]), per_op, source, confidence, guard)
 
 
 def read_profile(path: str, space: SearchSpace) -> tuple[list[Any], list[float]]:
@@ -142,7 +193,7 @@ def profile_csv(space: SearchSpace, cells: Sequence[Any], latencies_ms: Sequence
 
 
 def device_latency_model(spec: str, space: SearchSpace, num_classes: int, channels: int, image_size: int,
-                         device: torch.device) -> tuple[LatencyModel, str]:
+                         device: torch.device, confidence: float = DEFAULT_CONFIDENCE) -> tuple[LatencyModel, str]:
     """(the latency model of the profile `spec`, the profile as CSV): `auto` measures the reference cells here."""
     if spec == "auto":
         cells = reference_cells(space)
@@ -152,4 +203,4 @@ def device_latency_model(spec: str, space: SearchSpace, num_classes: int, channe
     else:
         cells, latencies = read_profile(spec, space)
         source = spec
-    return fit_latency(space, cells, latencies, source), profile_csv(space, cells, latencies)
+    return fit_latency(space, cells, latencies, source, confidence), profile_csv(space, cells, latencies)

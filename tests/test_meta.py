@@ -336,12 +336,14 @@ def test_a_budgeted_proposal_is_the_most_likely_cell_that_fits(meta_run, tmp_pat
         out = tmp_path / f"latency-{profile}"
         measured = tmp_path / "latency-auto" / "device_profile.csv"
         source = [] if profile == "auto" else ["--device-profile", str(measured)]
-        code, _, stderr = run_cli("search", "--meta", str(meta_run), "--max-latency-ms", "1000", *source, "--out",
+        code, _, stderr = run_cli("search", "--meta", str(meta_run), "--max-latency-ms", "1e5", *source, "--out",
                                   str(out), "--no-progress")
         assert code == 0, stderr
         row = next(csv.DictReader((out / "metrics.csv").open()))
-        assert 0 < float(row["latency_ms"]) <= 1000 and (out / "device_profile.csv").is_file()
-        assert "latency model from" in (out / "log.txt").read_text()
+        assert 0 < float(row["latency_ms"]) <= float(row["latency_bound_ms"]) <= 1e5
+        assert (out / "device_profile.csv").is_file()
+        assert "latency model from" in (out / "log.txt").read_text() and "guard at confidence 0.95" in (
+            out / "log.txt").read_text()
 
 
 @pytest.mark.parametrize("args, message", [
@@ -349,6 +351,10 @@ def test_a_budgeted_proposal_is_the_most_likely_cell_that_fits(meta_run, tmp_pat
     (["--max-latency-ms", "0"], "--max-latency-ms must be a positive number of ms, got 0.0"),
     (["--max-latency-ms", "1", "--device-profile", "missing.csv"], "device profile missing.csv does not exist"),
     (["--device-profile", "auto"], "--device-profile needs --max-latency-ms"),
+    (["--latency-confidence", "0.9"], "--latency-confidence needs --max-latency-ms"),
+    (["--max-latency-ms", "1", "--latency-confidence", "1"], "--latency-confidence must lie in [0, 1) (0: no guard), "
+                                                             "got 1.0"),
+    (["--max-latency-ms", "1", "--latency-confidence", "nan"], "--latency-confidence must lie in [0, 1)"),
     (["--max-flops-m", "-5"], "--max-flops-m must be a positive number of millions, got -5.0"),
     (["--max-params-m", "nan"], "--max-params-m must be a positive number of millions, got nan"),
     (["--max-params-m", "1", "--budget-image-size", "0"], "--budget-image-size must lie between 1 and 1024, got 0"),
