@@ -6,16 +6,20 @@ Results: docs/results/budget-regret.md.
 The devices: every column of ../shared/data/hardware/nb201_latency_help.csv (23 GPUs, CPUs, phones and a Raspberry
 Pi, from HELP; measured latencies of all 15,625 cells), plus any --measured CSV of this machine
 (benchmarks/cpu_latency.py). For each device, its profile is what `--device-profile auto` would measure there: the
-latencies of the 10 reference cells (supernet/latency.py), read from the device's column; the additive latency model
-is fitted to them and predicts every cell. Budgets: --budgets bounds at evenly spaced quantiles (5 % to 95 %) of the
-device's measured latencies. For each seed's TaskDARTS and --no-encoder meta-runs (benchmarks/meta_zero_shot.py, and
-budget_conditioning.py's where made; their z is told the share of cells the budget lets through on the model),
-the CIFAR-10 proposal decoded under each budget on the *predicted* latency (`search --meta RUN --max-latency-ms L
---device-profile FILE`) is scored on the *measured* one: met or not, and its regret = CIFAR-10 table accuracy of the
-best cell whose measured latency fits - the proposal's. Also: the model's Spearman rank correlation with the measured
-latencies over all cells, and a random cell that fits as measured (expected regret). The tables score only.
+latencies of the reference cells (supernet/latency.py), read from the device's column; the additive latency model
+is fitted to them and predicts every cell; a budget bounds that prediction times the profile's leave-one-out guard
+(`--latency-confidence`). --settings scores several profiles: 10 cells bare (the model before the guard), 20 cells
+bare, and 20 cells with the 0.95 guard (what `search --meta` does by default). Budgets: --budgets bounds at evenly
+spaced quantiles (5 % to 95 %) of the device's measured latencies. For each seed's TaskDARTS and --no-encoder
+meta-runs (benchmarks/meta_zero_shot.py, and budget_conditioning.py's where made; their z is told the share of cells
+the budget lets through on the model), the CIFAR-10 proposal decoded under each budget on the guarded *predicted*
+latency (`search --meta RUN --max-latency-ms L --device-profile FILE`) is scored on the *measured* one: met or not,
+and its regret = CIFAR-10 table accuracy of the best cell whose measured latency fits - the proposal's. Also: the
+model's Spearman rank correlation with the measured latencies over all cells, the constant all-3x3 + residual cell
+decoded under the same budgets (its logits), and a random cell that fits as measured (expected regret). The tables
+score only.
 
-    python benchmarks/latency_budgets.py --seeds 3 --out runs/meta-zero-shot      # about a minute
+    python benchmarks/latency_budgets.py --seeds 3 --out runs/meta-zero-shot      # a few minutes
 """
 from __future__ import annotations
 
@@ -58,11 +62,44 @@ def device_columns(paths: list[Path], genotypes: list) -> dict[str, torch.Tensor
     return devices
 
 
+def parse_setting(text: str) -> tuple[int, float]:
+    """`CELLS:CONFIDENCE` -> (profile cells, guard confidence)."""
+    try:
+        cells, confidence = text.split(":")
+        return int(cells), float(confidence)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a profile setting is CELLS:CONFIDENCE (e.g. 20:0.95), got {text}") from None
+
+
+def model_ceiling(measured: torch.Tensor) -> dict[str, tuple[float, float]]:
+    """How well an additive model can fit the device at all: least squares on *every* cell, per op count (the model
+    a profile fits) and per (edge, op) one-hot; (Spearman, 95th percentile of |relative error|) each."""
+    cells = every_cell(zs.SPACE.num_edges, len(zs.SPACE.ops))
+    ones = torch.ones(len(cells), 1, dtype=torch.float64)
+    features = {"op counts": torch.cat([ones, torch.stack([(cells == k).sum(1).double()
+                                                           for k in range(1, len(zs.SPACE.ops))], 1)], 1),
+                "per edge": torch.cat([ones, torch.nn.functional.one_hot(cells, len(zs.SPACE.ops))[..., 1:]
+                                       .flatten(1).double()], 1)}
+    out = {}
+    for name, x in features.items():
+        fitted = x @ torch.linalg.lstsq(x, measured[:, None]).solution.flatten()
+        out[name] = (round(spearman(fitted.tolist(), measured.tolist()), 3),
+                     round(float(((measured - fitted).abs() / measured).quantile(0.95)), 3))
+    return out
+
+
+def setting_name(cells: int, confidence: float) -> str:
+    return f"{cells} cells, " + ("bare prediction" if confidence == 0 else f"guard {confidence:g}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--budgets", type=int, default=10)
     parser.add_argument("--measured", nargs="*", default=[], help="more device CSVs (arch,<device>_ms, all cells)")
+    parser.add_argument("--settings", nargs="+", type=parse_setting, default=[(10, 0.0), (20, 0.0), (20, 0.95)],
+                        help="profiles scored, CELLS:CONFIDENCE each: the first CELLS reference cells "
+                             "(supernet/latency.py) and the guard's confidence (0: the bare prediction)")
     parser.add_argument("--table", default=str(zs.SHARED / "nb201" / "nats_bench.csv"))
     parser.add_argument("--out", default="runs/meta-zero-shot")
     args = parser.parse_args()
@@ -72,59 +109,86 @@ def main() -> None:
     genotypes, _, accuracy = br.every_cell_table(table, costs)
     devices = device_columns([HELP, *map(Path, args.measured)], genotypes)
     position = {zs.SPACE.to_text(g): k for k, g in enumerate(genotypes)}
-    references = [position[zs.SPACE.to_text(g)] for g in reference_cells(zs.SPACE)]
+    references = [position[zs.SPACE.to_text(g)] for g in reference_cells(zs.SPACE, max(c for c, _ in args.settings))]
     methods = br.methods_of(out, args.seeds)
     models = {seed: br.meta_models(out, seed, f"npz:{zs.SHARED / 'cifar10_train.npz'}", methods)
               for seed in range(args.seeds)}
-    summary, lines = {}, ["| device | Spearman of the model | method | budgets met as measured | mean regret "
-                          "(points), mean ± std over seeds |", "|---|---|---|---|---|"]
-    for device, measured in devices.items():
-        model = fit_latency(zs.SPACE, [genotypes[k] for k in references], measured[references].tolist(), device)
-        terms = cost_terms(costs, model.term(zs.SPACE))
-        predicted = terms["latency_ms"].of_cells(every_cell(zs.SPACE.num_edges, len(zs.SPACE.ops)))
-        rho = spearman(predicted.tolist(), measured.tolist())
-        bounds = torch.quantile(measured, torch.linspace(0.05, 0.95, args.budgets, dtype=torch.float64)).tolist()
-        entry = {"spearman": round(rho, 3), "intercept_ms": model.intercept_ms, "per_op_ms": model.per_op_ms}
-        for method in [*methods, "random"]:
-            met, regrets = [], {s: [] for s in range(args.seeds)}  # regrets of the budgets met, per seed
-            for seed in range(args.seeds):
-                for bound in bounds:
-                    fits = measured <= bound
-                    best = float(accuracy[fits].max())
-                    if method == "random":
-                        regrets[seed].append(best - float(accuracy[fits].mean()))
-                        continue
-                    meta, task = models[seed][0][method], models[seed][1]
-                    try:
+    constant = zs.SPACE.logits_of(zs.SPACE.from_text(br.RESIDUAL_CONV))  # the best constant cell, as logits
+    names = [*methods, "all-3x3 + residual", "random"]
+    assert zs.SPACE.ops[0] == "none"  # model_ceiling's features leave it out
+    ceiling = {device: model_ceiling(measured) for device, measured in devices.items()}
+    summary: dict = {"model_ceiling": ceiling}
+    lines = ["| profile | device | Spearman of the model | guard | method | budgets met as measured | mean regret "
+             "(points), mean ± std over seeds |", "|---|---|---|---|---|---|---|"]
+    for cells, confidence in args.settings:
+        setting = setting_name(cells, confidence)
+        summary[setting] = {}
+        for device, measured in devices.items():
+            chosen = references[:cells]
+            model = fit_latency(zs.SPACE, [genotypes[k] for k in chosen], measured[chosen].tolist(), device,
+                                confidence)
+            terms = cost_terms(costs, model.term(zs.SPACE))
+            predicted = terms["latency_ms"].of_cells(every_cell(zs.SPACE.num_edges, len(zs.SPACE.ops)))
+            rho = spearman(predicted.tolist(), measured.tolist())
+            bounds = torch.quantile(measured, torch.linspace(0.05, 0.95, args.budgets, dtype=torch.float64)).tolist()
+            entry = summary[setting][device] = {"spearman": round(rho, 3), "guard": model.guard,
+                                                "intercept_ms": model.intercept_ms, "per_op_ms": model.per_op_ms}
+            for method in names:
+                met, regrets = [], {s: [] for s in range(args.seeds)}  # regrets of the budgets met, per seed
+                for seed in range(args.seeds):
+                    for bound in bounds:
+                        fits = measured <= bound
+                        best = float(accuracy[fits].max())
+                        if method == "random":
+                            regrets[seed].append(best - float(accuracy[fits].mean()))
+                            continue
                         budget = Budget(max_latency_ms=bound)
-                        cell = budgeted_derive(zs.SPACE, br.proposal_logits(meta, task, terms, budget), terms, budget)
-                    except InputError:  # the model predicts that no cell fits: a miss
-                        met.append(False)
-                        continue
-                    k = position[zs.SPACE.to_text(cell)]
-                    met.append(bool(measured[k] <= bound))
-                    if met[-1]:
-                        regrets[seed].append(best - float(accuracy[k]))
-            means = [statistics.mean(v) for v in regrets.values() if v]
-            e = entry[method] = {"met": sum(met) / len(met) if met else None,
-                                 "mean_regret": statistics.mean(means) if means else None,
-                                 "std": statistics.stdev(means) if len(means) > 1 else None,
-                                 "mean_regret_per_seed": means}
-            met_text = "" if e["met"] is None else f"{100 * e['met']:.0f} %"
-            regret = "" if e["mean_regret"] is None else f"{e['mean_regret']:.2f}" + (
-                f" ± {e['std']:.2f}" if e["std"] is not None else "")
-            lines.append(f"| {device} | {rho:.3f} | {method} | {met_text} | {regret} |")
-        summary[device] = entry
-    overall = ["", "| method | budgets met, all devices | mean regret of the met budgets, mean over devices |",
-               "|---|---|---|"]
-    for method in methods:
-        met = statistics.mean(summary[d][method]["met"] for d in summary)
-        regrets = [summary[d][method]["mean_regret"] for d in summary if summary[d][method]["mean_regret"] is not None]
-        overall.append(f"| {method} | {100 * met:.1f} % | {statistics.mean(regrets):.2f} |")
+                        try:
+                            logits = constant if method == "all-3x3 + residual" else br.proposal_logits(
+                                models[seed][0][method], models[seed][1], terms, budget)
+                            cell = budgeted_derive(zs.SPACE, logits, terms, budget)
+                        except InputError:  # the model predicts that no cell fits: a miss
+                            met.append(False)
+                            continue
+                        k = position[zs.SPACE.to_text(cell)]
+                        met.append(bool(measured[k] <= bound))
+                        if met[-1]:
+                            regrets[seed].append(best - float(accuracy[k]))
+                means = [statistics.mean(v) for v in regrets.values() if v]
+                e = entry[method] = {"met": sum(met) / len(met) if met else None,
+                                     "mean_regret": statistics.mean(means) if means else None,
+                                     "std": statistics.stdev(means) if len(means) > 1 else None,
+                                     "mean_regret_per_seed": means}
+                met_text = "" if e["met"] is None else f"{100 * e['met']:.0f} %"
+                regret = "" if e["mean_regret"] is None else f"{e['mean_regret']:.2f}" + (
+                    f" ± {e['std']:.2f}" if e["std"] is not None else "")
+                lines.append(f"| {setting} | {device} | {rho:.3f} | {model.guard:.3f} | {method} | {met_text} | "
+                             f"{regret} |")
+        print(f"{setting}: scored", flush=True)
+    overall = ["", "| profile | method | budgets met, all devices | devices met >= 95 % | mean regret of the met "
+               "budgets, mean over devices | worst device (met) |", "|---|---|---|---|---|---|"]
+    for setting, per_device in summary.items():
+        if setting == "model_ceiling":
+            continue
+        for method in names[:-1]:
+            met = {d: per_device[d][method]["met"] for d in per_device}
+            regrets = [per_device[d][method]["mean_regret"] for d in per_device
+                       if per_device[d][method]["mean_regret"] is not None]
+            worst = min(met, key=met.get)
+            overall.append(f"| {setting} | {method} | {100 * statistics.mean(met.values()):.1f} % | "
+                           f"{sum(v >= 0.95 for v in met.values())} of {len(met)} | {statistics.mean(regrets):.2f} | "
+                           f"{worst} ({100 * met[worst]:.0f} %) |")
+        guards = [per_device[d]["guard"] for d in per_device]
+        overall.append(f"| {setting} | (guard over devices: median {statistics.median(guards):.3f}, range "
+                       f"{min(guards):.3f}-{max(guards):.3f}) | | | | |")
     lines += overall
+    lines += ["", "Additive models fitted to every cell (what no profile can beat): Spearman, 95th percentile of "
+              "|relative error|", "", "| device | op counts | per (edge, op) |", "|---|---|---|"]
+    lines += [f"| {d} | {c['op counts'][0]:.3f}, {c['op counts'][1]:.3f} | {c['per edge'][0]:.3f}, "
+              f"{c['per edge'][1]:.3f} |" for d, c in ceiling.items()]
     (out / "latency-budgets.json").write_text(json.dumps(summary, indent=1) + "\n")
     (out / "latency-budgets.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    print("\n".join(overall + lines[-len(ceiling) - 4:]))
 
 
 if __name__ == "__main__":
