@@ -94,24 +94,21 @@ class CompareConfig(DataOptions, Config):
                     raise InputError(f"method '{name}' is a {owner.name}-space genotype; it does not fit --space "
                                      f"{space.name}")
                 if name.startswith("taskdarts-"):
-                    steps = name[len("taskdarts-"):]
-                    if not steps.isdigit():
+                    if not name[len("taskdarts-"):].isdigit():
                         raise InputError(f"method '{name}': use taskdarts-K with K the adaptation steps, e.g. "
                                          f"taskdarts-0")
-                    if not self.meta:
-                        raise InputError(f"method '{name}' needs --meta META_CKPT")
                 elif name.startswith(WARM):
-                    settings = method_settings(name[len(WARM):], 1, 1)
-                    if settings is None or settings.get("proxy") is not None:
+                    spec = METHODS.get(name[len(WARM):])
+                    if spec is None or spec.training_free:
                         gradient = ", ".join(m.name for m in METHODS.values() if not m.training_free)
                         raise InputError(f"method '{name}': use warm-METHOD with METHOD a gradient search ({gradient})")
-                    if settings.get("partial_channels", 1) != 1:
+                    if spec.settings.get("partial_channels", 1) != 1:
                         raise InputError(f"method '{name}': the meta-checkpoint's supernet weights do not fit a "
                                          "partial-channel supernet; warm-start a full-channel search, e.g. warm-darts1")
-                    if not self.meta:
-                        raise InputError(f"method '{name}' needs --meta META_CKPT")
                 elif method_settings(name, 1, 1) is None and name != "random" and owner is None:
                     raise InputError(f"unknown method '{name}'; known: {method_help()}")
+                if name.startswith(("taskdarts-", WARM)) and not self.meta:  # both start from the meta-model
+                    raise InputError(f"method '{name}' needs --meta META_CKPT")
                 if name not in methods:
                     methods.append(name)
         if not methods:

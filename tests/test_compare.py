@@ -59,7 +59,7 @@ def test_compare_resume_refuses_a_flag_that_changes_the_saved_config(comparison)
     before = (comparison / "results.json").read_text()
     code, stdout, stderr = run_cli("compare", "--out", str(comparison), "--resume", "--no-progress",
                                    "--methods", "darts1", "gdas", "random", "darts2", "--seeds", "2")
-    assert code != 0 and stdout == ""
+    assert code == 2 and stdout == ""
     assert len(stderr.strip().splitlines()) == 1 and "--methods would change it" in stderr
     assert "Traceback" not in stderr and (comparison / "results.json").read_text() == before
     same = run_cli("compare", "--out", str(comparison), "--resume", "--no-progress", "--seeds", "2")
