@@ -65,8 +65,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
 SPACE = get_space("nb201")
 METHODS = {"taskdarts": True, "no-encoder": False}  # imitation meta-runs: name -> use_encoder
+# options that replace the config's value when given
 CONFIG_OVERRIDES = ("teacher_method", "teacher_probe_epochs", "imitate_target", "imitate_pool", "meta_steps",
-                    "max_ways", "dataset_loss")  # options that replace the config's value when given
+                    "max_ways", "dataset_loss", "imitate_weight_steps")
 
 
 def natural_config(args, seed: int, **overrides) -> MetaConfig:
@@ -358,6 +359,10 @@ def main() -> None:
     parser.add_argument("--teacher-method", help="instead of the config's (also the families' own searches in (c))")
     parser.add_argument("--teacher-probe-epochs", type=int, help="instead of the config's (0: teachers without the "
                                                                  "skip probe)")
+    parser.add_argument("--imitate-weight-steps", type=int, help="instead of the config's (0: the proposal alone, no "
+                                                                 "start weights; ~40x faster meta-runs)")
+    parser.add_argument("--meta-only", action="store_true", help="make the teachers and meta-runs, then stop (what "
+                                                                 "budget_regret.py and latency_budgets.py read)")
     parser.add_argument("--adapt-steps", type=int, nargs="+", default=[0, 20, 100])
     parser.add_argument("--baselines", nargs="+", default=["darts1", "gdas", "pcdarts", "naswot-500"],
                         help="compare methods searched on the CIFAR-10 training images (naswot-500: the teachers' "
@@ -389,6 +394,8 @@ def main() -> None:
         for method in METHODS:
             ensure_meta(args, seed, method, bank, out)
         print(f"seed {seed}: teachers and meta-runs ready ({time.time() - started:.0f}s)", flush=True)
+    if args.meta_only:
+        return
     a = cifar10(args, out, table) if "a" in args.parts else {}
     print(f"(a) done ({time.time() - started:.0f}s)", flush=True)
     c = conditioning(args, out) if "c" in args.parts else {}
