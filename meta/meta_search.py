@@ -26,7 +26,14 @@ from supernet.costs import (
     cost_terms,
     require_feasible,
 )
-from supernet.latency import DEFAULT_CONFIDENCE, LatencyModel, check_confidence, device_latency_model
+from supernet.latency import (
+    DEFAULT_CONFIDENCE,
+    LatencyModel,
+    check_confidence,
+    device_latency_model,
+    measure_latency,
+    verified_derive,
+)
 from supernet.regularizers import create_regularizer
 from supernet.search import SearchConfig, SearchStart, logits_entropy, run_search
 from supernet.spaces import create_supernet
@@ -138,8 +145,22 @@ def _propose(config: MetaSearchConfig, meta, task, costs: Costing | None, run: R
     adapted = adapt(work, start.weights, buffers, start.logits, task, config.adapt_steps, mc.adapt, mc.meta.grad_clip,
                     config.seed, regularizer=regularizer)
     final_logits = {k: v.detach() for k, v in adapted.logits().items()}
-    genotype = (meta.space.derive(final_logits) if costs is None else
-                budgeted_derive(meta.space, final_logits, costs.terms, budget, costs.costs.describe()))
+    verified = None
+    if costs is None:
+        genotype = meta.space.derive(final_logits)
+    else:
+        def decode(excluded):
+            return budgeted_derive(meta.space, final_logits, costs.terms, budget, costs.costs.describe(), excluded)
+
+        if costs.latency is not None and config.device_profile == "auto":  # the device is here: measure the proposal
+            def measure(cell) -> float:
+                return measure_latency(meta.space, [cell], task.num_classes, mc.task.channels,
+                                       config.budget_image_size, device)[0]
+
+            genotype, measured_ms, tries = verified_derive(decode, measure, budget.max_latency_ms)
+            verified = {"latency_measured_ms": round(measured_ms, 4), "latency_tries": tries}
+        else:
+            genotype = decode(())
     seconds = time.time() - started
     query_loss, query_acc = split_metrics(adapted.model, final_logits, task)
     cost = {}
@@ -148,6 +169,7 @@ def _propose(config: MetaSearchConfig, meta, task, costs: Costing | None, run: R
         if costs.latency is not None:
             cost["latency_ms"] = round(costs.latency.predict(meta.space, genotype), 4)
             cost["latency_bound_ms"] = round(costs.latency.bound(meta.space, genotype), 4)
+            cost.update(verified or {})
             atomic_write_text(run.file("device_profile.csv"), costs.profile_csv)
             log.info(costs.latency.describe())
     row = {"adapt_steps": config.adapt_steps, "query_loss": query_loss, "query_acc": query_acc,
@@ -169,7 +191,9 @@ def _propose(config: MetaSearchConfig, meta, task, costs: Costing | None, run: R
              + (f"; {budget.describe()} in {costs.costs.describe()}: {cost['params_m']:.4f} M parameters, "
                 f"{cost['flops_m']:.2f} M FLOPs" if costs is not None else "")
              + (f", {cost['latency_ms']:.3f} ms predicted ({cost['latency_bound_ms']:.3f} ms guarded)"
-                if "latency_ms" in cost else ""))
+                if "latency_ms" in cost else "")
+             + (f", {cost['latency_measured_ms']:.3f} ms measured here (cell {cost['latency_tries']} of those tried)"
+                if verified else ""))
     return {"genotype": meta.space.to_json(genotype), "query_acc": query_acc, "seconds": round(seconds, 3), **cost}
 
 

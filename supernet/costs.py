@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -161,9 +161,9 @@ def require_feasible(terms: Mapping[str, Term], budget: Budget, where: str) -> N
 
 
 def budgeted_derive(space: SearchSpace, logits: Mapping[str, torch.Tensor], terms: Mapping[str, Term],
-                    budget: Budget, where: str = "its evaluation network") -> Any:
-    """The cell of highest log-probability under `logits` whose costs fit `budget`; one line naming the cheapest
-    cell's costs when none fits."""
+                    budget: Budget, where: str = "its evaluation network", exclude: Sequence[Any] = ()) -> Any:
+    """The cell of highest log-probability under `logits` whose costs fit `budget`, other than the cells in `exclude`
+    (ones measured over it); one line naming the cheapest cell's costs when none fits."""
     _require_edge_space(space)
     require_feasible(terms, budget, where)
     (cell_type,) = space.cell_types
@@ -174,6 +174,11 @@ def budgeted_derive(space: SearchSpace, logits: Mapping[str, torch.Tensor], term
         feasible &= terms[name].of_cells(cells) <= bound + 1e-9
     if not feasible.any():
         raise AssertionError("the cell of every edge none fits any budget that some cell fits")
+    for cell in exclude:
+        feasible &= ~(cells == torch.tensor([space.ops.index(op) for op in space.edge_ops(cell)])).all(-1)
+    if not feasible.any():
+        raise InputError(f"no cell fits {budget.describe()} in {where} once the {len(exclude)} measured over it are "
+                         f"left out")
     score = log_p[torch.arange(space.num_edges), cells].sum(-1).masked_fill(~feasible, -math.inf)
     best = cells[int(score.argmax())]
     return space.with_edge_ops([space.ops[k] for k in best.tolist()])

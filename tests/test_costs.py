@@ -148,3 +148,39 @@ def test_the_latency_guard_meets_its_confidence_on_a_noisy_device():
         bare.append(sum(ms <= plain.predict(NB201, c) for ms, c in zip(latencies, new_cells)) / len(new_cells))
     assert sum(guarded) / len(guarded) >= 0.94 and min(guarded) >= 0.85
     assert sum(bare) / len(bare) < 0.7
+
+
+def test_where_the_device_is_at_hand_a_proposal_measured_over_its_budget_is_replaced(costs):
+    """verified_derive measures each decoded cell and leaves out those measured over the bound, so the next most likely
+    cell that fits is tried; a device that misses every time is one line. The device is simulated: the additive
+    truth of the model, 30 % slower than predicted on cells with more than one 3x3 convolution."""
+    from supernet.latency import fit_latency, reference_cells, verified_derive
+
+    truth = {"none": 0.0, "skip_connect": 0.1, "nor_conv_1x1": 0.7, "nor_conv_3x3": 2.0, "avg_pool_3x3": 0.4}
+    cells = reference_cells(NB201)
+    model = fit_latency(NB201, cells, [3.0 + sum(truth[op] for op in NB201.edge_ops(c)) for c in cells], "test")
+    terms = cost_terms(costs, model.term(NB201))
+    bound = 3.0 + 2 * 2.0 + 4 * 0.7  # two 3x3 among 1x1s, as predicted
+    budget = Budget(max_latency_ms=bound + 1e-6)
+    preferred = _prefer("nor_conv_3x3", "nor_conv_1x1")
+
+    def decode(excluded):
+        return budgeted_derive(NB201, preferred, terms, budget, exclude=excluded)
+
+    def device(cell) -> float:
+        return model.predict(NB201, cell) * (1.3 if NB201.edge_ops(cell)[-1] == "nor_conv_3x3" else 1.0)
+
+    first = decode(())
+    assert NB201.edge_ops(first).count("nor_conv_3x3") == 2 and device(first) > bound
+    second = decode([first])
+    assert second != first and NB201.edge_ops(second).count("nor_conv_3x3") == 2
+    cell, measured, tries = verified_derive(decode, device, bound)
+    assert measured == device(cell) <= bound and NB201.edge_ops(cell)[-1] != "nor_conv_3x3"
+    assert NB201.edge_ops(cell).count("nor_conv_3x3") == 2 and tries == 3  # (4, 5) and (3, 5) measured over it
+    with pytest.raises(InputError, match=r"the 5 most likely cells under .* ms \(guarded prediction\) all measured "
+                                         r"over it here"):
+        verified_derive(decode, lambda c: 2 * bound, bound)
+    only = NB201.with_edge_ops(["none"] * 6)
+    with pytest.raises(InputError, match="once the 1 measured over it are left out"):
+        budgeted_derive(NB201, preferred, terms, Budget(max_latency_ms=model.predict(NB201, only) + 1e-6),
+                        exclude=[only])

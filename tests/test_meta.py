@@ -341,6 +341,10 @@ def test_a_budgeted_proposal_is_the_most_likely_cell_that_fits(meta_run, tmp_pat
         assert code == 0, stderr
         row = next(csv.DictReader((out / "metrics.csv").open()))
         assert 0 < float(row["latency_ms"]) <= float(row["latency_bound_ms"]) <= 1e5
+        if profile == "auto":  # the device is here: the proposal was measured too
+            assert 0 < float(row["latency_measured_ms"]) <= 1e5 and row["latency_tries"] == "1"
+        else:
+            assert "latency_measured_ms" not in row
         assert (out / "device_profile.csv").is_file()
         assert "latency model from" in (out / "log.txt").read_text() and "guard at confidence 0.95" in (
             out / "log.txt").read_text()
