@@ -166,17 +166,24 @@ def read_profile(path: str, space: SearchSpace) -> tuple[list[Any], list[float]]
 
 def measure_latency(space: SearchSpace, cells: Sequence[Any], num_classes: int, channels: int, image_size: int,
                     device: torch.device, repeats: int = 10, warmup: int = 3, batch: int = 1) -> list[float]:
-    """Median ms of `repeats` forward passes (after `warmup`) of each cell's evaluation network at `batch` images."""
+    """Median ms of `repeats` forward passes (after `warmup`) of each cell's evaluation network at `batch` images.
+
+    The cells are timed in rounds, one pass of each per round, so that a drift of the machine (clock, a neighbour's
+    load) falls on every cell alike instead of on the ones timed during it (benchmarks/profile_stability.py: over 5
+    back-to-back profiles here, guards 1.03-1.06 in rounds against 1.06-1.50 cell after cell). A drift of the whole
+    machine between profiles (up to 4 % there) remains; a guard from one profile cannot see it, the measured check
+    of a proposal (`verified_derive`) catches it."""
     shape = entry_of(space).inspect_defaults
     x = torch.zeros(batch, channels, image_size, image_size, device=device)
-    out = []
+    networks = []
     for cell in cells:
         torch.manual_seed(0)
-        network = create_network(cell, num_classes, channels, shape["init_channels"], shape["layers"],
-                                 image_size=image_size).to(device).eval()
-        times = []
-        with torch.no_grad():
-            for k in range(warmup + repeats):
+        networks.append(create_network(cell, num_classes, channels, shape["init_channels"], shape["layers"],
+                                       image_size=image_size).to(device).eval())
+    times: list[list[float]] = [[] for _ in cells]
+    with torch.no_grad():
+        for k in range(warmup + repeats):
+            for network, record in zip(networks, times):
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
                 started = time.perf_counter()
@@ -184,9 +191,8 @@ def measure_latency(space: SearchSpace, cells: Sequence[Any], num_classes: int, 
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
                 if k >= warmup:
-                    times.append(1000 * (time.perf_counter() - started))
-        out.append(statistics.median(times))
-    return out
+                    record.append(1000 * (time.perf_counter() - started))
+    return [statistics.median(record) for record in times]
 
 
 def verified_derive(decode: Callable[[Sequence[Any]], Any], measure: Callable[[Any], float], bound_ms: float,
