@@ -504,10 +504,15 @@ def derive_from_checkpoint(source: str):
     state = load_checkpoint(path)
     if "arch" not in state or "space" not in state:
         raise InputError(f"{path} is not a search checkpoint (no architecture logits)")
+    if not isinstance(state["arch"], dict) or not isinstance(state["space"], str):
+        raise InputError(f"{path} is not a search checkpoint (its architecture logits are not a mapping of tensors)")
     space = get_space(state["space"])
     prefix = "logits."
-    logits = {key[len(prefix):]: value for key, value in state["arch"].items() if key.startswith(prefix)}
-    return space, space.derive({k: torch.as_tensor(v) for k, v in logits.items()})
+    logits = {key[len(prefix):]: value for key, value in state["arch"].items() if str(key).startswith(prefix)}
+    for key, value in logits.items():
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+            raise InputError(f"{path}: the logits '{key}' are not a tensor of numbers")
+    return space, space.derive(logits)
 
 
 def cmd_derive(args: argparse.Namespace) -> int:
@@ -524,6 +529,8 @@ def cmd_derive(args: argparse.Namespace) -> int:
 def cmd_inspect(args: argparse.Namespace) -> int:
     import torch
 
+    from image_sets.data import check_image_size
+    from run_kit.config import require_size
     from supernet.discrete import count_flops_m, count_parameters_m
     from supernet.spaces import create_network
 
@@ -543,8 +550,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                         ("--channels", args.channels)):
         if value < 1:
             raise InputError(f"{name} must be at least 1, got {value}")
-    model = create_network(genotype, args.num_classes, args.channels, channels, layers, auxiliary=False,
-                           image_size=args.image_size)
+        require_size(name[2:].replace("-", "_"), value)
+    check_image_size(args.image_size)
+    space.check_image_size(args.image_size)
+    with torch.device("meta"):  # shapes only: parameters and FLOPs are counted without allocating or computing
+        model = create_network(genotype, args.num_classes, args.channels, channels, layers, auxiliary=False,
+                               image_size=args.image_size)
     print(json.dumps({"space": space.name, "params_m": round(count_parameters_m(model), 6),
                       "flops_m": round(count_flops_m(model, args.channels, args.image_size), 3),
                       "layers": layers, "init_channels": channels, "num_classes": args.num_classes,

@@ -102,6 +102,7 @@ def config_from_dict(cls, values: Mapping[str, Any], what: str, root: type | Non
                                                                                       f"{what} {name}", root or cls)
         else:
             out[name] = _coerce(name, value, hints[name])
+            require_size(name, out[name])
     return cls(**out)
 
 
@@ -160,6 +161,28 @@ def _describe(annotation: Any) -> str:
     if origin is tuple:
         return f"a list of {len(args)} values ({', '.join(_describe(a) for a in args)})"
     return str(annotation)
+
+
+SIZE_LIMITS: dict[str, int] = {
+    # network shape: far above any published network (DARTS: 20 cells of 36 channels), below what overflows a
+    # tensor's size or takes minutes to build before the memory check can refuse it
+    "layers": 1_000, "retrain_layers": 1_000, "teacher_probe_layers": 1_000,
+    "init_channels": 4_096, "retrain_channels": 4_096,
+    "channels": 64,  # of an image
+    "num_classes": 100_000, "max_classes": 100_000,
+    "embed_dim": 65_536,
+    "seeds": 1_000,  # compare lists every (method, seed) pair up front
+}
+"""The largest value of each size option, checked when a config is read (and by inspect), before anything is built:
+past these an option is absurd on any machine, and the memory checks (run_kit/device.py) refuse what would not fit
+this one."""
+
+
+def require_size(name: str, value: Any) -> None:
+    """Refuse a size option above its SIZE_LIMITS entry (one line, before anything is allocated)."""
+    limit = SIZE_LIMITS.get(name)
+    if limit is not None and isinstance(value, int) and value > limit:
+        raise InputError(f"{flag(name)} must be at most {limit:,}, got {value:,}")
 
 
 def require_at_least(config: Any, minimum: float, *names: str) -> None:

@@ -2,6 +2,7 @@
 load with `weights_only=True`)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 from collections.abc import Callable, Mapping
@@ -31,11 +32,14 @@ def pick_device(name: str | None = None) -> torch.device:
 PRECISIONS = ("fp32", "bf16")
 
 
-def autocast(precision: str, device_type: str) -> torch.autocast:
+def autocast(precision: str, device_type: str) -> contextlib.AbstractContextManager:
     """The forward pass of a network at `precision`: bf16 autocasts matrix products and convolutions to bfloat16
-    (BN statistics, softmax and losses stay float32, as autocast keeps them); fp32 changes nothing."""
+    (BN statistics, softmax and losses stay float32, as autocast keeps them); fp32 changes nothing. On the meta
+    device (shapes only: counting FLOPs of a network too large to run) there is nothing to cast."""
     if precision not in PRECISIONS:
         raise InputError(f"unknown precision '{precision}'; known: {', '.join(PRECISIONS)}")
+    if device_type == "meta":
+        return contextlib.nullcontext()
     return torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 

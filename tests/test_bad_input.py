@@ -103,13 +103,64 @@ def test_absurd_sizes_are_refused_before_allocation(tmp_path):
     assert_one_line(code, stderr, "range(0, 1000000000) has more entries than a cell has nodes")
     code, _, stderr = run_cli("search", "--image-size", "100000", "--out", str(tmp_path / "b"))
     assert_one_line(code, stderr, "--image-size must be between 1 and 4096")
-    code, _, stderr = run_cli("search", "--init-channels", "100000", "--out", str(tmp_path / "c"))
+    code, _, stderr = run_cli("search", "--init-channels", "4000", "--out", str(tmp_path / "c"))
     assert_one_line(code, stderr, "the supernet")
     assert "GiB" in stderr and not (tmp_path / "c").exists()
     code, _, stderr = run_cli("search", "--dataset", "npz:" + str(_npz(tmp_path, x=np.zeros((40, 8, 8), np.uint8),
                                                                         y=np.arange(40) % 2)),
                               "--image-size", "4000", "--out", str(tmp_path / "d"))
     assert_one_line(code, stderr, "a search step at batch 16 and 4000 px would need about")
+
+
+SIZE_CASES = [(command, option) for command, options in {
+    "search": ("--layers", "--init-channels"),
+    "retrain": ("--layers", "--init-channels"),
+    "meta-train": ("--layers", "--init-channels", "--channels", "--max-classes", "--embed-dim",
+                   "--teacher-probe-layers"),
+    "teachers": ("--layers", "--init-channels", "--channels"),
+    "compare": ("--seeds", "--layers", "--init-channels", "--retrain-layers", "--retrain-channels"),
+    "inspect": ("--layers", "--init-channels", "--num-classes", "--channels"),
+}.items() for option in options]
+
+
+@pytest.mark.parametrize("command, option", SIZE_CASES)
+def test_every_size_option_past_its_limit_is_one_line_before_anything_is_built(tmp_path, command, option):
+    """Past its SIZE_LIMITS entry a size option is refused when the config is read: a value of 10^9 once overflowed a
+    tensor's size, took minutes to build on the meta device, or listed 10^9 compare pairs (killed for memory)."""
+    from run_kit.config import SIZE_LIMITS
+
+    name = option[2:].replace("-", "_")
+    head = {"retrain": ["--genotype", "DARTS_V2"], "inspect": ["DARTS_V2"], "compare": ["--methods", "random"]}
+    out = [] if command == "inspect" else ["--out", str(tmp_path / "run")]
+    code, _, stderr = run_cli(command, *head.get(command, []), option, str(SIZE_LIMITS[name] + 1), *out)
+    assert_one_line(code, stderr, f"{option} must be at most {SIZE_LIMITS[name]:,}, got {SIZE_LIMITS[name] + 1:,}")
+    assert not (tmp_path / "run").exists()
+
+
+def test_inspect_counts_without_allocating_and_refuses_an_image_size_past_the_limit():
+    """inspect builds the network on the meta device: a 4096 px DARTS_V2 (whose forward pass once crashed this machine
+    and which 24 GB cannot hold) is counted at once, with the parameters of the 32 px one; 100000 px is one line."""
+    code, stdout, stderr = run_cli("inspect", "DARTS_V2", "--image-size", "4096")
+    assert code == 0, stderr
+    big, small = json.loads(stdout), json.loads(run_cli("inspect", "DARTS_V2")[1])
+    assert big["params_m"] == small["params_m"] == 3.349342
+    assert big["flops_m"] > 16_000 * small["flops_m"]  # (4096 / 32)^2 = 16,384 times the pixels
+    code, _, stderr = run_cli("inspect", "DARTS_V2", "--image-size", "100000", "--num-classes", "10")
+    assert_one_line(code, stderr, "--image-size must be between 1 and 4096, got 100000")
+
+
+@pytest.mark.parametrize("arch, message", [
+    ({"logits.cell": torch.zeros(3, 2)}, "must have shape (6, 5), got (3, 2)"),
+    ({"logits.cell": "x"}, "the logits 'cell' are not a tensor of numbers"),
+    ({"logits.cell": torch.zeros(6, 5, dtype=torch.long)}, "the logits 'cell' are not a tensor of numbers"),
+    ([1, 2], "is not a search checkpoint"),
+])
+def test_derive_of_a_checkpoint_with_bad_logits_is_one_line(tmp_path, arch, message):
+    path = tmp_path / "bad.pt"
+    torch.save({"space": "nb201", "arch": arch}, path)
+    code, stdout, stderr = run_cli("derive", str(path))
+    assert_one_line(code, stderr, message)
+    assert stdout == ""
 
 
 def _npz(tmp_path, name="data.npz", **arrays):

@@ -200,10 +200,11 @@ def test_budget_aware_imitation_proposes_by_the_budget_and_the_blind_model_canno
         assert len(proposed[1.0] | proposed[0.11]) == 1
 
 
-def test_the_constant_cells_of_the_budget_benchmark():
+def test_the_random_residual_cells_of_the_budget_benchmark_keep_the_residual_edge():
     regret = load_benchmark("budget_regret")
-    assert SPACE.edge_ops(SPACE.from_text(regret.RESIDUAL_CONV)) == (
-        "nor_conv_3x3", "nor_conv_3x3", "nor_conv_3x3", "skip_connect", "nor_conv_3x3", "nor_conv_3x3")
+    constant = SPACE.edge_ops(SPACE.from_text(regret.RESIDUAL_CONV))  # the all-3x3 cell agrees with RESIDUAL_EDGE
+    assert constant[regret.RESIDUAL_EDGE] == "skip_connect"
+    assert {op for k, op in enumerate(constant) if k != regret.RESIDUAL_EDGE} == {"nor_conv_3x3"}
     generator = torch.Generator().manual_seed(0)
     cells = [SPACE.edge_ops(regret.random_residual_conv(generator)) for _ in range(50)]
     assert all(ops[regret.RESIDUAL_EDGE] == "skip_connect" for ops in cells)
