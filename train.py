@@ -187,6 +187,11 @@ def build_parser() -> OneLineParser:
                       help="with --max-latency-ms: the budget bounds the prediction times a guard chosen from the "
                            "profile so that a cell meets it as measured with probability ~Q (default 0.95, needs 19 "
                            "profile cells; 0: the bare prediction)")
+    meta.add_argument("--latency-threads", type=int, metavar="N",
+                      help="with --device-profile auto: time cells with N CPU threads (default 0: PyTorch's count "
+                           "here; recorded in metrics.csv)")
+    meta.add_argument("--latency-memory-format", choices=("contiguous", "channels_last"),
+                      help="with --device-profile auto: the memory format cells are timed in (default contiguous)")
     meta.add_argument("--budget-image-size", type=int, metavar="PX",
                       help="with a budget: the image size the evaluation network is costed at (default 32)")
     meta.add_argument("--warm-start-weights", choices=tuple(WARM_START_WEIGHTS),
@@ -381,12 +386,17 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise InputError("--warm-start-weights needs --meta META_CKPT --warm-start: it chooses the weights a "
                          "warm-started search begins from")
     budgets = [_flag(name) for name in ("max_params_m", "max_flops_m", "max_latency_ms", "device_profile",
-                                        "latency_confidence", "budget_image_size") if getattr(args, name) is not None]
+                                        "latency_confidence", "latency_threads", "latency_memory_format",
+                                        "budget_image_size") if getattr(args, name) is not None]
     if args.device_profile is not None and args.max_latency_ms is None:
         raise InputError("--device-profile needs --max-latency-ms: the profile predicts the latency it bounds")
     if args.latency_confidence is not None and args.max_latency_ms is None:
         raise InputError("--latency-confidence needs --max-latency-ms: it guards the latency prediction a budget "
                          "bounds")
+    timing = [_flag(name) for name in ("latency_threads", "latency_memory_format") if getattr(args, name) is not None]
+    if timing and (args.max_latency_ms is None or (args.device_profile or "auto") != "auto"):
+        raise InputError(f"{', '.join(timing)} need(s) --max-latency-ms with --device-profile auto: they set how this "
+                         f"machine times cells")
     if budgets and (not args.meta or args.warm_start):
         raise InputError(f"{', '.join(budgets)} need(s) --meta META_CKPT without --warm-start: a budget constrains "
                          f"the meta-model's proposal")
@@ -437,7 +447,8 @@ def cmd_meta_search(args: argparse.Namespace) -> int:
         raise InputError(f"{', '.join(sorted(ignored))} do(es) not apply to --meta searches: the meta-checkpoint "
                          f"fixes the supernet, image format and adaptation settings")
     dataset = args.dataset or "digits"
-    costed_at = {name: getattr(args, name) for name in ("budget_image_size", "device_profile", "latency_confidence")
+    costed_at = {name: getattr(args, name) for name in ("budget_image_size", "device_profile", "latency_confidence",
+                                                        "latency_threads", "latency_memory_format")
                  if getattr(args, name) is not None}
     config = MetaSearchConfig(meta=args.meta, dataset=dataset, adapt_steps=args.adapt_steps,
                               seed=args.seed if args.seed is not None else 0, data_root=args.data_root or "data",

@@ -20,30 +20,30 @@ import statistics
 
 import torch
 
-from supernet.latency import fit_latency, measure_latency, reference_cells
+from supernet.latency import TimingProtocol, fit_latency, measure_latency, reference_cells
 from supernet.spaces import get_space
 
 SPACE = get_space("nb201")
 
 
-def cell_after_cell(cells: list, device: torch.device) -> list[float]:
+def cell_after_cell(cells: list, protocol: TimingProtocol) -> list[float]:
     """The old protocol: each cell's warm-up and timed passes in a row."""
-    return [measure_latency(SPACE, [cell], 10, 3, 32, device)[0] for cell in cells]
+    return [measure_latency(SPACE, [cell], 10, 3, 32, protocol)[0] for cell in cells]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profiles", type=int, default=3)
     args = parser.parse_args()
-    device = torch.device("cpu")
+    protocol = TimingProtocol.here(torch.device("cpu"))
     cells = reference_cells(SPACE)
-    kinds = {"rounds": lambda: measure_latency(SPACE, cells, 10, 3, 32, device),
-             "cell after cell": lambda: cell_after_cell(cells, device)}
+    kinds = {"rounds": lambda: measure_latency(SPACE, cells, 10, 3, 32, protocol),
+             "cell after cell": lambda: cell_after_cell(cells, protocol)}
     profiles: dict[str, list[list[float]]] = {kind: [] for kind in kinds}
     for _ in range(args.profiles):
         for kind, measure in kinds.items():
             profiles[kind].append(measure())
-    print(f"{len(cells)} reference cells, {torch.get_num_threads()} threads, batch 1, fp32\n")
+    print(f"{len(cells)} reference cells, {protocol.describe()}\n")
     print("| protocol | guard at 0.95 per profile | per-cell ratio / median ratio, all pairs | median ratio per pair |")
     print("|---|---|---|---|")
     for kind, runs in profiles.items():

@@ -28,10 +28,10 @@ from supernet.costs import (
 )
 from supernet.latency import (
     DEFAULT_CONFIDENCE,
-    LatencyModel,
+    DeviceProfile,
+    TimingProtocol,
     check_confidence,
-    device_latency_model,
-    measure_latency,
+    device_profile,
     verified_derive,
 )
 from supernet.regularizers import create_regularizer
@@ -61,6 +61,8 @@ class MetaSearchConfig:
     max_latency_ms: float | None = None  # predicted from a device profile (supernet/latency.py)
     device_profile: str = "auto"  # a CSV arch,latency_ms, or auto: the reference cells measured here
     latency_confidence: float = DEFAULT_CONFIDENCE  # the guard on the prediction a latency budget bounds; 0: none
+    latency_threads: int = 0  # `auto` times cells with this many CPU threads; 0: PyTorch's count here (recorded)
+    latency_memory_format: str = "contiguous"  # ... and inputs and weights in this memory format (or channels_last)
     budget_image_size: int = 32  # the image size that network is costed at
     device: str = "auto"
 
@@ -69,25 +71,25 @@ class MetaSearchConfig:
 
 
 class Costing(NamedTuple):
-    """What a budgeted proposal is costed with: the counted costs, the terms the budget bounds, the latency model
-    and its device profile (CSV) when the budget has a latency."""
+    """What a budgeted proposal is costed with: the counted costs, the terms the budget bounds, and the device profile
+    (with its latency model) when the budget has a latency."""
 
     costs: CellCosts
     terms: dict[str, Term]
-    latency: LatencyModel | None
-    profile_csv: str | None
+    profile: DeviceProfile | None
 
 
 def costing(config: MetaSearchConfig, space, num_classes: int, channels: int, device: torch.device) -> Costing:
     """The cost models of a budget, checked feasible: one line when no cell fits."""
     costs = cell_costs(space.name, num_classes, channels, config.budget_image_size)
-    latency = profile = None
+    profile = None
     if config.max_latency_ms is not None:
-        latency, profile = device_latency_model(config.device_profile, space, num_classes, channels,
-                                                config.budget_image_size, device, config.latency_confidence)
-    terms = cost_terms(costs, None if latency is None else latency.term(space))
+        protocol = TimingProtocol.here(device, config.latency_threads, config.latency_memory_format)
+        profile = device_profile(config.device_profile, space, num_classes, channels, config.budget_image_size,
+                                 protocol, config.latency_confidence)
+    terms = cost_terms(costs, None if profile is None else profile.model.term(space))
     require_feasible(terms, config.budget(), costs.describe())
-    return Costing(costs, terms, latency, profile)
+    return Costing(costs, terms, profile)
 
 
 def run_meta_search(config: MetaSearchConfig, run: RunDir, expect_space: str | None = None,
@@ -106,7 +108,9 @@ def run_meta_search(config: MetaSearchConfig, run: RunDir, expect_space: str | N
     task = whole_dataset_task(config.dataset, mc.task.channels, mc.task.image_size, config.seed, config.data_root,
                               config.download, config.max_images_per_class, include_test=False, outer=False).to(device)
     # before the run directory exists: a budget no cell meets leaves nothing behind
+    costing_started = time.perf_counter()  # the proposal's seconds include costing it (and profiling the device)
     costs = costing(config, meta.space, task.num_classes, mc.task.channels, device) if config.budget().active else None
+    costing_seconds = time.perf_counter() - costing_started if costs is not None else 0.0
     if costs is not None and mc.model.budget_aware:  # z is told how tight the budget is
         task = replace(task, budget_share=budget_share(meta.space, costs.terms, config.budget()))
     with run.claim(resume=False):
@@ -114,18 +118,18 @@ def run_meta_search(config: MetaSearchConfig, run: RunDir, expect_space: str | N
                          "channels": mc.task.channels})
         log = run.logger("meta-search")
         try:
-            return _propose(config, meta, task, costs, run, log, device)
+            return _propose(config, meta, task, costs, run, log, device, costing_seconds)
         finally:
             run.close_logger("meta-search")
 
 
 def _propose(config: MetaSearchConfig, meta, task, costs: Costing | None, run: RunDir, log,
-             device: torch.device) -> dict[str, Any]:
+             device: torch.device, costing_seconds: float = 0.0) -> dict[str, Any]:
     """Embed the task, start from the controller's logits and the initializer's weights, adapt K steps, derive (the
     most likely cell within the budget, costed by `costs`, when there is one)."""
     mc = meta.config
     budget = config.budget()
-    started = time.time()
+    started = time.perf_counter()
     meta.eval()
     with torch.no_grad():
         z = meta.embed([task])[0]
@@ -152,26 +156,37 @@ def _propose(config: MetaSearchConfig, meta, task, costs: Costing | None, run: R
         def decode(excluded):
             return budgeted_derive(meta.space, final_logits, costs.terms, budget, costs.costs.describe(), excluded)
 
-        if costs.latency is not None and config.device_profile == "auto":  # the device is here: measure the proposal
+        profile = costs.profile
+        if profile is not None and profile.protocol is not None:  # the device is here: measure the proposal alike
+            drifts = []
+            verify_started = time.perf_counter()
+
             def measure(cell) -> float:
-                return measure_latency(meta.space, [cell], task.num_classes, mc.task.channels,
-                                       config.budget_image_size, device)[0]
+                ms, drift = profile.measure_with_profile(meta.space, cell, task.num_classes, mc.task.channels,
+                                                         config.budget_image_size)
+                drifts.append(drift)
+                return ms
 
             genotype, measured_ms, tries = verified_derive(decode, measure, budget.max_latency_ms)
-            verified = {"latency_measured_ms": round(measured_ms, 4), "latency_tries": tries}
+            verified = {"latency_measured_ms": round(measured_ms, 4), "latency_tries": tries,
+                        "latency_profile_drift": round(drifts[-1], 4),
+                        "latency_verify_seconds": round(time.perf_counter() - verify_started, 3)}
         else:
             genotype = decode(())
-    seconds = time.time() - started
+    seconds = time.perf_counter() - started + costing_seconds
     query_loss, query_acc = split_metrics(adapted.model, final_logits, task)
     cost = {}
     if costs is not None:
         cost = dict(zip(("params_m", "flops_m"), (round(v, 6) for v in costs.costs.of(genotype))))
-        if costs.latency is not None:
-            cost["latency_ms"] = round(costs.latency.predict(meta.space, genotype), 4)
-            cost["latency_bound_ms"] = round(costs.latency.bound(meta.space, genotype), 4)
+        if costs.profile is not None:
+            profile = costs.profile
+            cost["latency_ms"] = round(profile.model.predict(meta.space, genotype), 4)
+            cost["latency_bound_ms"] = round(profile.model.bound(meta.space, genotype), 4)
+            if profile.protocol is not None:
+                cost.update({**profile.protocol.record(), "latency_profile_seconds": round(profile.seconds, 3)})
             cost.update(verified or {})
-            atomic_write_text(run.file("device_profile.csv"), costs.profile_csv)
-            log.info(costs.latency.describe())
+            atomic_write_text(run.file("device_profile.csv"), profile.csv(meta.space))
+            log.info(profile.model.describe())
     row = {"adapt_steps": config.adapt_steps, "query_loss": query_loss, "query_acc": query_acc,
            **{f"entropy_{k}": v for k, v in logits_entropy(final_logits).items()}, "seconds": round(seconds, 3),
            **cost, "genotype": meta.space.to_text(genotype)}

@@ -13,9 +13,11 @@ budget therefore bounds a guarded prediction, the point prediction times a facto
 without it, r_i = y_i / f_{-i}(x_i); the factor is the ceil((n + 1) q)-th smallest r_i (at least 1), so that a new
 cell's latency lies under its guarded prediction with probability about q, the `--latency-confidence` (default
 0.95; 0: no guard). This needs n >= q / (1 - q) profile cells (19 at 0.95). A profile is a CSV `arch,latency_ms` of
-any cells of the space, or `auto`: the reference cells measured here (batch 1, fp32, the evaluation network at the
-costed image size, median of repeated forward passes); with `auto` the proposal itself is measured too
-(`verified_derive`), since a device drifts between the profile's measurement and the proposal's.
+any cells of the space, or `auto`: the reference cells measured here under one `TimingProtocol` (batch 1, fp32, the
+evaluation network at the costed image size, median of repeated forward passes in rounds, the CPU thread count and
+memory format set for the timing and recorded); with `auto` the proposal itself is measured too (`verified_derive`),
+under the same protocol and in rounds with the profile's cells, since a device drifts between the profile's
+measurement and the proposal's (the drift, now over then on the profile's cells, is recorded).
 """
 from __future__ import annotations
 
@@ -164,34 +166,85 @@ def read_profile(path: str, space: SearchSpace) -> tuple[list[Any], list[float]]
     return cells, latencies
 
 
+MEMORY_FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+
+
+@dataclass(frozen=True)
+class TimingProtocol:
+    """How cells are timed where the device is at hand: the same for the profile (`auto`) and for the measured check of
+    the proposal (`verified_derive`), so that both see one device. Batch `batch`, fp32, inference mode, `warmup`
+    passes then `repeats` timed passes, the median kept; on a CPU the intra-op thread count is set to `threads` for
+    the timing (and restored after), since a latency at 1 thread and at 16 are different devices; inputs and
+    weights in `memory_format`."""
+
+    device: str  # "cpu", "cuda:0"
+    threads: int  # intra-op threads on a CPU (recorded on a GPU, where it does not apply)
+    memory_format: str = "contiguous"
+    batch: int = 1
+    warmup: int = 3
+    repeats: int = 10
+
+    @classmethod
+    def here(cls, device: torch.device, threads: int = 0, memory_format: str = "contiguous") -> TimingProtocol:
+        """The protocol on `device`; `threads` 0: the count PyTorch uses here now (recorded as that number)."""
+        if memory_format not in MEMORY_FORMATS:
+            raise InputError(f"--latency-memory-format must be one of {', '.join(MEMORY_FORMATS)}, got "
+                             f"{memory_format}")
+        if threads < 0 or threads > MAX_THREADS:
+            raise InputError(f"--latency-threads must lie between 0 (PyTorch's count here) and {MAX_THREADS}, got "
+                             f"{threads}")
+        name = str(device) if device.type != "cuda" or device.index is not None else "cuda:0"
+        return cls(name, threads or torch.get_num_threads(), memory_format)
+
+    def describe(self) -> str:
+        threads = f", {self.threads} threads" if self.device == "cpu" else ""
+        return f"{self.device}{threads}, batch {self.batch}, fp32, {self.memory_format}, median of {self.repeats}"
+
+    def record(self) -> dict[str, Any]:
+        """What a run's metrics keep of it."""
+        return {"latency_device": self.device, "latency_threads": self.threads,
+                "latency_memory_format": self.memory_format}
+
+
+MAX_THREADS = 4096
+
+
 def measure_latency(space: SearchSpace, cells: Sequence[Any], num_classes: int, channels: int, image_size: int,
-                    device: torch.device, repeats: int = 10, warmup: int = 3, batch: int = 1) -> list[float]:
-    """Median ms of `repeats` forward passes (after `warmup`) of each cell's evaluation network at `batch` images.
+                    protocol: TimingProtocol) -> list[float]:
+    """Median ms of each cell's evaluation network under `protocol`.
 
     The cells are timed in rounds, one pass of each per round, so that a drift of the machine (clock, a neighbour's
     load) falls on every cell alike instead of on the ones timed during it (benchmarks/profile_stability.py: over 5
     back-to-back profiles here, guards 1.03-1.06 in rounds against 1.06-1.50 cell after cell). A drift of the whole
     machine between profiles (up to 4 % there) remains; a guard from one profile cannot see it, the measured check
-    of a proposal (`verified_derive`) catches it."""
+    of a proposal (`verified_derive`, which times the proposal in rounds with the profile's cells) catches it."""
+    device = torch.device(protocol.device)
+    fmt = MEMORY_FORMATS[protocol.memory_format]
     shape = entry_of(space).inspect_defaults
-    x = torch.zeros(batch, channels, image_size, image_size, device=device)
+    x = torch.zeros(protocol.batch, channels, image_size, image_size, device=device).to(memory_format=fmt)
     networks = []
     for cell in cells:
         torch.manual_seed(0)
         networks.append(create_network(cell, num_classes, channels, shape["init_channels"], shape["layers"],
-                                       image_size=image_size).to(device).eval())
+                                       image_size=image_size).to(device, memory_format=fmt).eval())
     times: list[list[float]] = [[] for _ in cells]
-    with torch.no_grad():
-        for k in range(warmup + repeats):
-            for network, record in zip(networks, times):
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                started = time.perf_counter()
-                network(x)
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                if k >= warmup:
-                    record.append(1000 * (time.perf_counter() - started))
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(protocol.threads)
+    try:
+        with torch.inference_mode():
+            for k in range(protocol.warmup + protocol.repeats):
+                for network, record in zip(networks, times):
+                    if device.type == "cuda":
+                        torch.cuda.synchronize(device)
+                    started = time.perf_counter()
+                    network(x)
+                    if device.type == "cuda":
+                        torch.cuda.synchronize(device)
+                    if k >= protocol.warmup:
+                        record.append(1000 * (time.perf_counter() - started))
+    finally:
+        torch.set_num_threads(threads)
     return [statistics.median(record) for record in times]
 
 
@@ -218,15 +271,42 @@ def profile_csv(space: SearchSpace, cells: Sequence[Any], latencies_ms: Sequence
     return "\n".join(lines) + "\n"
 
 
-def device_latency_model(spec: str, space: SearchSpace, num_classes: int, channels: int, image_size: int,
-                         device: torch.device, confidence: float = DEFAULT_CONFIDENCE) -> tuple[LatencyModel, str]:
-    """(the latency model of the profile `spec`, the profile as CSV): `auto` measures the reference cells here."""
+@dataclass
+class DeviceProfile:
+    """A device's profile and the latency model fitted to it; where the device is at hand (`auto`), the protocol that
+    timed it and can time a proposal alike, and the seconds the profile took."""
+
+    model: LatencyModel
+    cells: list[Any]
+    latencies_ms: list[float]
+    protocol: TimingProtocol | None = None  # None: a profile read from a file (the device is elsewhere)
+    seconds: float = 0.0
+
+    def csv(self, space: SearchSpace) -> str:
+        return profile_csv(space, self.cells, self.latencies_ms)
+
+    def measure_with_profile(self, space: SearchSpace, cell: Any, num_classes: int, channels: int,
+                             image_size: int) -> tuple[float, float]:
+        """(the cell's ms, the device's drift): the cell timed in rounds with the profile's cells, exactly as the
+        profile was timed; the drift is the median over the profile's cells of now / then (1: the device is as it
+        was when profiled). Only where the device is at hand."""
+        assert self.protocol is not None, "a profile read from a file has no device to measure on"
+        now = measure_latency(space, [cell, *self.cells], num_classes, channels, image_size, self.protocol)
+        return now[0], statistics.median(a / b for a, b in zip(now[1:], self.latencies_ms))
+
+
+def device_profile(spec: str, space: SearchSpace, num_classes: int, channels: int, image_size: int,
+                   protocol: TimingProtocol, confidence: float = DEFAULT_CONFIDENCE) -> DeviceProfile:
+    """The profile `spec` and its latency model: `auto` times the reference cells here under `protocol`; otherwise
+    `spec` is a CSV arch,latency_ms."""
+    started = time.perf_counter()
     if spec == "auto":
         cells = reference_cells(space)
-        latencies = measure_latency(space, cells, num_classes, channels, image_size, device)
-        threads = f", {torch.get_num_threads()} threads" if device.type == "cpu" else ""
-        source = f"auto ({len(cells)} reference cells measured on {device.type}{threads}, batch 1, fp32)"
+        latencies = measure_latency(space, cells, num_classes, channels, image_size, protocol)
+        source = f"auto ({len(cells)} reference cells measured on {protocol.describe()})"
+        measured_here: TimingProtocol | None = protocol
     else:
         cells, latencies = read_profile(spec, space)
-        source = spec
-    return fit_latency(space, cells, latencies, source, confidence), profile_csv(space, cells, latencies)
+        source, measured_here = spec, None
+    model = fit_latency(space, cells, latencies, source, confidence)
+    return DeviceProfile(model, cells, latencies, measured_here, time.perf_counter() - started)

@@ -1,6 +1,7 @@
 """The cell cost model (supernet/costs.py): its additive sums equal the built networks' counts, and the budgeted
 decoding returns the most likely cell that fits, or one line when none does."""
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -83,7 +84,7 @@ def test_the_decoding_enumerates_every_cell_once():
 def test_a_latency_model_fits_a_profile_it_can_and_bounds_the_decoding(tmp_path, costs):
     """The non-negative fit recovers an additive device exactly; a negative op cost is held at 0; the decoding keeps
     the most likely cell whose predicted latency fits; bad profiles are one line."""
-    from supernet.latency import fit_latency, measure_latency, read_profile, reference_cells
+    from supernet.latency import TimingProtocol, fit_latency, measure_latency, read_profile, reference_cells
 
     truth = {"none": 0.0, "skip_connect": 0.1, "nor_conv_1x1": 0.7, "nor_conv_3x3": 2.0, "avg_pool_3x3": 0.4}
     cells = reference_cells(NB201)
@@ -109,8 +110,18 @@ def test_a_latency_model_fits_a_profile_it_can_and_bounds_the_decoding(tmp_path,
     for value in (1.0, -0.1, math.nan):
         with pytest.raises(InputError, match=r"--latency-confidence must lie in \[0, 1\)"):
             fit_latency(NB201, cells, measured, "test", confidence=value)
-    ms = measure_latency(NB201, cells[:2], 10, 3, 8, torch.device("cpu"), repeats=2, warmup=1)
-    assert len(ms) == 2 and all(0 < v < 10_000 for v in ms)
+    threads = torch.get_num_threads()
+    protocol = TimingProtocol.here(torch.device("cpu"), threads=1, memory_format="channels_last")
+    assert protocol.record() == {"latency_device": "cpu", "latency_threads": 1,
+                                 "latency_memory_format": "channels_last"}
+    assert TimingProtocol.here(torch.device("cpu")).threads == threads  # 0: the count here, recorded as a number
+    ms = measure_latency(NB201, cells[:2], 10, 3, 8, replace(protocol, repeats=2, warmup=1))
+    assert len(ms) == 2 and all(math.isfinite(v) and v > 0 for v in ms)
+    assert torch.get_num_threads() == threads  # the timing's thread count does not leak into the run
+    for bad, message in (({"threads": -1}, "--latency-threads must lie between 0"),
+                         ({"memory_format": "nhwc"}, "--latency-memory-format must be one of")):
+        with pytest.raises(InputError, match=message):
+            TimingProtocol.here(torch.device("cpu"), **bad)
     bad = {"header.csv": "cell,ms\n|none~0|+|none~0|none~1|+|none~0|none~1|none~2|,1\n",
            "cell.csv": "arch,latency_ms\n|conv~0|+|none~0|none~1|+|none~0|none~1|none~2|,1\n",
            "value.csv": "arch,latency_ms\n|none~0|+|none~0|none~1|+|none~0|none~1|none~2|,-2\n"}

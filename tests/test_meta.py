@@ -341,16 +341,63 @@ def test_a_budgeted_proposal_is_the_most_likely_cell_that_fits(meta_run, tmp_pat
         assert code == 0, stderr
         row = next(csv.DictReader((out / "metrics.csv").open()))
         assert 0 < float(row["latency_ms"]) <= float(row["latency_bound_ms"]) <= 1e5
-        if profile == "auto":  # the device is here: the proposal was measured too
+        if profile == "auto":  # the device is here: the proposal was measured too, under the profile's protocol
             assert 0 < float(row["latency_measured_ms"]) <= 1e5 and row["latency_tries"] == "1"
+            assert (row["latency_device"], row["latency_threads"], row["latency_memory_format"]) == (
+                "cpu", str(torch.get_num_threads()), "contiguous")
+            assert float(row["latency_profile_drift"]) > 0
+            # the reported seconds include profiling the device and measuring the proposal
+            assert float(row["seconds"]) >= float(row["latency_profile_seconds"]) + float(
+                row["latency_verify_seconds"]) > 0
         else:
-            assert "latency_measured_ms" not in row
+            assert "latency_measured_ms" not in row and "latency_threads" not in row
         assert (out / "device_profile.csv").is_file()
         assert "latency model from" in (out / "log.txt").read_text() and "guard at confidence 0.95" in (
             out / "log.txt").read_text()
 
 
+def test_a_latency_budget_from_a_profile_file_binds_the_proposal(meta_run, tmp_path):
+    """A profile of a known additive device (3 ms + per-op costs, written by the test, so nothing here depends on this
+    machine's speed): a budget under the free proposal's latency changes the cell to the most likely one whose guarded
+    prediction fits (the guard is 1 on an exactly additive device)."""
+    from supernet.costs import Budget, budgeted_derive, cell_costs, cost_terms
+    from supernet.latency import fit_latency, profile_csv, reference_cells
+    from supernet.spaces import get_space
+
+    space = get_space("nb201")
+    truth = {"none": 0.0, "skip_connect": 0.1, "nor_conv_1x1": 0.7, "nor_conv_3x3": 2.0, "avg_pool_3x3": 0.4}
+    cells = reference_cells(space)
+    latency = [3.0 + sum(truth[op] for op in space.edge_ops(c)) for c in cells]
+    (tmp_path / "device.csv").write_text(profile_csv(space, cells, latency))
+    free = tmp_path / "free"
+    assert run_cli("search", "--meta", str(meta_run), "--out", str(free), "--no-progress")[0] == 0
+    proposal = space.from_json(json.loads((free / "genotype.json").read_text()))
+    free_ms = 3.0 + sum(truth[op] for op in space.edge_ops(proposal))
+    bound = free_ms - 0.95  # costs step by 0.1 ms: a margin floating point cannot cross
+    if bound <= 3.05:
+        pytest.skip("the free proposal is nearly the cheapest cell; no budget below it binds")
+    out = tmp_path / "bound"
+    code, _, stderr = run_cli("search", "--meta", str(meta_run), "--max-latency-ms", str(bound), "--device-profile",
+                              str(tmp_path / "device.csv"), "--out", str(out), "--no-progress")
+    assert code == 0, stderr
+    cell = space.from_json(json.loads((out / "genotype.json").read_text()))
+    row = next(csv.DictReader((out / "metrics.csv").open()))
+    assert cell != proposal and 3.0 + sum(truth[op] for op in space.edge_ops(cell)) <= bound
+    assert float(row["latency_bound_ms"]) <= bound and float(row["latency_bound_ms"]) == pytest.approx(
+        float(row["latency_ms"]))
+    logits = {key.split(".")[-1]: value for key, value in
+              torch.load(out / "checkpoint.pt", weights_only=True)["arch"].items()}
+    channels = yaml.safe_load((meta_run / "config.yaml").read_text())["task"]["channels"]
+    model = fit_latency(space, cells, latency, "device.csv")
+    terms = cost_terms(cell_costs("nb201", 10, channels, 32), model.term(space))
+    assert cell == budgeted_derive(space, logits, terms, Budget(max_latency_ms=bound))
+
+
 @pytest.mark.parametrize("args, message", [
+    (["--max-latency-ms", "5", "--latency-threads", "-1"], "--latency-threads must lie between 0"),
+    (["--latency-threads", "2"], "--latency-threads need(s) --max-latency-ms with --device-profile auto"),
+    (["--max-latency-ms", "5", "--device-profile", "x.csv", "--latency-memory-format", "channels_last"],
+     "--latency-memory-format need(s) --max-latency-ms with --device-profile auto"),
     (["--max-params-m", "0.01"], "no cell fits at most 0.01 M parameters in the nb201 evaluation network"),
     (["--max-latency-ms", "0"], "--max-latency-ms must be a positive number of ms, got 0.0"),
     (["--max-latency-ms", "1", "--device-profile", "missing.csv"], "device profile missing.csv does not exist"),
