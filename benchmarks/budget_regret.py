@@ -40,6 +40,7 @@ import meta_zero_shot as zs
 import torch
 from budget_conditioning import BUDGET_METHODS
 
+from evaluation.budget_scoring import score_proposal
 from evaluation.nb201_table import NB201Table
 from image_sets import load_dataset
 from meta.model import load_meta
@@ -163,6 +164,7 @@ def main() -> None:
                 op_frequencies(zs.SPACE, [t.genotype for t in bank.teachers]).items()}
         unbudgeted.append(unbudgeted_rows(models, task, vote, table, seed))
         generator = torch.Generator().manual_seed(seed)
+        position = {zs.SPACE.to_text(g): k for k, g in enumerate(genotypes)}
         for bound in budgets:
             fits = torch.nonzero(flops <= bound + 1e-9).flatten()
             best = float(accuracy[fits].max())
@@ -172,12 +174,12 @@ def main() -> None:
                 logits = proposal_logits(meta, task, terms, Budget(max_flops_m=bound))
                 cell = budgeted_derive(zs.SPACE, logits, terms, Budget(max_flops_m=bound))
                 seconds = time.perf_counter() - started
-                cell_flops = costs.of(cell)[1]
-                row[method] = {"cell": zs.SPACE.to_text(cell), "flops_m": round(cell_flops, 3),
-                               "fits": cell_flops <= bound + 1e-9, "regret": best - table.lookup(cell).cifar10,
-                               "seconds": round(seconds, 4)}
+                score = score_proposal(accuracy, flops, bound + 1e-9, position[zs.SPACE.to_text(cell)])
+                row[method] = {"cell": zs.SPACE.to_text(cell), "flops_m": round(costs.of(cell)[1], 3),
+                               "fits": score.met, "regret": score.regret, "seconds": round(seconds, 4)}
             voted = budgeted_derive(zs.SPACE, vote, terms, Budget(max_flops_m=bound))
-            row["pooled vote"] = {"cell": zs.SPACE.to_text(voted), "regret": best - table.lookup(voted).cifar10}
+            row["pooled vote"] = {"cell": zs.SPACE.to_text(voted), "regret": score_proposal(
+                accuracy, flops, bound + 1e-9, position[zs.SPACE.to_text(voted)]).regret}
             for proxy in ("naswot", "synflow"):
                 for n in PROXY_SIZES:
                     drawn = fits[torch.randint(len(fits), (n,), generator=generator)].tolist()
