@@ -1,7 +1,9 @@
 #!/usr/bin/env python
 """Budgeted zero-shot proposals on CIFAR-10 against the best cell that fits, in the NAS-Bench-201 space.
 
-Results: docs/results/budget-regret.md.
+Results: docs/results/budgets.md, rendered by benchmarks/render_results.py from the raw results this writes to
+docs/results/data/flops-budgets/ (budgets.csv: one row per seed, budget and method, the cell as its op indices per
+edge; unbudgeted.csv).
 
 For each seed s, the two imitation meta-runs of benchmarks/meta_zero_shot.py under --out (TaskDARTS and its
 --no-encoder ablation; finished runs are read, none is trained here). CIFAR-10 is no meta-training data set. The
@@ -21,10 +23,12 @@ under budgets drawn at random tightness, never at these quantiles. Per budget an
 Without a budget, the same meta-models' zero-shot cells next to the constant cells: the pooled vote, the all-3x3 +
 residual cell and random residual + conv cells (skip on the input-to-output edge, 1x1 or 3x3 convolutions elsewhere;
 the mean of 100 a seed).
-Regret = (CIFAR-10 test accuracy of the best cell that fits, from the table) - (the chosen cell's). The table scores;
+Regret = (CIFAR-10 test accuracy of the best cell that fits, from the table) - (the chosen cell's); a cell over the
+budget would score a random fitting cell's (evaluation/budget_scoring.py). The table scores;
 it chooses nothing. Feasibility is checked on the cost model (its sums equal the built networks', tests/test_costs.py).
 
     python benchmarks/budget_regret.py --seeds 3 --out runs/meta-zero-shot     # a few minutes on 2 CPU cores
+    python benchmarks/render_results.py
 """
 from __future__ import annotations
 
@@ -42,6 +46,7 @@ from budget_conditioning import BUDGET_METHODS
 
 from evaluation.budget_scoring import score_proposal
 from evaluation.nb201_table import NB201Table
+from evaluation.study_tables import flops_budget_tables, write_rows
 from image_sets import load_dataset
 from meta.model import load_meta
 from meta.tasks import match_format, whole_dataset_task
@@ -142,7 +147,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--budgets", type=int, default=10)
     parser.add_argument("--table", default=str(zs.SHARED / "nb201" / "nats_bench.csv"))
-    parser.add_argument("--out", default="runs/meta-zero-shot")
+    parser.add_argument("--out", default="runs/meta-zero-shot", help="the meta-runs (benchmarks/meta_zero_shot.py)")
+    parser.add_argument("--data", default=str(zs.ROOT / "docs" / "results" / "data" / "flops-budgets"),
+                        help="where the raw results go (budgets.csv, unbudgeted.csv)")
     args = parser.parse_args()
     out = Path(args.out)
     dataset = f"npz:{zs.SHARED / 'cifar10_train.npz'}"
@@ -191,32 +198,22 @@ def main() -> None:
             print(json.dumps({k: (v["regret"] if isinstance(v, dict) else v) for k, v in row.items()}), flush=True)
     methods = [*meta_methods, "pooled vote", *(f"{p}-{n}" for p in ("naswot", "synflow") for n in PROXY_SIZES),
                "random"]
-    summary = {}
-    for method in methods:
-        per_seed = [statistics.mean(r[method]["regret"] for r in rows if r["seed"] == s) for s in range(args.seeds)]
-        summary[method] = {"mean_regret_per_seed": [round(v, 3) for v in per_seed],
-                           "mean": round(statistics.mean(per_seed), 3),
-                           "std": round(statistics.stdev(per_seed), 3) if len(per_seed) > 1 else None}
-        if method in meta_methods:
-            summary[method]["feasible"] = sum(r[method]["fits"] for r in rows) / len(rows)
-            summary[method]["median_seconds"] = statistics.median(r[method]["seconds"] for r in rows)
-    lines = ["| method | mean regret over budgets (points), mean ± std over seeds | per seed | feasible | median s "
-             "per proposal |", "|---|---|---|---|---|"]
-    for method, s in summary.items():
-        spread = f" ± {s['std']:.2f}" if s["std"] is not None else ""
-        per_seed = ", ".join(f"{v:.2f}" for v in s["mean_regret_per_seed"])
-        lines.append(f"| {method} | {s['mean']:.2f}{spread} | {per_seed} | {s.get('feasible', '')} | "
-                     f"{s.get('median_seconds', '')} |")
-    lines += ["", f"Budgets (M FLOPs): {budgets}", "", "Without a budget (CIFAR-10 test accuracy, table; best cell "
-              f"{float(accuracy.max()):.2f}):", "", "| proposal | mean ± std over seeds | per seed |", "|---|---|---|"]
-    for method in unbudgeted[0]:
-        values = [row[method] for row in unbudgeted]
-        spread = f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else ""
-        lines.append(f"| {method} | {statistics.mean(values):.2f}{spread} | {', '.join(f'{v:.2f}' for v in values)} |")
-    (out / "budget-regret.json").write_text(json.dumps({"budgets": budgets, "summary": summary, "rows": rows,
-                                                        "unbudgeted": unbudgeted}, indent=1) + "\n")
-    (out / "budget-regret.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    raw = []  # one row per seed, budget and method: the study's raw results
+    for r in rows:
+        for method in methods:
+            entry = r[method]
+            cell = zs.SPACE.from_text(entry["cell"]) if "cell" in entry else None
+            raw.append({"seed": r["seed"], "budget": budgets.index(r["max_flops_m"]), "max_flops_m": r["max_flops_m"],
+                        "method": method, "cell": "" if cell is None else "".join(
+                            str(zs.SPACE.ops.index(op)) for op in zs.SPACE.edge_ops(cell)),
+                        "met": int(entry.get("fits", True)), "regret": f"{entry['regret']:.4f}",
+                        "seconds": f"{entry['seconds']:.4f}" if "seconds" in entry else ""})
+    data = Path(args.data)
+    write_rows(data / "budgets.csv", raw)
+    write_rows(data / "unbudgeted.csv", [{"seed": seed, "proposal": method, "cifar10": f"{value:.4f}"}
+                                         for seed, row in enumerate(unbudgeted) for method, value in row.items()])
+    print(flops_budget_tables(data))
+    print(f"raw results in {data}; render the study with benchmarks/render_results.py")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 #!/usr/bin/env python
 """Latency-budgeted zero-shot proposals on devices the models never saw, scored as measured.
 
-Results: docs/results/budget-regret.md.
+Results: docs/results/budgets.md, rendered from the raw results this writes to
+docs/results/data/latency-budgets/ (budgets.csv: one row per profile setting, device, method, seed and budget, the
+proposed cell as its op indices per edge; devices.json: each profile's fitted model) by benchmarks/render_results.py.
 
 The devices: every column of ../shared/data/hardware/nb201_latency_help.csv (23 GPUs, CPUs, phones and a Raspberry
 Pi, from HELP; measured latencies of all 15,625 cells), plus any --measured CSV of this machine
@@ -14,20 +16,20 @@ spaced quantiles (5 % to 95 %) of the device's measured latencies. For each seed
 meta-runs (benchmarks/meta_zero_shot.py, and budget_conditioning.py's where made; their z is told the share of cells
 the budget lets through on the model), the CIFAR-10 proposal decoded under each budget on the guarded *predicted*
 latency (`search --meta RUN --max-latency-ms L --device-profile FILE`) is scored on the *measured* one: met or not,
-and its regret = CIFAR-10 table accuracy of the best cell whose measured latency fits - the proposal's. Also: the
+and its regret = CIFAR-10 table accuracy of the best cell whose measured latency fits - the proposal's, on every
+budget: a miss scores the expected regret of a random cell that fits (evaluation/budget_scoring.py). Also: the
 model's Spearman rank correlation with the measured latencies over all cells, the constant all-3x3 + residual cell
 decoded under the same budgets (its logits), and a random cell that fits as measured (expected regret). The tables
 score only.
 
-    python benchmarks/latency_budgets.py --seeds 3 --out runs/meta-zero-shot      # a few minutes
+    python benchmarks/latency_budgets.py --seeds 3 --settings 10:0 20:0.95 --out runs/meta-zero-shot   # ~1 min
+    python benchmarks/render_results.py
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import json
-import statistics
-from dataclasses import replace
 from pathlib import Path
 
 import budget_regret as br
@@ -37,6 +39,7 @@ import torch
 from evaluation.budget_scoring import score_proposal
 from evaluation.nb201_table import NB201Table
 from evaluation.ranking import spearman
+from evaluation.study_tables import latency_budget_tables, write_rows
 from run_kit import InputError
 from supernet.costs import Budget, budgeted_derive, cell_costs, cost_terms, every_cell, every_cell_costs
 from supernet.latency import fit_latency, reference_cells
@@ -103,7 +106,9 @@ def main() -> None:
                         help="profiles scored, CELLS:CONFIDENCE each: the first CELLS reference cells "
                              "(supernet/latency.py) and the guard's confidence (0: the bare prediction)")
     parser.add_argument("--table", default=str(zs.SHARED / "nb201" / "nats_bench.csv"))
-    parser.add_argument("--out", default="runs/meta-zero-shot")
+    parser.add_argument("--out", default="runs/meta-zero-shot", help="the meta-runs (benchmarks/meta_zero_shot.py)")
+    parser.add_argument("--data", default=str(zs.ROOT / "docs" / "results" / "data" / "latency-budgets"),
+                        help="where the raw results go (budgets.csv, devices.json)")
     args = parser.parse_args()
     out = Path(args.out)
     table = NB201Table.load(args.table)
@@ -116,90 +121,50 @@ def main() -> None:
     models = {seed: br.meta_models(out, seed, f"npz:{zs.SHARED / 'cifar10_train.npz'}", methods)
               for seed in range(args.seeds)}
     constant = zs.SPACE.logits_of(zs.SPACE.from_text(br.RESIDUAL_CONV))  # the best constant cell, as logits
-    names = [*methods, "all-3x3 + residual", "random"]
+    names = [*methods, "all-3x3 + residual"]
     assert zs.SPACE.ops[0] == "none"  # model_ceiling's features leave it out
     ceiling = {device: model_ceiling(measured) for device, measured in devices.items()}
-    summary: dict = {}  # setting -> device -> scores
+    fitted: dict = {}  # setting -> device -> the profile's model
     raw: list[dict] = []  # one row per (setting, device, method, seed, budget): the study's raw results
-    lines = ["| profile | device | Spearman of the model | guard | method | budgets met as measured | mean regret "
-             "(points, every budget; a miss scores a random fitting cell's), mean ± std over seeds |",
-             "|---|---|---|---|---|---|---|"]
     for cells, confidence in args.settings:
         setting = setting_name(cells, confidence)
-        summary[setting] = {}
+        fitted[setting] = {}
         for device, measured in devices.items():
             chosen = references[:cells]
             model = fit_latency(zs.SPACE, [genotypes[k] for k in chosen], measured[chosen].tolist(), device,
                                 confidence)
             terms = cost_terms(costs, model.term(zs.SPACE))
             predicted = every_cell_costs(terms, zs.SPACE)["latency_ms"]
-            rho = spearman(predicted.tolist(), measured.tolist())
+            fitted[setting][device] = {"spearman": round(spearman(predicted.tolist(), measured.tolist()), 4),
+                                       "guard": round(model.guard, 4), "intercept_ms": round(model.intercept_ms, 6),
+                                       "per_op_ms": {op: round(v, 6) for op, v in model.per_op_ms.items()}}
             bounds = torch.quantile(measured, torch.linspace(0.05, 0.95, args.budgets, dtype=torch.float64)).tolist()
-            entry = summary[setting][device] = {"spearman": round(rho, 3), "guard": model.guard,
-                                                "intercept_ms": model.intercept_ms, "per_op_ms": model.per_op_ms}
             for method in names:
-                # every budget scores every method: a miss (over the budget as measured, or no cell predicted to
-                # fit) counts as the expected regret of a random cell that fits, never as the over-budget cell's own
-                met, regrets = [], {s: [] for s in range(args.seeds)}
                 for seed in range(args.seeds):
                     for number, bound in enumerate(bounds):
-                        k, cell_text = None, ""
-                        if method != "random":
-                            budget = Budget(max_latency_ms=bound)
-                            try:
-                                logits = constant if method == "all-3x3 + residual" else br.proposal_logits(
-                                    models[seed][0][method], models[seed][1], terms, budget)
-                                cell = budgeted_derive(zs.SPACE, logits, terms, budget)
-                                k, cell_text = position[zs.SPACE.to_text(cell)], zs.SPACE.to_text(cell)
-                            except InputError:  # the model predicts that no cell fits: a miss
-                                pass
+                        # every budget scores every method (evaluation/budget_scoring.py): a miss, over the budget
+                        # as measured or no cell predicted to fit, scores as a random cell that fits
+                        k, code = None, ""
+                        budget = Budget(max_latency_ms=bound)
+                        try:
+                            logits = constant if method == "all-3x3 + residual" else br.proposal_logits(
+                                models[seed][0][method], models[seed][1], terms, budget)
+                            cell = budgeted_derive(zs.SPACE, logits, terms, budget)
+                            k = position[zs.SPACE.to_text(cell)]
+                            code = "".join(str(zs.SPACE.ops.index(op)) for op in zs.SPACE.edge_ops(cell))
+                        except InputError:
+                            pass
                         score = score_proposal(accuracy, measured, bound, k)
-                        if method == "random":  # a random cell that fits: its expected regret, met by construction
-                            score = replace(score, met=True, regret=score.guess)
-                        else:
-                            met.append(score.met)
-                        regrets[seed].append(score.regret)
                         raw.append({"setting": setting, "device": device, "method": method, "seed": seed,
-                                    "budget": number, "bound_ms": round(bound, 6), "met": int(score.met),
-                                    "regret": round(score.regret, 6), "cell": cell_text})
-                means = [statistics.mean(v) for v in regrets.values() if v]
-                e = entry[method] = {"met": sum(met) / len(met) if met else None,
-                                     "mean_regret": statistics.mean(means) if means else None,
-                                     "std": statistics.stdev(means) if len(means) > 1 else None,
-                                     "mean_regret_per_seed": means}
-                met_text = "" if e["met"] is None else f"{100 * e['met']:.0f} %"
-                regret = "" if e["mean_regret"] is None else f"{e['mean_regret']:.2f}" + (
-                    f" ± {e['std']:.2f}" if e["std"] is not None else "")
-                lines.append(f"| {setting} | {device} | {rho:.3f} | {model.guard:.3f} | {method} | {met_text} | "
-                             f"{regret} |")
+                                    "budget": number, "bound_ms": f"{bound:.6g}", "cell": code,
+                                    "met": int(score.met), "regret": f"{score.regret:.4f}",
+                                    "guess": f"{score.guess:.4f}"})
         print(f"{setting}: scored", flush=True)
-    overall = ["", "| profile | method | budgets met, all devices | devices met >= 95 % | mean regret of every "
-               "budget (a miss: a random fitting cell's), mean over devices | worst device (met) |",
-               "|---|---|---|---|---|---|"]
-    for setting, per_device in summary.items():
-        for method in names[:-1]:
-            met = {d: per_device[d][method]["met"] for d in per_device}
-            regrets = [per_device[d][method]["mean_regret"] for d in per_device
-                       if per_device[d][method]["mean_regret"] is not None]
-            worst = min(met, key=met.get)
-            overall.append(f"| {setting} | {method} | {100 * statistics.mean(met.values()):.1f} % | "
-                           f"{sum(v >= 0.95 for v in met.values())} of {len(met)} | {statistics.mean(regrets):.2f} | "
-                           f"{worst} ({100 * met[worst]:.0f} %) |")
-        guards = [per_device[d]["guard"] for d in per_device]
-        overall.append(f"| {setting} | (guard over devices: median {statistics.median(guards):.3f}, range "
-                       f"{min(guards):.3f}-{max(guards):.3f}) | | | | |")
-    lines += overall
-    lines += ["", "Additive models fitted to every cell (what no profile can beat): Spearman, 95th percentile of "
-              "|relative error|", "", "| device | op counts | per (edge, op) |", "|---|---|---|"]
-    lines += [f"| {d} | {c['op counts'][0]:.3f}, {c['op counts'][1]:.3f} | {c['per edge'][0]:.3f}, "
-              f"{c['per edge'][1]:.3f} |" for d, c in ceiling.items()]
-    (out / "latency-budgets.json").write_text(json.dumps({"model_ceiling": ceiling, **summary}, indent=1) + "\n")
-    (out / "latency-budgets.md").write_text("\n".join(lines) + "\n")
-    with open(out / "latency-budgets-raw.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(raw[0]))
-        writer.writeheader()
-        writer.writerows(raw)
-    print("\n".join(overall + lines[-len(ceiling) - 4:]))
+    data = Path(args.data)
+    write_rows(data / "budgets.csv", raw)
+    (data / "devices.json").write_text(json.dumps({**fitted, "model_ceiling": ceiling}, indent=1) + "\n")
+    print(latency_budget_tables(data))
+    print(f"raw results in {data}; render the study with benchmarks/render_results.py")
 
 
 if __name__ == "__main__":
