@@ -3,12 +3,13 @@
 
 Results: docs/results/budget-regret.md.
 
-Each cell's network (C=16, N=5, 10 classes, 3x32x32, as costed by supernet/costs.py) is built once, in eval mode,
-and timed in each setting of SETTINGS: a batch of images through it, `--warmup` passes, then the median of
-`--repeats`. Writes a CSV arch,<setting>_ms,... (the layout of ../shared/data/hardware/nb201_latency_help.csv, so
-benchmarks/latency_budgets.py --measured reads it as more devices), appending as it goes and continuing a partial
-file; the rank correlations between the settings are printed at the end. Nothing else may run meanwhile: it is a
-timing.
+Each cell's network (C=16, N=5, 10 classes, 3x32x32, as costed by supernet/costs.py) is built in eval mode and
+timed in each setting of SETTINGS under the timing protocol of `--device-profile auto` (supernet/latency.py
+TimingProtocol: the thread count and memory format set for the timing, inference mode, rounds over a chunk of
+cells, `--warmup` passes, then the median of `--repeats`). Writes a CSV arch,<setting>_ms,... (the layout of
+../shared/data/hardware/nb201_latency_help.csv, so benchmarks/latency_budgets.py --measured reads it as more
+devices), appending chunk by chunk and continuing a partial file; the rank correlations between the settings are
+printed at the end. Nothing else may run meanwhile: it is a timing.
 
     python benchmarks/cpu_latency.py --out runs/cpu-latency/nb201_latency_cpu.csv     # all 15,625 cells
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 import argparse
 import csv
 import statistics
-import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -25,30 +26,16 @@ from tqdm import tqdm
 
 from evaluation.ranking import spearman
 from supernet.costs import every_cell
-from supernet.spaces import create_network, get_space
+from supernet.latency import TimingProtocol, measure_latency
+from supernet.spaces import get_space
 
 SPACE = get_space("nb201")
-SETTINGS = {  # name -> (threads, channels_last, batch)
-    "cpu_1thread": (1, False, 1),
-    "cpu_2threads": (2, False, 1),
-    "cpu_2threads_channels_last": (2, True, 1),
+SETTINGS = {  # name -> (threads, memory format, batch)
+    "cpu_1thread": (1, "contiguous", 1),
+    "cpu_2threads": (2, "contiguous", 1),
+    "cpu_2threads_channels_last": (2, "channels_last", 1),
 }
-
-
-def time_network(network: torch.nn.Module, threads: int, channels_last: bool, batch: int, warmup: int,
-                 repeats: int) -> float:
-    torch.set_num_threads(threads)
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    network = network.to(memory_format=fmt)
-    x = torch.zeros(batch, 3, 32, 32).to(memory_format=fmt)
-    times = []
-    with torch.no_grad():
-        for k in range(warmup + repeats):
-            started = time.perf_counter()
-            network(x)
-            if k >= warmup:
-                times.append(1000 * (time.perf_counter() - started))
-    return statistics.median(times)
+CHUNK = 25  # cells timed in rounds together, then appended to the CSV
 
 
 def main() -> None:
@@ -69,22 +56,22 @@ def main() -> None:
                 raise SystemExit(f"error: {out} has other columns than {columns}; move it away")
             done = {row["arch"] for row in reader}
     cells = every_cell(SPACE.num_edges, len(SPACE.ops))[: args.cells]
-    threads = torch.get_num_threads()
+    todo = [g for g in (SPACE.with_edge_ops([SPACE.ops[k] for k in row]) for row in cells.tolist())
+            if SPACE.to_text(g) not in done]
+    protocols = {name: replace(TimingProtocol.here(torch.device("cpu"), threads, memory_format), batch=batch,
+                               warmup=args.warmup, repeats=args.repeats)
+                 for name, (threads, memory_format, batch) in SETTINGS.items()}
     with out.open("a", newline="") as f:
         writer = csv.writer(f)
         if not done:
             writer.writerow(columns)
-        for row in tqdm(cells.tolist(), desc="cells", mininterval=10):
-            genotype = SPACE.with_edge_ops([SPACE.ops[k] for k in row])
-            text = SPACE.to_text(genotype)
-            if text in done:
-                continue
-            torch.manual_seed(0)
-            network = create_network(genotype, 10, 3, 16, 5, image_size=32).eval()
-            writer.writerow([text, *(f"{time_network(network, *setting, args.warmup, args.repeats):.4f}"
-                                     for setting in SETTINGS.values())])
+        for start in tqdm(range(0, len(todo), CHUNK), desc=f"chunks of {CHUNK} cells", mininterval=10):
+            chunk = todo[start:start + CHUNK]
+            # the one timing protocol of `--device-profile auto` (supernet/latency.py), in each setting
+            columns_ms = [measure_latency(SPACE, chunk, 10, 3, 32, protocol) for protocol in protocols.values()]
+            for k, genotype in enumerate(chunk):
+                writer.writerow([SPACE.to_text(genotype), *(f"{ms[k]:.4f}" for ms in columns_ms)])
             f.flush()
-    torch.set_num_threads(threads)
     with out.open() as f:
         rows = list(csv.DictReader(f))
     names = list(SETTINGS)
