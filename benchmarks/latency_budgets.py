@@ -22,13 +22,15 @@ model's Spearman rank correlation with the measured latencies over all cells, th
 decoded under the same budgets (its logits), and a random cell that fits as measured (expected regret). The tables
 score only.
 
-    python benchmarks/latency_budgets.py --seeds 3 --settings 10:0 20:0.95 --out runs/meta-zero-shot   # ~1 min
+    python benchmarks/latency_budgets.py --seeds 3 --settings 10:0 20:0.95 --out runs/meta-zero-shot \
+        --measured docs/results/data/latency-budgets/nb201_latency_cpu.csv.gz                       # 20 s
     python benchmarks/render_results.py
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import gzip
 import json
 from pathlib import Path
 
@@ -48,11 +50,12 @@ HELP = zs.SHARED / "hardware" / "nb201_latency_help.csv"
 
 
 def device_columns(paths: list[Path], genotypes: list) -> dict[str, torch.Tensor]:
-    """device -> [15,625] measured ms in the decoding's enumeration order, from CSVs `arch,<device>_ms...`."""
+    """device -> [15,625] measured ms in the decoding's enumeration order, from CSVs `arch,<device>_ms...` (gzipped
+    where the name ends in .gz)."""
     index = {zs.SPACE.to_text(g): k for k, g in enumerate(genotypes)}
     devices: dict[str, torch.Tensor] = {}
     for path in paths:
-        with open(path) as f:
+        with (gzip.open(path, "rt") if path.suffix == ".gz" else open(path)) as f:
             reader = csv.DictReader(f)
             names = [c for c in reader.fieldnames if c.endswith("_ms")]
             values = {name: torch.full((len(genotypes),), float("nan"), dtype=torch.float64) for name in names}
