@@ -23,6 +23,7 @@ from run_kit import InputError, RunDiverged
 from run_kit.config import flag as _flag
 from run_kit.config import merge
 from run_kit.device import PRECISIONS
+from supernet.latency import MEMORY_FORMATS
 from supernet.methods import method_names, method_settings, require_method
 from supernet.regularizers import REGULARIZERS
 from supernet.relaxation import RELAXATIONS
@@ -190,7 +191,7 @@ def build_parser() -> OneLineParser:
     meta.add_argument("--latency-threads", type=int, metavar="N",
                       help="with --device-profile auto: time cells with N CPU threads (default 0: PyTorch's count "
                            "here; recorded in metrics.csv)")
-    meta.add_argument("--latency-memory-format", choices=("contiguous", "channels_last"),
+    meta.add_argument("--latency-memory-format", choices=tuple(MEMORY_FORMATS),
                       help="with --device-profile auto: the memory format cells are timed in (default contiguous)")
     meta.add_argument("--budget-image-size", type=int, metavar="PX",
                       help="with a budget: the image size the evaluation network is costed at (default 32)")
@@ -562,8 +563,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         if value < 1:
             raise InputError(f"{name} must be at least 1, got {value}")
         require_size(name[2:].replace("-", "_"), value)
-    check_image_size(args.image_size)
-    space.check_image_size(args.image_size)
+    check_image_size(args.image_size)  # create_network refuses one too small for the space
     with torch.device("meta"):  # shapes only: parameters and FLOPs are counted without allocating or computing
         model = create_network(genotype, args.num_classes, args.channels, channels, layers, auxiliary=False,
                                image_size=args.image_size)

@@ -46,7 +46,7 @@ from budget_conditioning import BUDGET_METHODS
 
 from evaluation.budget_scoring import score_proposal
 from evaluation.nb201_table import NB201Table
-from evaluation.study_tables import flops_budget_tables, write_rows
+from evaluation.study_tables import cell_code, flops_budget_tables, write_rows
 from image_sets import load_dataset
 from meta.model import load_meta
 from meta.tasks import match_format, whole_dataset_task
@@ -160,6 +160,7 @@ def main() -> None:
     budgets = [round(float(b), 2) for b in torch.quantile(flops, quantiles)]
     terms = cost_terms(costs)
     meta_methods = methods_of(out, args.seeds)
+    position = {zs.SPACE.to_text(g): k for k, g in enumerate(genotypes)}
     rows, unbudgeted = [], []
     for seed in range(args.seeds):
         models, task = meta_models(out, seed, dataset, meta_methods)
@@ -171,7 +172,6 @@ def main() -> None:
                 op_frequencies(zs.SPACE, [t.genotype for t in bank.teachers]).items()}
         unbudgeted.append(unbudgeted_rows(models, task, vote, table, seed))
         generator = torch.Generator().manual_seed(seed)
-        position = {zs.SPACE.to_text(g): k for k, g in enumerate(genotypes)}
         for bound in budgets:
             fits = torch.nonzero(flops <= bound + 1e-9).flatten()
             best = float(accuracy[fits].max())
@@ -202,10 +202,9 @@ def main() -> None:
     for r in rows:
         for method in methods:
             entry = r[method]
-            cell = zs.SPACE.from_text(entry["cell"]) if "cell" in entry else None
             raw.append({"seed": r["seed"], "budget": budgets.index(r["max_flops_m"]), "max_flops_m": r["max_flops_m"],
-                        "method": method, "cell": "" if cell is None else "".join(
-                            str(zs.SPACE.ops.index(op)) for op in zs.SPACE.edge_ops(cell)),
+                        "method": method,
+                        "cell": cell_code(zs.SPACE, zs.SPACE.from_text(entry["cell"])) if "cell" in entry else "",
                         "met": int(entry.get("fits", True)), "regret": f"{entry['regret']:.4f}",
                         "seconds": f"{entry['seconds']:.4f}" if "seconds" in entry else ""})
     data = Path(args.data)

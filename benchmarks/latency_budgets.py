@@ -41,8 +41,9 @@ import torch
 from evaluation.budget_scoring import score_proposal
 from evaluation.nb201_table import NB201Table
 from evaluation.ranking import spearman
-from evaluation.study_tables import latency_budget_tables, write_rows
+from evaluation.study_tables import cell_code, latency_budget_tables, write_rows
 from run_kit import InputError
+from run_kit.files import atomic_write_text
 from supernet.costs import Budget, budgeted_derive, cell_costs, cost_terms, every_cell, every_cell_costs
 from supernet.latency import fit_latency, reference_cells
 
@@ -154,7 +155,7 @@ def main() -> None:
                                 models[seed][0][method], models[seed][1], terms, budget)
                             cell = budgeted_derive(zs.SPACE, logits, terms, budget)
                             k = position[zs.SPACE.to_text(cell)]
-                            code = "".join(str(zs.SPACE.ops.index(op)) for op in zs.SPACE.edge_ops(cell))
+                            code = cell_code(zs.SPACE, cell)
                         except InputError:
                             pass
                         score = score_proposal(accuracy, measured, bound, k)
@@ -165,7 +166,7 @@ def main() -> None:
         print(f"{setting}: scored", flush=True)
     data = Path(args.data)
     write_rows(data / "budgets.csv", raw)
-    (data / "devices.json").write_text(json.dumps({**fitted, "model_ceiling": ceiling}, indent=1) + "\n")
+    atomic_write_text(data / "devices.json", json.dumps({**fitted, "model_ceiling": ceiling}, indent=1) + "\n")
     print(latency_budget_tables(data))
     print(f"raw results in {data}; render the study with benchmarks/render_results.py")
 

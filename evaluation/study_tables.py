@@ -10,11 +10,16 @@ Registered studies: `STUDIES`, name -> (markdown file, renderer of its data dire
 from __future__ import annotations
 
 import csv
+import io
 import json
 import statistics
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+from run_kit.files import atomic_write_text
+from search_spaces import SearchSpace
 
 BEGIN = "<!-- rendered from data/{name}/ by benchmarks/render_results.py: edit the data, not this table -->"
 END = "<!-- end of rendered tables -->"
@@ -26,11 +31,17 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 
 
 def write_rows(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
+    """Raw results as CSV, written whole or not at all."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, text.getvalue())
+
+
+def cell_code(space: SearchSpace, genotype: Any) -> str:
+    """A one-op-per-edge cell in raw results: the index of each edge's op in `space.ops` (nb201: 6 digits)."""
+    return "".join(str(space.ops.index(op)) for op in space.edge_ops(genotype))
 
 
 def _mean_std(values: list[float]) -> str:
@@ -143,5 +154,5 @@ def render_studies(results_dir: Path, write: bool) -> list[str]:
         if rendered != markdown:
             changed.append(name)
             if write:
-                path.write_text(rendered)
+                atomic_write_text(path, rendered)
     return changed

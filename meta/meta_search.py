@@ -150,13 +150,13 @@ def _propose(config: MetaSearchConfig, meta, task, costs: Costing | None, run: R
                     config.seed, regularizer=regularizer)
     final_logits = {k: v.detach() for k, v in adapted.logits().items()}
     verified = None
+    profile = None if costs is None else costs.profile
     if costs is None:
         genotype = meta.space.derive(final_logits)
     else:
         def decode(excluded):
             return budgeted_derive(meta.space, final_logits, costs.terms, budget, costs.costs.describe(), excluded)
 
-        profile = costs.profile
         if profile is not None and profile.protocol is not None:  # the device is here: measure the proposal alike
             drifts = []
             verify_started = time.perf_counter()
@@ -178,8 +178,7 @@ def _propose(config: MetaSearchConfig, meta, task, costs: Costing | None, run: R
     cost = {}
     if costs is not None:
         cost = dict(zip(("params_m", "flops_m"), (round(v, 6) for v in costs.costs.of(genotype))))
-        if costs.profile is not None:
-            profile = costs.profile
+        if profile is not None:
             cost["latency_ms"] = round(profile.model.predict(meta.space, genotype), 4)
             cost["latency_bound_ms"] = round(profile.model.bound(meta.space, genotype), 4)
             if profile.protocol is not None:

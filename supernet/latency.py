@@ -167,6 +167,7 @@ def read_profile(path: str, space: SearchSpace) -> tuple[list[Any], list[float]]
 
 
 MEMORY_FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+MAX_THREADS = 4096
 
 
 @dataclass(frozen=True)
@@ -205,8 +206,6 @@ class TimingProtocol:
         return {"latency_device": self.device, "latency_threads": self.threads,
                 "latency_memory_format": self.memory_format}
 
-
-MAX_THREADS = 4096
 
 
 def measure_latency(space: SearchSpace, cells: Sequence[Any], num_classes: int, channels: int, image_size: int,
