@@ -24,7 +24,7 @@ Without a budget, the same meta-models' zero-shot cells next to the constant cel
 residual cell and random residual + conv cells (skip on the input-to-output edge, 1x1 or 3x3 convolutions elsewhere;
 the mean of 100 a seed).
 Regret = (CIFAR-10 test accuracy of the best cell that fits, from the table) - (the chosen cell's); a cell over the
-budget would score a random fitting cell's (evaluation/budget_scoring.py). The table scores;
+budget would score a random fitting cell's (supernet/budget_scoring.py). The table scores;
 it chooses nothing. Feasibility is checked on the cost model (its sums equal the built networks', tests/test_costs.py).
 
     python benchmarks/budget_regret.py --seeds 3 --out runs/meta-zero-shot     # a few minutes on 2 CPU cores
@@ -44,13 +44,13 @@ import meta_zero_shot as zs
 import torch
 from budget_conditioning import BUDGET_METHODS
 
-from evaluation.budget_scoring import score_proposal
 from evaluation.nb201_table import NB201Table
 from evaluation.study_tables import cell_code, flops_budget_tables, write_rows
 from image_sets import load_dataset
 from meta.model import load_meta
 from meta.tasks import match_format, whole_dataset_task
 from meta.teacher_bank import TeacherBank, op_frequencies
+from supernet.budget_scoring import score_proposal
 from supernet.costs import Budget, budget_share, budgeted_derive, cell_costs, cost_terms, every_cell
 from supernet.search import SearchConfig
 from supernet.training_free import TrainingFreeJob

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from evaluation.ranking import spearman
+from run_kit.ranking import spearman
 from supernet.costs import every_cell
 from supernet.latency import TimingProtocol, measure_latency
 from supernet.spaces import get_space

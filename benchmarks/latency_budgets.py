@@ -17,7 +17,7 @@ meta-runs (benchmarks/meta_zero_shot.py, and budget_conditioning.py's where made
 the budget lets through on the model), the CIFAR-10 proposal decoded under each budget on the guarded *predicted*
 latency (`search --meta RUN --max-latency-ms L --device-profile FILE`) is scored on the *measured* one: met or not,
 and its regret = CIFAR-10 table accuracy of the best cell whose measured latency fits - the proposal's, on every
-budget: a miss scores the expected regret of a random cell that fits (evaluation/budget_scoring.py). Also: the
+budget: a miss scores the expected regret of a random cell that fits (supernet/budget_scoring.py). Also: the
 model's Spearman rank correlation with the measured latencies over all cells, the constant all-3x3 + residual cell
 decoded under the same budgets (its logits), and a random cell that fits as measured (expected regret). The tables
 score only.
@@ -29,8 +29,6 @@ score only.
 from __future__ import annotations
 
 import argparse
-import csv
-import gzip
 import json
 from pathlib import Path
 
@@ -38,12 +36,13 @@ import budget_regret as br
 import meta_zero_shot as zs
 import torch
 
-from evaluation.budget_scoring import score_proposal
 from evaluation.nb201_table import NB201Table
-from evaluation.ranking import spearman
 from evaluation.study_tables import cell_code, latency_budget_tables, write_rows
+from meta.experience import read_latency_columns
 from run_kit import InputError
 from run_kit.files import atomic_write_text
+from run_kit.ranking import spearman
+from supernet.budget_scoring import score_proposal
 from supernet.costs import Budget, budgeted_derive, cell_costs, cost_terms, every_cell, every_cell_costs
 from supernet.latency import fit_latency, reference_cells
 
@@ -52,22 +51,11 @@ HELP = zs.SHARED / "hardware" / "nb201_latency_help.csv"
 
 def device_columns(paths: list[Path], genotypes: list) -> dict[str, torch.Tensor]:
     """device -> [15,625] measured ms in the decoding's enumeration order, from CSVs `arch,<device>_ms...` (gzipped
-    where the name ends in .gz)."""
+    where the name ends in .gz; meta/experience.py reads them)."""
     index = {zs.SPACE.to_text(g): k for k, g in enumerate(genotypes)}
     devices: dict[str, torch.Tensor] = {}
     for path in paths:
-        with (gzip.open(path, "rt") if path.suffix == ".gz" else open(path)) as f:
-            reader = csv.DictReader(f)
-            names = [c for c in reader.fieldnames if c.endswith("_ms")]
-            values = {name: torch.full((len(genotypes),), float("nan"), dtype=torch.float64) for name in names}
-            for row in reader:
-                k = index[row["arch"]]
-                for name in names:
-                    values[name][k] = float(row[name])
-        for name, column in values.items():
-            if torch.isnan(column).any():
-                raise SystemExit(f"error: {path} lacks {name} for some cells")
-            devices[name[:-3]] = column
+        devices.update(read_latency_columns(path, index))
     return devices
 
 
@@ -146,7 +134,7 @@ def main() -> None:
             for method in names:
                 for seed in range(args.seeds):
                     for number, bound in enumerate(bounds):
-                        # every budget scores every method (evaluation/budget_scoring.py): a miss, over the budget
+                        # every budget scores every method (supernet/budget_scoring.py): a miss, over the budget
                         # as measured or no cell predicted to fit, scores as a random cell that fits
                         k, code = None, ""
                         budget = Budget(max_latency_ms=bound)

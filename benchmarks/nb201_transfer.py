@@ -21,8 +21,8 @@ import sys
 from pathlib import Path
 
 from evaluation.nb201_table import COLUMNS, NB201Table
-from evaluation.ranking import spearman
 from run_kit import InputError
+from run_kit.ranking import spearman
 from supernet.spaces import get_space
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"

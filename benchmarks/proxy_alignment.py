@@ -33,11 +33,11 @@ import torch
 import yaml
 
 from evaluation.nb201_table import NB201Table
-from evaluation.ranking import spearman
 from image_sets import ImageData, split_indices
 from meta.config import MetaConfig
 from meta.skip_probe import probe_accuracy
 from meta.teacher_job import class_images
+from run_kit.ranking import spearman
 from supernet.search import SearchConfig
 from supernet.spaces import get_space
 from supernet.training_free import TrainingFreeJob

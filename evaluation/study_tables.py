@@ -52,7 +52,7 @@ def _mean_std(values: list[float]) -> str:
 
 def latency_budget_tables(data: Path) -> str:
     """The latency-budget study (benchmarks/latency_budgets.py): budgets.csv holds one row per profile setting,
-    device, method, seed and budget (met as measured, regret by evaluation/budget_scoring.py, the random fitting
+    device, method, seed and budget (met as measured, regret by supernet/budget_scoring.py, the random fitting
     cell's expected regret `guess`); devices.json the fitted model of each setting and device (Spearman over all
     cells, guard)."""
     rows = read_rows(data / "budgets.csv")
@@ -103,7 +103,7 @@ def latency_budget_tables(data: Path) -> str:
 
 def flops_budget_tables(data: Path) -> str:
     """The FLOPs-budget study (benchmarks/budget_regret.py): budgets.csv holds one row per seed, budget and method
-    (regret by evaluation/budget_scoring.py, seconds per learned proposal); unbudgeted.csv the CIFAR-10 table
+    (regret by supernet/budget_scoring.py, seconds per learned proposal); unbudgeted.csv the CIFAR-10 table
     accuracy of each seed's unbudgeted proposal and of the constant cells."""
     rows = read_rows(data / "budgets.csv")
     methods = list(dict.fromkeys(r["method"] for r in rows))
@@ -128,9 +128,124 @@ def flops_budget_tables(data: Path) -> str:
     return "\n".join(lines)
 
 
+def _regret_summary(rows: list[dict[str, str]]) -> str:
+    """mean ± std over seeds of the mean regret over the rows' budgets."""
+    seeds = sorted({r["seed"] for r in rows})
+    return _mean_std([statistics.mean(float(r["regret"]) for r in rows if r["seed"] == s) for s in seeds])
+
+
+def _earlier_latency_rows(path: Path, names: list[str], latency: list[dict[str, str]]) -> dict[str, list[dict]]:
+    """The latency study's rows (benchmarks/latency_budgets.py) for the same profile (20 cells, guard 0.95), devices
+    and budgets, by method; empty where it is missing or its budgets differ."""
+    if not path.is_file():
+        return {}
+    rows = [r for r in read_rows(path) if r["setting"] == "20 cells, guard 0.95" and r["device"] in names]
+    ours = {(r["device"], r["budget"]): round(float(r["bound_ms"]), 3) for r in latency if r["device"] in names}
+    theirs = {(r["device"], r["budget"]): round(float(r["bound_ms"]), 3) for r in rows}
+    if not rows or ours != theirs:
+        return {}
+    by_method: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        by_method[r["method"]].append(r)
+    return dict(by_method)
+
+
+def predictor_tables(data: Path) -> str:
+    """The predictor study (benchmarks/predictor_study.py): tasks.csv (leave-one-task-out, K probes, unbudgeted and
+    5 FLOPs budgets), flops.csv (CIFAR-10, 10 FLOPs budgets; beside it the FLOPs study's rows where its budgets are
+    the same), latency.csv and devices.csv (held-out devices)."""
+    tasks = read_rows(data / "tasks.csv")
+    lines = ["(b) Each task held out in turn; regret in the task's own units (points of accuracy; Darcy: its score), "
+             "unbudgeted and mean over 5 FLOPs budgets. Random probes: mean ± std over 3 seeds.", "",
+             "| held-out task | K probes | constant prior: unbudgeted, budgets | predictor: unbudgeted, budgets | "
+             "best of K random probes: unbudgeted, budgets | predictor <= half the prior (unbudgeted) |",
+             "|---|---|---|---|---|---|"]
+    for task in dict.fromkeys(r["task"] for r in tasks):
+        mine = [r for r in tasks if r["task"] == task]
+        prior = [r for r in mine if r["method"] == "constant prior"]
+        prior_none = statistics.mean(float(r["regret"]) for r in prior if r["budget"] == "none")
+        prior_budgets = statistics.mean(float(r["regret"]) for r in prior if r["budget"] != "none")
+        for count in sorted({int(r["probes"]) for r in mine if int(r["probes"]) > 0}):
+            cells = []
+            for method in ("predictor", "best of K random probes"):
+                rows = [r for r in mine if r["method"] == method and int(r["probes"]) == count]
+                cells.append(f"{_regret_summary([r for r in rows if r['budget'] == 'none'])}, "
+                             f"{_regret_summary([r for r in rows if r['budget'] != 'none'])}")
+            ours = statistics.mean(float(r["regret"]) for r in mine if r["method"] == "predictor"
+                                   and int(r["probes"]) == count and r["budget"] == "none")
+            lines.append(f"| {task} | {count} | {prior_none:.2f}, {prior_budgets:.2f} | {cells[0]} | {cells[1]} | "
+                         f"{'yes' if ours <= prior_none / 2 else 'no'} |")
+    flops = read_rows(data / "flops.csv")
+    budgeted = [r for r in flops if r["budget"] != "none"]
+    bounds = {int(r["budget"]): r["max_flops_m"] for r in budgeted}
+    lines += ["", "(a) CIFAR-10 held out, 10 FLOPs budgets (M FLOPs: " + ", ".join(bounds[k] for k in sorted(bounds))
+              + "); regret over every budget, mean ± std over seeds; budgets met:", "",
+              "| method | K probes | regret (points) | met |", "|---|---|---|---|"]
+    for method, count in dict.fromkeys((r["method"], r["probes"]) for r in budgeted):
+        rows = [r for r in budgeted if r["method"] == method and r["probes"] == count]
+        lines.append(f"| {method} | {count} | {_regret_summary(rows)} | "
+                     f"{100 * statistics.mean(int(r['met']) for r in rows):.0f} % |")
+    earlier = data.parent / "flops-budgets" / "budgets.csv"
+    if earlier.is_file():
+        rows = read_rows(earlier)
+        same = ({int(r["budget"]): round(float(r["max_flops_m"]), 2) for r in rows}
+                == {k: round(float(v), 2) for k, v in bounds.items()})  # the same budgets, numbered alike
+        for method in dict.fromkeys(r["method"] for r in rows) if same else ():
+            mine = [r for r in rows if r["method"] == method]
+            lines.append(f"| {method} (FLOPs study) | 0 | {_regret_summary(mine)} | "
+                         f"{100 * statistics.mean(int(r['met']) for r in mine):.0f} % |")
+    latency = read_rows(data / "latency.csv")
+    devices = read_rows(data / "devices.csv")
+    groups = {"HELP's 23 devices": [d["device"] for d in devices if not d["device"].startswith("cpu_")],
+              "this machine's 3 CPU settings": [d["device"] for d in devices if d["device"].startswith("cpu_")]}
+    lines += ["", "(a) CIFAR-10 held out, 10 latency budgets per held-out device (20-cell profile, guard 0.95), "
+              "scored as measured:", "",
+              "| devices | method | budgets met | devices met >= 95 % | regret over every budget, mean over devices | "
+              "worst device (met) |", "|---|---|---|---|---|---|"]
+    for group, names in groups.items():
+        if not names:
+            continue
+        for method in dict.fromkeys(r["method"] for r in latency):
+            met = {d: statistics.mean(int(r["met"]) for r in latency if r["device"] == d and r["method"] == method)
+                   for d in names}
+            regret = statistics.mean(statistics.mean(float(r["regret"]) for r in latency
+                                                     if r["device"] == d and r["method"] == method) for d in names)
+            worst = min(met, key=met.get)
+            lines.append(f"| {group} | {method} | {100 * statistics.mean(met.values()):.1f} % | "
+                         f"{sum(v >= 0.95 for v in met.values())} of {len(names)} | {regret:.2f} | "
+                         f"{worst} ({100 * met[worst]:.0f} %) |")
+        earlier = data.parent / "latency-budgets" / "budgets.csv"
+        for method, rows in _earlier_latency_rows(earlier, names, latency).items():
+            met = {d: statistics.mean(int(r["met"]) for r in rows if r["device"] == d) for d in names}
+            regret = statistics.mean(statistics.mean(float(r["regret"]) for r in rows if r["device"] == d)
+                                     for d in names)
+            worst = min(met, key=met.get)
+            lines.append(f"| {group} | {method} (latency study, mean over 3 seeds) | "
+                         f"{100 * statistics.mean(met.values()):.1f} % | {sum(v >= 0.95 for v in met.values())} of "
+                         f"{len(names)} | {regret:.2f} | {worst} ({100 * met[worst]:.0f} %) |")
+        guess = statistics.mean(statistics.mean(float(r["guess"]) for r in latency if r["device"] == d)
+                                for d in names)
+        lines.append(f"| {group} | random cell that fits (expected) | 100 % | {len(names)} of {len(names)} | "
+                     f"{guess:.2f} | |")
+    lines += ["", "(c) Spearman over all 15,625 cells from the 20-cell profile, each device held out of the "
+              "predictor's experience; the guard each model's budgets apply:", "",
+              "| device | predictor | additive model | guard (predictor) | guard (additive) | design |",
+              "|---|---|---|---|---|---|"]
+    for d in devices:
+        lines.append(f"| {d['device']} | {float(d['spearman']):.3f} | {float(d['spearman_additive']):.3f} | "
+                     f"{float(d['guard']):.2f} | {float(d['guard_additive']):.2f} | {d['design']} |")
+    for group, names in groups.items():
+        if names:
+            chosen = [d for d in devices if d["device"] in names]
+            lines.append(f"| mean, {group} | {statistics.mean(float(d['spearman']) for d in chosen):.3f} | "
+                         f"{statistics.mean(float(d['spearman_additive']) for d in chosen):.3f} | | | |")
+    return "\n".join(lines)
+
+
 STUDIES: dict[str, tuple[str, Callable[[Path], str]]] = {
     "latency-budgets": ("budgets.md", latency_budget_tables),
     "flops-budgets": ("budgets.md", flops_budget_tables),
+    "predictors": ("predictors.md", predictor_tables),
 }
 
 

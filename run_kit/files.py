@@ -7,6 +7,7 @@ Python values is refused.
 """
 from __future__ import annotations
 
+import csv
 import io
 import os
 import pickle
@@ -73,3 +74,22 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(state, dict):
         raise InputError(f"{path} is not a TaskDARTS checkpoint")
     return state
+
+
+def read_small_csv(path: str | Path, columns: tuple[str, ...], what: str, max_bytes: int = 1_000_000
+                   ) -> list[dict[str, str]]:
+    """The rows of a small CSV a user hands us (a device profile, probe accuracies), whose header must be exactly
+    `columns`: its size is checked before it is read, and anything else is one line naming `what` and the file."""
+    file = Path(path)
+    header = ",".join(columns)
+    if not file.is_file():
+        raise InputError(f"{what} {path} does not exist (a CSV {header})")
+    if file.stat().st_size > max_bytes:
+        raise InputError(f"{what} {path} is {file.stat().st_size:,} bytes; it should be a few lines")
+    try:
+        rows = list(csv.DictReader(io.StringIO(file.read_text())))
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise InputError(f"{what} {path} is not a CSV file ({err})") from None
+    if not rows or set(rows[0]) != set(columns):
+        raise InputError(f"{what} {path} must have the header {header} and one row per cell")
+    return rows

@@ -21,19 +21,17 @@ measurement and the proposal's (the drift, now over then on the profile's cells,
 """
 from __future__ import annotations
 
-import csv
-import io
 import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from run_kit import InputError
+from run_kit.files import read_small_csv
 from search_spaces import SearchSpace
 
 from .costs import Term
@@ -109,6 +107,25 @@ def check_confidence(confidence: float) -> None:
         raise InputError(f"--latency-confidence must lie in [0, 1) (0: no guard), got {confidence}")
 
 
+def leave_one_out(n: int) -> list[tuple[int, list[int]]]:
+    """(i, every other index) for i < n."""
+    return [(i, [j for j in range(n) if j != i]) for i in range(n)]
+
+
+def conformal_guard(measured_predicted: Sequence[tuple[float, float]], confidence: float, source: str) -> float:
+    """The guard factor from leave-one-out pairs (measured ms, prediction of the model fitted without that cell):
+    the ceil((n + 1) q)-th smallest ratio measured / predicted, at least 1 (1 when confidence is 0)."""
+    if confidence == 0:
+        return 1.0
+    ratios = sorted(math.inf if predicted <= 0 else measured / predicted for measured, predicted in measured_predicted)
+    rank = min(len(ratios), math.ceil((len(ratios) + 1) * confidence))  # 1-based
+    guard = max(1.0, ratios[rank - 1])
+    if not math.isfinite(guard):
+        raise InputError(f"device profile {source}: a cell's latency is not predicted by the other cells (a model "
+                         f"without it predicts 0 ms); measure more cells, or --latency-confidence 0")
+    return guard
+
+
 def fit_latency(space: SearchSpace, cells: Sequence[Any], latencies_ms: Sequence[float], source: str,
                 confidence: float = DEFAULT_CONFIDENCE) -> LatencyModel:
     """The additive model of a profile, and its guard at `confidence` (module docstring)."""
@@ -124,35 +141,15 @@ def fit_latency(space: SearchSpace, cells: Sequence[Any], latencies_ms: Sequence
         raise InputError(f"a latency guard at confidence {confidence:g} needs a profile of at least {needed} cells; "
                          f"{source} has {len(cells)} (measure more cells, or lower --latency-confidence; 0: no guard)")
     coef = _nnls(x, y)
-    guard = 1.0
-    if confidence > 0:
-        ratios = []
-        for i in range(len(cells)):
-            rest = [j for j in range(len(cells)) if j != i]
-            predicted = float(x[i] @ _nnls(x[rest], y[rest]))
-            ratios.append(math.inf if predicted <= 0 else float(y[i]) / predicted)
-        rank = min(len(cells), math.ceil((len(cells) + 1) * confidence))  # 1-based
-        guard = max(1.0, sorted(ratios)[rank - 1])
-        if not math.isfinite(guard):
-            raise InputError(f"device profile {source}: a cell's latency is not predicted by the other cells (a model "
-                             f"without it predicts 0 ms); measure more cells, or --latency-confidence 0")
+    guard = conformal_guard([(float(y[i]), float(x[i] @ _nnls(x[rest], y[rest])))
+                             for i, rest in leave_one_out(len(cells))] if confidence > 0 else [], confidence, source)
     per_op = {"none": 0.0, **{op: float(coef[k + 1]) for k, op in enumerate(ops)}}
     return LatencyModel(space.name, float(coef[0]), per_op, source, confidence, guard)
 
 
 def read_profile(path: str, space: SearchSpace) -> tuple[list[Any], list[float]]:
     """(cells, latencies ms) of a profile CSV with the header `arch,latency_ms`; bad content is one line."""
-    file = Path(path)
-    if not file.is_file():
-        raise InputError(f"device profile {path} does not exist (a CSV arch,latency_ms, or `auto`)")
-    if file.stat().st_size > MAX_PROFILE_BYTES:
-        raise InputError(f"device profile {path} is {file.stat().st_size:,} bytes; a profile is a few lines")
-    try:
-        rows = list(csv.DictReader(io.StringIO(file.read_text())))
-    except (UnicodeDecodeError, csv.Error) as err:
-        raise InputError(f"device profile {path} is not a CSV file ({err})") from None
-    if not rows or set(rows[0]) != {"arch", "latency_ms"}:
-        raise InputError(f"device profile {path} must have the header arch,latency_ms and one row per cell")
+    rows = read_small_csv(path, ("arch", "latency_ms"), "device profile", MAX_PROFILE_BYTES)
     cells, latencies = [], []
     for number, row in enumerate(rows, start=2):
         try:

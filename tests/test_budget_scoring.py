@@ -1,9 +1,9 @@
-"""The scoring rule of every budgeted study (evaluation/budget_scoring.py): every budget scores every method, and a
+"""The scoring rule of every budgeted study (supernet/budget_scoring.py): every budget scores every method, and a
 miss scores as a random cell that fits, never as the over-budget cell's own accuracy."""
 import pytest
 import torch
 
-from evaluation.budget_scoring import score_proposal
+from supernet.budget_scoring import score_proposal
 
 # five cells: cost and accuracy; the costliest is also the most accurate
 COST = torch.tensor([1.0, 2.0, 3.0, 4.0, 10.0], dtype=torch.float64)
