@@ -20,32 +20,25 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from tqdm import tqdm
 
+import meta.proposers  # noqa: F401  (registers the meta-learned proposers)
 from image_sets import DataOptions
-from meta.meta_search import MetaSearchConfig, run_meta_search, warm_search
 from run_kit import InputError
 from run_kit.config import Config, require_at_least
 from run_kit.files import atomic_write_text
 from run_kit.run_dir import RunDir
 from search_spaces.plot import plot_genotype
-from supernet.methods import METHODS, method_names, method_settings
+from supernet.proposers import ProposalRequest, create_proposer, proposer_names
 from supernet.retrain import RetrainConfig, run_retrain
-from supernet.search import SearchConfig, run_search
-from supernet.spaces import SPACES, get_space, load_genotype
+from supernet.spaces import get_space
 
 from .nb201_table import TABLE_SPACE, NB201Table
 
-OTHER_METHODS = ("random (a random genotype of the space), published (the space's published genotypes), a "
-                 "published name, taskdarts-K (K adaptation steps from --meta), warm-METHOD (a search METHOD "
-                 "warm-started from --meta's start for the data set)")
-WARM = "warm-"
-
 
 def method_help() -> str:
-    """What `--methods` takes: the search methods of the registry and compare's own."""
-    return f"{method_names()}, {OTHER_METHODS}"
+    """What `--methods` takes: every registered proposer (supernet/proposers.py), and `published`."""
+    return proposer_names()
 
 
 @dataclass
@@ -89,25 +82,7 @@ class CompareConfig(DataOptions, Config):
                 raise InputError(f"method 'published' does not fit --space {space.name}: it has no published genotypes")
             names = list(space.baselines) if method == "published" else [method]
             for name in names:
-                owner = published_space(name)
-                if owner is not None and owner is not space:
-                    raise InputError(f"method '{name}' is a {owner.name}-space genotype; it does not fit --space "
-                                     f"{space.name}")
-                if name.startswith("taskdarts-"):
-                    if not name[len("taskdarts-"):].isdigit():
-                        raise InputError(f"method '{name}': use taskdarts-K with K the adaptation steps, e.g. "
-                                         f"taskdarts-0")
-                elif name.startswith(WARM):
-                    spec = METHODS.get(name[len(WARM):])
-                    if spec is None or spec.training_free:
-                        gradient = ", ".join(m.name for m in METHODS.values() if not m.training_free)
-                        raise InputError(f"method '{name}': use warm-METHOD with METHOD a gradient search ({gradient})")
-                    if spec.settings.get("partial_channels", 1) != 1:
-                        raise InputError(f"method '{name}': the meta-checkpoint's supernet weights do not fit a "
-                                         "partial-channel supernet; warm-start a full-channel search, e.g. warm-darts1")
-                elif method_settings(name, 1, 1) is None and name != "random" and owner is None:
-                    raise InputError(f"unknown method '{name}'; known: {method_help()}")
-                if name.startswith(("taskdarts-", WARM)) and not self.meta:  # both start from the meta-model
+                if create_proposer(name, space).needs_meta and not self.meta:
                     raise InputError(f"method '{name}' needs --meta META_CKPT")
                 if name not in methods:
                     methods.append(name)
@@ -119,11 +94,6 @@ class CompareConfig(DataOptions, Config):
         if self.nb201_table and self.space != TABLE_SPACE:
             raise InputError(f"--nb201-table applies to --space {TABLE_SPACE} only")
         return methods
-
-
-def published_space(name: str):
-    """The space whose published genotype is called `name`, or None."""
-    return next((entry.space for entry in SPACES.values() if name in entry.space.published), None)
 
 
 class Comparison:
@@ -189,39 +159,12 @@ class Comparison:
         c = self.config
         pair_dir = self.out / method / f"seed{seed}"
         search_dir = pair_dir / "search"
-        search_seconds = 0.0
-        warm = method.startswith(WARM)
-        settings = method_settings(method[len(WARM):] if warm else method, c.search_epochs, c.candidates)
-        if warm:  # the meta-model's supernet shape and image format, its start for this search split
-            config = SearchConfig(space=c.space, dataset=c.dataset, data_root=c.data_root, epochs=c.search_epochs,
-                                  batch_size=c.batch_size, seed=seed, device=c.device, warm_start_from=c.meta,
-                                  **settings)
-            result = warm_search(config, train, RunDir(search_dir), resume=(search_dir / "checkpoint.pt").exists(),
-                                 progress=False, expect_space=c.space)
-            genotype = self.space.from_json(result["genotype"])
-            search_seconds = result["search_seconds"]
-        elif settings is not None:
-            config = SearchConfig(space=c.space, dataset=c.dataset, data_root=c.data_root, image_size=c.image_size,
-                                  epochs=c.search_epochs, layers=c.layers, init_channels=c.init_channels,
-                                  batch_size=c.batch_size, seed=seed, device=c.device, **settings)
-            result = run_search(config, train, RunDir(search_dir), resume=(search_dir / "checkpoint.pt").exists(),
-                                progress=False)
-            genotype = self.space.from_json(result["genotype"])
-            search_seconds = result["search_seconds"]
-        elif method.startswith("taskdarts-"):
-            if not (search_dir / "genotype.json").exists():
-                if search_dir.exists():  # an interrupted zero-/few-shot search: seconds to redo
-                    for leftover in search_dir.iterdir():
-                        leftover.unlink()
-                run_meta_search(MetaSearchConfig(meta=c.meta, dataset=c.dataset, adapt_steps=int(method.split("-")[1]),
-                                                 seed=seed, data_root=c.data_root, device=c.device),
-                                RunDir(search_dir), expect_space=c.space, progress=False)
-            genotype = load_genotype(str(search_dir))[1]
-            search_seconds = float(next(csv.DictReader((search_dir / "metrics.csv").open()))["seconds"])
-        elif method == "random":
-            genotype = self.space.random_genotype(torch.Generator().manual_seed(seed))
-        else:
-            genotype = self.space.published[method]
+        request = ProposalRequest(space=self.space, dataset=c.dataset, data_root=c.data_root, seed=seed,
+                                  device=c.device, search_epochs=c.search_epochs, candidates=c.candidates,
+                                  layers=c.layers, init_channels=c.init_channels, batch_size=c.batch_size,
+                                  image_size=c.image_size, meta=c.meta)
+        proposal = create_proposer(method, self.space).propose(request, train, search_dir)
+        genotype, search_seconds = proposal.genotype, proposal.search_seconds
         atomic_write_text(pair_dir / "genotype.json", self.space.dumps(genotype) + "\n")
         plot_genotype(self.space, genotype, pair_dir / "cells")
         row: dict[str, Any] = {"method": method, "seed": seed, "genotype": self.space.to_text(genotype),

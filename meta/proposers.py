@@ -1,0 +1,82 @@
+"""The meta-learned proposer families, registered in supernet/proposers.py's registry on import:
+
+- `taskdarts-K`: the meta-model's zero-shot (K = 0) or K-step adapted proposal for the task (meta/meta_search.py);
+- `warm-METHOD`: a full search of a gradient METHOD started from the meta-model's weights and logits for the task.
+
+Both need a meta-checkpoint (`ProposalRequest.meta`).
+"""
+from __future__ import annotations
+
+import csv
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from image_sets.data import ImageData
+from run_kit import InputError
+from run_kit.run_dir import RunDir
+from search_spaces import SearchSpace
+from supernet.methods import METHODS, method_settings
+from supernet.proposers import Proposal, ProposalRequest, ProposerEntry, register_proposer
+from supernet.search import SearchConfig
+from supernet.spaces import load_genotype
+
+from .meta_search import MetaSearchConfig, run_meta_search, warm_search
+
+ZERO_SHOT = "taskdarts-"
+WARM = "warm-"
+
+
+def _parse_zero_shot(name: str, space: SearchSpace) -> Mapping[str, Any] | None:
+    if not name.startswith(ZERO_SHOT):
+        return None
+    if not name[len(ZERO_SHOT):].isdigit():
+        raise InputError(f"method '{name}': use taskdarts-K with K the adaptation steps, e.g. taskdarts-0")
+    return {"adapt_steps": int(name[len(ZERO_SHOT):])}
+
+
+def _run_zero_shot(params: Mapping[str, Any], request: ProposalRequest, data: ImageData, directory: Path) -> Proposal:
+    """The meta-model's proposal, written as a search run directory; an interrupted one (no genotype.json yet) is
+    redone, since it takes seconds."""
+    if not (directory / "genotype.json").exists():
+        if directory.exists():
+            for leftover in directory.iterdir():
+                leftover.unlink()
+        run_meta_search(MetaSearchConfig(meta=request.meta, dataset=request.dataset,
+                                         adapt_steps=params["adapt_steps"], seed=request.seed,
+                                         data_root=request.data_root, device=request.device),
+                        RunDir(directory), expect_space=request.space.name, progress=False)
+    genotype = load_genotype(str(directory))[1]
+    with (directory / "metrics.csv").open() as f:
+        seconds = float(next(csv.DictReader(f))["seconds"])
+    return Proposal(genotype, seconds, directory)
+
+
+def _parse_warm(name: str, space: SearchSpace) -> Mapping[str, Any] | None:
+    if not name.startswith(WARM):
+        return None
+    method = METHODS.get(name[len(WARM):])
+    if method is None or method.training_free:
+        gradient = ", ".join(m.name for m in METHODS.values() if not m.training_free)
+        raise InputError(f"method '{name}': use warm-METHOD with METHOD a gradient search ({gradient})")
+    if method.settings.get("partial_channels", 1) != 1:
+        raise InputError(f"method '{name}': the meta-checkpoint's supernet weights do not fit a partial-channel "
+                         "supernet; warm-start a full-channel search, e.g. warm-darts1")
+    return {"method": method.name}
+
+
+def _run_warm(params: Mapping[str, Any], request: ProposalRequest, data: ImageData, directory: Path) -> Proposal:
+    """The meta-model's supernet shape and image format, its start for this task, then METHOD's search."""
+    settings = method_settings(params["method"], request.search_epochs, request.candidates)
+    config = SearchConfig(space=request.space.name, dataset=request.dataset, data_root=request.data_root,
+                          epochs=request.search_epochs, batch_size=request.batch_size, seed=request.seed,
+                          device=request.device, warm_start_from=request.meta, **settings)
+    result = warm_search(config, data, RunDir(directory), resume=(directory / "checkpoint.pt").exists(),
+                         progress=False, expect_space=request.space.name)
+    return Proposal(request.space.from_json(result["genotype"]), result["search_seconds"], directory)
+
+
+register_proposer(ProposerEntry("zero-shot", "taskdarts-K (K adaptation steps from --meta)", _parse_zero_shot,
+                                _run_zero_shot, needs_meta=True))
+register_proposer(ProposerEntry("warm", "warm-METHOD (a search METHOD warm-started from --meta's start for the data "
+                                        "set)", _parse_warm, _run_warm, needs_meta=True))

@@ -1,0 +1,156 @@
+"""One way to get a cell: every method that turns a task into a cell is a registered proposer.
+
+A proposer family is one `ProposerEntry`: `parse` recognises the names a user types for it (`darts1`, `naswot-500`,
+`random`, `DARTS_V2`, `taskdarts-0`, `warm-darts1`; None: not this family, InputError: this family, malformed), and
+`run` turns a `ProposalRequest` and the task's images into a `Proposal` (the genotype, the seconds its search took and
+the directory it wrote). `create_proposer(name, space)` is the only place a method's name is parsed; `compare` and
+its checks go through it, so a new way of getting a cell is one `register_proposer` call (tests/test_proposers.py
+adds a toy one in one file).
+
+This module registers the families of the supernet layer: the gradient and training-free searches of the method
+registry (supernet/methods.py), random and published cells. Meta-learned proposals register themselves from
+meta/proposers.py, which the callers import.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from image_sets.data import ImageData
+from run_kit import InputError
+from run_kit.run_dir import RunDir
+from search_spaces import SearchSpace
+
+from .methods import method_names, method_settings
+from .search import SearchConfig, run_search
+from .spaces import SPACES
+
+
+@dataclass(frozen=True)
+class ProposalRequest:
+    """What every proposer is given besides the images: the space, the run's seed and device, and the search budget
+    and supernet shape that searches use (others ignore them)."""
+
+    space: SearchSpace
+    dataset: str
+    data_root: str
+    seed: int
+    device: str
+    search_epochs: int
+    candidates: int
+    layers: int
+    init_channels: int
+    batch_size: int
+    image_size: int | None = None
+    meta: str | None = None  # a meta-checkpoint, for the meta-learned families
+
+
+@dataclass(frozen=True)
+class Proposal:
+    genotype: Any
+    search_seconds: float = 0.0
+    run_dir: Path | None = None  # where its search wrote config, log, metrics, checkpoint and genotype (if it ran one)
+
+
+ProposerRun = Callable[[Mapping[str, Any], ProposalRequest, ImageData, Path], Proposal]
+
+
+@dataclass(frozen=True)
+class ProposerEntry:
+    family: str
+    usage: str  # the names it takes, for help and errors
+    parse: Callable[[str, SearchSpace], Mapping[str, Any] | None]
+    run: ProposerRun
+    needs_meta: bool = False
+
+
+@dataclass(frozen=True)
+class Proposer:
+    """A parsed method name: its family, parameters and how to run it."""
+
+    name: str
+    entry: ProposerEntry
+    params: Mapping[str, Any]
+
+    @property
+    def needs_meta(self) -> bool:
+        return self.entry.needs_meta
+
+    def propose(self, request: ProposalRequest, data: ImageData, directory: Path) -> Proposal:
+        """Run it, writing its search (if any) under `directory`; an interrupted one continues from its checkpoint."""
+        return self.entry.run(self.params, request, data, directory)
+
+
+PROPOSERS: dict[str, ProposerEntry] = {}
+
+
+def register_proposer(entry: ProposerEntry) -> ProposerEntry:
+    """Add a family (the first whose `parse` accepts a name owns it, in registration order)."""
+    if entry.family in PROPOSERS:
+        raise ValueError(f"proposer family {entry.family!r} is registered already")
+    PROPOSERS[entry.family] = entry
+    return entry
+
+
+def proposer_names() -> str:
+    return ", ".join(entry.usage for entry in PROPOSERS.values())
+
+
+def create_proposer(name: str, space: SearchSpace) -> Proposer:
+    """The proposer `name` stands for in `space`; an unknown or malformed name is one line."""
+    for entry in PROPOSERS.values():
+        params = entry.parse(name, space)
+        if params is not None:
+            return Proposer(name, entry, params)
+    raise InputError(f"unknown method '{name}'; known: {proposer_names()}")
+
+
+def _parse_search(name: str, space: SearchSpace) -> Mapping[str, Any] | None:
+    return {"method": name} if method_settings(name, 1, 1) is not None else None
+
+
+def _run_search(params: Mapping[str, Any], request: ProposalRequest, data: ImageData, directory: Path) -> Proposal:
+    settings = method_settings(params["method"], request.search_epochs, request.candidates)
+    config = SearchConfig(space=request.space.name, dataset=request.dataset, data_root=request.data_root,
+                          image_size=request.image_size, epochs=request.search_epochs, layers=request.layers,
+                          init_channels=request.init_channels, batch_size=request.batch_size, seed=request.seed,
+                          device=request.device, **settings)
+    result = run_search(config, data, RunDir(directory), resume=(directory / "checkpoint.pt").exists(),
+                        progress=False)
+    return Proposal(request.space.from_json(result["genotype"]), result["search_seconds"], directory)
+
+
+def _parse_random(name: str, space: SearchSpace) -> Mapping[str, Any] | None:
+    return {} if name == "random" else None
+
+
+def _run_random(params: Mapping[str, Any], request: ProposalRequest, data: ImageData, directory: Path) -> Proposal:
+    return Proposal(request.space.random_genotype(torch.Generator().manual_seed(request.seed)))
+
+
+def published_space(name: str) -> SearchSpace | None:
+    """The space whose published genotype is called `name`, or None."""
+    return next((entry.space for entry in SPACES.values() if name in entry.space.published), None)
+
+
+def _parse_published(name: str, space: SearchSpace) -> Mapping[str, Any] | None:
+    owner = published_space(name)
+    if owner is None:
+        return None
+    if owner is not space:
+        raise InputError(f"method '{name}' is a {owner.name}-space genotype; it does not fit --space {space.name}")
+    return {"name": name}
+
+
+def _run_published(params: Mapping[str, Any], request: ProposalRequest, data: ImageData, directory: Path) -> Proposal:
+    return Proposal(request.space.published[params["name"]])
+
+
+register_proposer(ProposerEntry("search", method_names(), _parse_search, _run_search))
+register_proposer(ProposerEntry("random", "random (a random genotype of the space)", _parse_random, _run_random))
+register_proposer(ProposerEntry("published", "a published name (published: all of the space's)", _parse_published,
+                                _run_published))

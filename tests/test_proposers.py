@@ -1,0 +1,59 @@
+"""The proposer registry (supernet/proposers.py): every way of getting a cell is one registered family, parsed in one
+place; a new one is added in one file (here: a toy) and runs through `compare`."""
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+import meta.proposers  # noqa: F401  (registers the meta-learned families)
+from run_kit import InputError
+from supernet.proposers import PROPOSERS, Proposal, ProposerEntry, create_proposer, register_proposer
+from supernet.spaces import get_space
+
+from .helpers import run_cli
+from .test_compare import TINY
+
+
+def test_every_name_is_parsed_by_one_family():
+    nb201, darts = get_space("nb201"), get_space("darts")
+    families = {name: create_proposer(name, nb201).entry.family
+                for name in ("darts1", "naswot-500", "synflow", "random", "taskdarts-3", "warm-gdas")}
+    assert families == {"darts1": "search", "naswot-500": "search", "synflow": "search", "random": "random",
+                        "taskdarts-3": "zero-shot", "warm-gdas": "warm"}
+    assert create_proposer("DARTS_V2", darts).entry.family == "published"
+    assert create_proposer("taskdarts-3", nb201).params == {"adapt_steps": 3}
+    assert create_proposer("taskdarts-3", nb201).needs_meta and not create_proposer("darts1", nb201).needs_meta
+    for name, message in (("enas", "unknown method 'enas'"), ("DARTS_V2", "does not fit --space nb201"),
+                          ("taskdarts-x", "taskdarts-K"), ("warm-naswot", "warm-METHOD"),
+                          ("warm-pcdarts", "partial-channel")):
+        with pytest.raises(InputError, match=message):
+            create_proposer(name, nb201)
+
+
+@pytest.fixture
+def toy_proposer():
+    """A proposer family added in this file alone: the all-3x3 cell, in no time."""
+    def parse(name, space):
+        return {"op": "nor_conv_3x3"} if name == "toy" else None
+
+    def run(params, request, data, directory):
+        return Proposal(request.space.with_edge_ops([params["op"]] * request.space.num_edges), 0.5)
+
+    entry = register_proposer(ProposerEntry("toy", "toy (the all-3x3 cell)", parse, run))
+    yield entry
+    del PROPOSERS[entry.family]
+
+
+def test_a_toy_proposer_runs_through_compare_in_one_file(toy_proposer, tmp_path):
+    out = tmp_path / "out"
+    code, _, stderr = run_cli("compare", *TINY, "--methods", "toy", "random", "--seeds", "1", "--out", str(out))
+    assert code == 0, stderr
+    rows = {r["method"]: r for r in csv.DictReader((out / "results.csv").open())}
+    assert rows["toy"]["genotype"].count("nor_conv_3x3") == 6 and float(rows["toy"]["search_seconds"]) == 0.5
+    assert json.loads((out / "toy" / "seed0" / "genotype.json").read_text())["arch"] == rows["toy"]["genotype"]
+    retrained = json.loads((out / "toy" / "seed0" / "retrain" / "result.json").read_text())
+    assert retrained["genotype"] == rows["toy"]["genotype"]
+    with pytest.raises(ValueError, match="registered already"):  # a family is registered once
+        register_proposer(toy_proposer)
