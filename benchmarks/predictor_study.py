@@ -21,7 +21,8 @@ docs/results/data/predictors/:
   cells against the additive model of the same profile. 10 budgets at the 5-95 % quantiles of the device's measured
   latencies; CIFAR-10 held out of the accuracy predictor (the design chosen for flops.csv); a budget bounds the
   guarded prediction and is scored as measured (supernet/budget_scoring.py: a miss scores a random fitting
-  cell's expected regret).
+  cell's expected regret). Two more rows take the latency model apart: the same proposal without the guard, and
+  with the device's measured latency in place of the prediction (an oracle no user has).
 - designs.json: every design chosen and the leave-one-out means it was chosen by.
 
 Everything is deterministic except the random-probe baseline (seeded). The tables are read only through
@@ -127,9 +128,12 @@ def latency_rows(experience, device: str, references: list[int], accuracy: dict[
     rows = []
     for number, bound in enumerate(quantile_bounds(measured, budgets)):
         base = {"device": device, "budget": number, "bound_ms": f"{bound:.6g}"}
+        # the last two rows take the latency model apart: without its guard, and the measured latency itself
         for name, guarded, count in (("predictor, K=0 (constant prior)", learned.guarded_ms, 0),
                                      ("predictor, K=10", learned.guarded_ms, 10),
-                                     ("additive latency, constant prior", additive_guarded, 0)):
+                                     ("additive latency, constant prior", additive_guarded, 0),
+                                     ("predictor, K=10, no guard", learned.predicted_ms, 10),
+                                     ("predictor, K=10, measured latency (oracle)", measured, 10)):
             fits = guarded <= bound
             proposed = None
             if bool(fits.any()):
