@@ -22,7 +22,10 @@ docs/results/data/predictors/:
   latencies; CIFAR-10 held out of the accuracy predictor (the design chosen for flops.csv); a budget bounds the
   guarded prediction and is scored as measured (supernet/budget_scoring.py: a miss scores a random fitting
   cell's expected regret). Two more rows take the latency model apart: the same proposal without the guard, and
-  with the device's measured latency in place of the prediction (an oracle no user has).
+  with the device's measured latency in place of the prediction (an oracle no user has). Two rows are what `search`
+  does where the device is at hand (`--device-profile auto`): the proposal measured and, while over the bound, the
+  next best cell that fits the prediction (supernet/latency.verified_derive, at most 5 measured; all 5 over scores
+  as a miss), with the guard and without it.
 - designs.json: every design chosen and the leave-one-out means it was chosen by.
 
 Everything is deterministic except the random-probe baseline (seeded). The tables are read only through
@@ -44,11 +47,12 @@ from evaluation.study_tables import predictor_tables, write_rows
 from meta.accuracy_predictor import TRANSFORMS, AccuracyPredictor, PredictorDesign, choose_design, probe_values
 from meta.experience import SPACE, TASKS, cell_texts, load_experience, split
 from meta.latency_predictor import LatencyPredictor, choose_latency_design
+from run_kit import InputError
 from run_kit.files import atomic_write_text
 from run_kit.ranking import spearman
 from supernet.budget_scoring import score_proposal
 from supernet.costs import cell_costs, cost_terms, every_cell
-from supernet.latency import fit_latency, reference_cells
+from supernet.latency import fit_latency, reference_cells, verified_derive
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
@@ -140,7 +144,31 @@ def latency_rows(experience, device: str, references: list[int], accuracy: dict[
                 probes = probe_values(cifar10, accuracy[count].choose_probes(count, fits))
                 proposed = accuracy[count].propose(probes, fits)
             rows.append({**base, "method": name, **score_row(cifar10, measured, bound, proposed)})
+        # where the device is at hand (`--device-profile auto`), the proposal is measured and, while over the bound,
+        # the next best cell that fits the prediction is (supernet/latency.verified_derive, at most VERIFY_TRIES)
+        for name, guarded in (("predictor, K=10, device at hand (guard, verified)", learned.guarded_ms),
+                              ("predictor, K=10, device at hand (no guard, verified)", learned.predicted_ms)):
+            rows.append({**base, "method": name, **score_row(cifar10, measured, bound,
+                                                              _verified(accuracy[10], cifar10, measured, guarded,
+                                                                        bound))})
     return rows, summary
+
+
+def _verified(predictor: AccuracyPredictor, target: torch.Tensor, measured: torch.Tensor, predicted: torch.Tensor,
+              bound: float) -> int | None:
+    """The cell `search` keeps where the device is at hand: None if every try measured over the bound."""
+    fits = predicted <= bound
+    if not bool(fits.any()):
+        return None
+    scores = predictor.scores(probe_values(target, predictor.choose_probes(10, fits))).masked_fill(~fits, -math.inf)
+
+    def decode(excluded: list[int]) -> int:
+        return int(torch.argmax(scores.index_fill(0, torch.tensor(excluded, dtype=torch.long), -math.inf)))
+
+    try:
+        return verified_derive(decode, lambda k: float(measured[k]), bound)[0]
+    except InputError:
+        return None
 
 
 def _design_text(chosen, fitted) -> str:
