@@ -172,7 +172,8 @@ def _verified(predictor: AccuracyPredictor, target: torch.Tensor, measured: torc
 
 
 def _design_text(chosen, fitted) -> str:
-    fixed = f"{fitted.components} components, ridge {fitted.ridge:g}{', op counts' if fitted.op_counts else ''}"
+    fixed = (f"{fitted.components} components, ridge {fitted.ridge:g}{', op counts' if fitted.op_counts else ''}"
+             f"{', per-cell guard' if fitted.interval else ''}")
     return f"by profile's {chosen.by_profile}: {fixed}" if chosen.by_profile else fixed
 
 

@@ -228,7 +228,8 @@ def predictor_tables(data: Path) -> str:
         lines.append(f"| {group} | random cell that fits (expected) | 100 % | {len(names)} of {len(names)} | "
                      f"{guess:.2f} | |")
     lines += ["", "(c) Spearman over all 15,625 cells from the 20-cell profile, each device held out of the "
-              "predictor's experience; the guard each model's budgets apply:", "",
+              "predictor's experience; the guard each model's budgets apply (a per-cell guard: its median factor):",
+              "",
               "| device | predictor | additive model | guard (predictor) | guard (additive) | design |",
               "|---|---|---|---|---|---|"]
     for d in devices:

@@ -11,8 +11,10 @@ counts, and a device is a weight vector fitted to its profile:
 
 ridge regression on the profile's cells (a unpenalised; the features standardised over the profile). The guard is
 the additive model's: the leave-one-out conformal factor of the profile (supernet/latency.conformal_guard), so that
-a budget bounds guard x g. Which components and op counts enter and the ridge are either fixed or chosen per device
-from its own profile (`by_profile`: the least leave-one-out squared log error, or the smallest guard).
+a budget bounds guard x g; or, per cell (`interval`), the same conformal quantile of leave-one-out residuals scaled by
+each cell's leverage, so that cells the profile says less about get a wider guard. Which components and op counts
+enter and the ridge are either fixed or chosen per device from its own profile (`by_profile`: the least
+leave-one-out squared log error, or the smallest guard).
 That choice, and the fixed design where it is fixed, is made by leave-one-device-out among the training devices
 (`choose_latency_design`), scored by what the latency model costs a budgeted proposal: the regret under 10 budgets
 of a score it must rank as measured.
@@ -23,7 +25,7 @@ import itertools
 import math
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -43,12 +45,15 @@ class LatencyDesign:
     """components: principal components of the earlier devices (0: none); ridge: per profile cell; op_counts: whether
     op counts enter; by_profile: instead of these three, the fixed design (`fixed_designs`) that does best on the
     device's own profile, by its leave-one-out squared log error ("error") or by the guard it would need ("guard",
-    then the error); "" : fixed."""
+    then the error); "" : fixed. interval: the guard of each cell is exp(q sqrt(1 + h(cell))), h the cell's leverage
+    under the profile's ridge fit and q the conformal quantile of the profile's leave-one-out residuals scaled alike,
+    instead of one factor for every cell."""
 
     components: int = 4
     ridge: float = 0.1
     op_counts: bool = True
     by_profile: str = ""
+    interval: bool = False  # a guard per cell, wider where the profile says less (its leverage), not one per device
 
     def __post_init__(self):
         if self.by_profile not in BY_PROFILE:
@@ -63,10 +68,12 @@ class DeviceLatency:
     guard: float
     source: str
     design: LatencyDesign  # the fixed design fitted (by_profile resolved)
+    per_cell_ms: torch.Tensor | None = None  # with `interval`: each cell's guarded prediction
 
     @property
     def guarded_ms(self) -> torch.Tensor:
-        return self.guard * self.predicted_ms
+        """What a latency budget bounds."""
+        return self.guard * self.predicted_ms if self.per_cell_ms is None else self.per_cell_ms
 
 
 def op_counts() -> torch.Tensor:
@@ -116,6 +123,20 @@ class LatencyPredictor:
         target = features if at is None else features[list(at)]
         return log_ms.mean() + ((target - centre) / scale) @ weights
 
+    @staticmethod
+    def _leverage(features: torch.Tensor, cells: Sequence[int], ridge: float, at: Sequence[int] | None = None
+                  ) -> torch.Tensor:
+        """x^T (X^T X + ridge n I)^-1 x at cells `at` (None: every cell), in the fit's standardised features."""
+        rows = features[list(cells)]
+        target = features if at is None else features[list(at)]
+        if rows.shape[1] == 0:
+            return torch.full((target.shape[0],), 1 / len(cells), dtype=torch.float64)
+        centre, scale = rows.mean(0), rows.std(0).clamp_min(1e-9)
+        x = (rows - centre) / scale
+        inverse = torch.linalg.inv(x.T @ x + ridge * len(cells) * torch.eye(x.shape[1], dtype=torch.float64))
+        z = (target - centre) / scale
+        return ((z @ inverse) * z).sum(1) + 1 / len(cells)  # the intercept's share
+
     def _leave_one_out(self, design: LatencyDesign, cells: Sequence[int], log_y: torch.Tensor) -> torch.Tensor:
         """The log ms of each profile cell predicted by the fit on the others."""
         features = self._features(design)
@@ -150,10 +171,21 @@ class LatencyPredictor:
             raise InputError(f"device profile {source}: latencies must be positive")
         log_y = y.log()
         design = self.resolve(cells, log_y, confidence)
-        pairs = ([(float(y[i]), float(p)) for i, p in enumerate(self._leave_one_out(design, cells, log_y).exp())]
-                 if confidence > 0 else [])
-        predicted = self._fit(self._features(design), cells, log_y, design.ridge).exp()
-        return DeviceLatency(predicted, conformal_guard(pairs, confidence, source), source, design)
+        if self.design.interval:
+            design = replace(design, interval=True)
+        features = self._features(design)
+        loo = self._leave_one_out(design, cells, log_y)
+        predicted = self._fit(features, cells, log_y, design.ridge).exp()
+        if not design.interval or confidence == 0:
+            pairs = [(float(y[i]), float(p)) for i, p in enumerate(loo.exp())] if confidence > 0 else []
+            return DeviceLatency(predicted, conformal_guard(pairs, confidence, source), source, design)
+        # residuals in units of each left-out cell's spread, sqrt(1 + h), under the fit without it
+        spreads = torch.stack([(1 + self._leverage(features, [cells[j] for j in rest], design.ridge, [cells[i]])[0])
+                               .sqrt() for i, rest in leave_one_out(len(cells))])
+        scaled = ((log_y - loo) / spreads).exp()
+        width = math.log(conformal_guard([(float(r), 1.0) for r in scaled], confidence, source))
+        per_cell = (predicted.log() + width * (1 + self._leverage(features, cells, design.ridge)).sqrt()).exp()
+        return DeviceLatency(predicted, float((per_cell / predicted).median()), source, design, per_cell)
 
 
 def fixed_designs() -> list[LatencyDesign]:
@@ -163,7 +195,8 @@ def fixed_designs() -> list[LatencyDesign]:
 
 def latency_design_grid() -> list[LatencyDesign]:
     """The designs leave-one-device-out chooses among: every fixed design, and choosing per profile."""
-    return [*fixed_designs(), *(LatencyDesign(by_profile=rule) for rule in BY_PROFILE if rule)]
+    return [*fixed_designs(), *(LatencyDesign(by_profile=rule, interval=interval)
+                                for interval in (False, True) for rule in BY_PROFILE if rule)]
 
 
 def choose_latency_design(experience: Experience, profile_cells: Sequence[int], accuracy: torch.Tensor,

@@ -142,6 +142,13 @@ def test_a_profile_adapts_the_latency_predictor_beyond_the_additive_model():
     assert not chosen.design.by_profile and spearman(chosen.predicted_ms, measured) > 0.99
     with pytest.raises(InputError, match="at least 5"):
         LatencyPredictor(held.training).adapt([1, 2, 3], [1.0, 2.0, 3.0], "tiny")
+    # a guard per cell: never below the point prediction, wider for cells the profile says less about
+    per_cell = LatencyPredictor(held.training, LatencyDesign(components=2, ridge=0.01, op_counts=False,
+                                                             interval=True)).adapt(profile, measured[profile].tolist(),
+                                                                                   "dev5")
+    factors = per_cell.guarded_ms / per_cell.predicted_ms
+    assert per_cell.per_cell_ms is not None and bool((factors >= 1).all()) and float(factors.max()) > float(
+        factors.min())
 
 
 def test_latency_tables_are_read_whole_or_refused(tmp_path):
