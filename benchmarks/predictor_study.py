@@ -163,7 +163,10 @@ def _verified(predictor: AccuracyPredictor, target: torch.Tensor, measured: torc
     scores = predictor.scores(probe_values(target, predictor.choose_probes(10, fits))).masked_fill(~fits, -math.inf)
 
     def decode(excluded: list[int]) -> int:
-        return int(torch.argmax(scores.index_fill(0, torch.tensor(excluded, dtype=torch.long), -math.inf)))
+        remaining = scores.index_fill(0, torch.tensor(excluded, dtype=torch.long), -math.inf)
+        if not bool(torch.isfinite(remaining).any()):
+            raise InputError("every cell predicted to fit was measured over the bound")
+        return int(torch.argmax(remaining))
 
     try:
         return verified_derive(decode, lambda k: float(measured[k]), bound)[0]
