@@ -50,7 +50,7 @@ from image_sets import load_dataset
 from meta.model import load_meta
 from meta.tasks import match_format, whole_dataset_task
 from meta.teacher_bank import TeacherBank, op_frequencies
-from supernet.budget_scoring import score_proposal
+from supernet.budget_scoring import quantile_bounds, score_proposal
 from supernet.costs import Budget, budget_share, budgeted_derive, cell_costs, cost_terms, every_cell
 from supernet.search import SearchConfig
 from supernet.training_free import TrainingFreeJob
@@ -156,8 +156,7 @@ def main() -> None:
     table = NB201Table.load(args.table)
     costs = cell_costs("nb201", 10, 3, 32)
     genotypes, flops, accuracy = every_cell_table(table, costs)
-    quantiles = torch.linspace(0.05, 0.95, args.budgets, dtype=torch.float64)
-    budgets = [round(float(b), 2) for b in torch.quantile(flops, quantiles)]
+    budgets = [round(b, 2) for b in quantile_bounds(flops, args.budgets)]
     terms = cost_terms(costs)
     meta_methods = methods_of(out, args.seeds)
     position = {zs.SPACE.to_text(g): k for k, g in enumerate(genotypes)}

@@ -39,10 +39,11 @@ import torch
 from evaluation.nb201_table import NB201Table
 from evaluation.study_tables import cell_code, latency_budget_tables, write_rows
 from meta.experience import read_latency_columns
+from meta.latency_predictor import op_counts
 from run_kit import InputError
 from run_kit.files import atomic_write_text
 from run_kit.ranking import spearman
-from supernet.budget_scoring import score_proposal
+from supernet.budget_scoring import quantile_bounds, score_proposal
 from supernet.costs import Budget, budgeted_derive, cell_costs, cost_terms, every_cell, every_cell_costs
 from supernet.latency import fit_latency, reference_cells
 
@@ -73,8 +74,7 @@ def model_ceiling(measured: torch.Tensor) -> dict[str, tuple[float, float]]:
     a profile fits) and per (edge, op) one-hot; (Spearman, 95th percentile of |relative error|) each."""
     cells = every_cell(zs.SPACE.num_edges, len(zs.SPACE.ops))
     ones = torch.ones(len(cells), 1, dtype=torch.float64)
-    features = {"op counts": torch.cat([ones, torch.stack([(cells == k).sum(1).double()
-                                                           for k in range(1, len(zs.SPACE.ops))], 1)], 1),
+    features = {"op counts": torch.cat([ones, op_counts()], 1),
                 "per edge": torch.cat([ones, torch.nn.functional.one_hot(cells, len(zs.SPACE.ops))[..., 1:]
                                        .flatten(1).double()], 1)}
     out = {}
@@ -130,7 +130,7 @@ def main() -> None:
             fitted[setting][device] = {"spearman": round(spearman(predicted.tolist(), measured.tolist()), 4),
                                        "guard": round(model.guard, 4), "intercept_ms": round(model.intercept_ms, 6),
                                        "per_op_ms": {op: round(v, 6) for op, v in model.per_op_ms.items()}}
-            bounds = torch.quantile(measured, torch.linspace(0.05, 0.95, args.budgets, dtype=torch.float64)).tolist()
+            bounds = quantile_bounds(measured, args.budgets)
             for method in names:
                 for seed in range(args.seeds):
                     for number, bound in enumerate(bounds):

@@ -50,7 +50,7 @@ from meta.latency_predictor import LatencyPredictor, choose_latency_design
 from run_kit import InputError
 from run_kit.files import atomic_write_text
 from run_kit.ranking import spearman
-from supernet.budget_scoring import score_proposal
+from supernet.budget_scoring import quantile_bounds, score_proposal
 from supernet.costs import cell_costs, cost_terms, every_cell
 from supernet.latency import fit_latency, reference_cells, verified_derive
 
@@ -60,10 +60,6 @@ CPU_LATENCY = ROOT / "docs" / "results" / "data" / "latency-budgets" / "nb201_la
 PROBE_COUNTS = (0, 10, 20)
 RANDOM_SEEDS = 3
 CONFIDENCE = 0.95
-
-
-def quantile_bounds(values: torch.Tensor, count: int) -> list[float]:
-    return torch.quantile(values, torch.linspace(0.05, 0.95, count, dtype=torch.float64)).tolist()
 
 
 def best_random_probe(target: torch.Tensor, fits: torch.Tensor, count: int, seed: int) -> int:

@@ -134,12 +134,22 @@ def _regret_summary(rows: list[dict[str, str]]) -> str:
     return _mean_std([statistics.mean(float(r["regret"]) for r in rows if r["seed"] == s) for s in seeds])
 
 
-def _earlier_latency_rows(path: Path, names: list[str], latency: list[dict[str, str]]) -> dict[str, list[dict]]:
-    """The latency study's rows (benchmarks/latency_budgets.py) for the same profile (20 cells, guard 0.95), devices
-    and budgets, by method; empty where it is missing or its budgets differ."""
-    if not path.is_file():
-        return {}
-    rows = [r for r in read_rows(path) if r["setting"] == "20 cells, guard 0.95" and r["device"] in names]
+def _device_group_row(group: str, label: str, rows: list[dict[str, str]], names: list[str]) -> str:
+    """One method's line over a group of devices: budgets met, devices met >= 95 %, regret (mean over devices) and
+    the worst device."""
+    met = {d: statistics.mean(int(r["met"]) for r in rows if r["device"] == d) for d in names}
+    regret = statistics.mean(statistics.mean(float(r["regret"]) for r in rows if r["device"] == d) for d in names)
+    worst = min(met, key=met.get)
+    return (f"| {group} | {label} | {100 * statistics.mean(met.values()):.1f} % | "
+            f"{sum(v >= 0.95 for v in met.values())} of {len(names)} | {regret:.2f} | "
+            f"{worst} ({100 * met[worst]:.0f} %) |")
+
+
+def _earlier_latency_rows(earlier: list[dict[str, str]], names: list[str], latency: list[dict[str, str]]
+                          ) -> dict[str, list[dict]]:
+    """The latency study's rows (benchmarks/latency_budgets.py, `earlier`) for the same profile (20 cells, guard
+    0.95), devices and budgets, by method; empty where it is missing or its budgets differ."""
+    rows = [r for r in earlier if r["setting"] == "20 cells, guard 0.95" and r["device"] in names]
     ours = {(r["device"], r["budget"]): round(float(r["bound_ms"]), 3) for r in latency if r["device"] in names}
     theirs = {(r["device"], r["budget"]): round(float(r["bound_ms"]), 3) for r in rows}
     if not rows or ours != theirs:
@@ -202,27 +212,15 @@ def predictor_tables(data: Path) -> str:
               "scored as measured:", "",
               "| devices | method | budgets met | devices met >= 95 % | regret over every budget, mean over devices | "
               "worst device (met) |", "|---|---|---|---|---|---|"]
+    earlier_path = data.parent / "latency-budgets" / "budgets.csv"
+    earlier = read_rows(earlier_path) if earlier_path.is_file() else []
     for group, names in groups.items():
         if not names:
             continue
         for method in dict.fromkeys(r["method"] for r in latency):
-            met = {d: statistics.mean(int(r["met"]) for r in latency if r["device"] == d and r["method"] == method)
-                   for d in names}
-            regret = statistics.mean(statistics.mean(float(r["regret"]) for r in latency
-                                                     if r["device"] == d and r["method"] == method) for d in names)
-            worst = min(met, key=met.get)
-            lines.append(f"| {group} | {method} | {100 * statistics.mean(met.values()):.1f} % | "
-                         f"{sum(v >= 0.95 for v in met.values())} of {len(names)} | {regret:.2f} | "
-                         f"{worst} ({100 * met[worst]:.0f} %) |")
-        earlier = data.parent / "latency-budgets" / "budgets.csv"
+            lines.append(_device_group_row(group, method, [r for r in latency if r["method"] == method], names))
         for method, rows in _earlier_latency_rows(earlier, names, latency).items():
-            met = {d: statistics.mean(int(r["met"]) for r in rows if r["device"] == d) for d in names}
-            regret = statistics.mean(statistics.mean(float(r["regret"]) for r in rows if r["device"] == d)
-                                     for d in names)
-            worst = min(met, key=met.get)
-            lines.append(f"| {group} | {method} (latency study, mean over 3 seeds) | "
-                         f"{100 * statistics.mean(met.values()):.1f} % | {sum(v >= 0.95 for v in met.values())} of "
-                         f"{len(names)} | {regret:.2f} | {worst} ({100 * met[worst]:.0f} %) |")
+            lines.append(_device_group_row(group, f"{method} (latency study, mean over 3 seeds)", rows, names))
         guess = statistics.mean(statistics.mean(float(r["guess"]) for r in latency if r["device"] == d)
                                 for d in names)
         lines.append(f"| {group} | random cell that fits (expected) | 100 % | {len(names)} of {len(names)} | "

@@ -31,7 +31,7 @@ import torch
 
 from run_kit import InputError
 from run_kit.ranking import spearman
-from supernet.budget_scoring import score_proposal
+from supernet.budget_scoring import quantile_bounds, score_proposal
 from supernet.costs import every_cell
 from supernet.latency import conformal_guard, leave_one_out
 
@@ -109,33 +109,36 @@ class LatencyPredictor:
         return torch.cat(parts, 1)
 
     @staticmethod
-    def _fit(features: torch.Tensor, cells: Sequence[int], log_ms: torch.Tensor, ridge: float,
-             at: Sequence[int] | None = None) -> torch.Tensor:
-        """log ms predicted at cells `at` (None: every cell) by a ridge fit on `cells`."""
+    def _ridge_system(features: torch.Tensor, cells: Sequence[int], ridge: float, at: Sequence[int] | None
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The ridge fit on `cells` in features standardised over them: (its design matrix X, X^T X + ridge n I,
+        the standardised features at cells `at`, None: every cell). Shared by the fit and its leverages."""
         rows = features[list(cells)]
-        if rows.shape[1] == 0:
-            prediction = log_ms.mean().expand(features.shape[0] if at is None else len(at))
-            return prediction.clone()
+        target = features if at is None else features[list(at)]
         centre, scale = rows.mean(0), rows.std(0).clamp_min(1e-9)
         x = (rows - centre) / scale
         penalty = ridge * len(cells) * torch.eye(x.shape[1], dtype=torch.float64)
-        weights = torch.linalg.solve(x.T @ x + penalty, x.T @ (log_ms - log_ms.mean()))
-        target = features if at is None else features[list(at)]
-        return log_ms.mean() + ((target - centre) / scale) @ weights
+        return x, x.T @ x + penalty, (target - centre) / scale
 
-    @staticmethod
-    def _leverage(features: torch.Tensor, cells: Sequence[int], ridge: float, at: Sequence[int] | None = None
+    @classmethod
+    def _fit(cls, features: torch.Tensor, cells: Sequence[int], log_ms: torch.Tensor, ridge: float,
+             at: Sequence[int] | None = None) -> torch.Tensor:
+        """log ms predicted at cells `at` (None: every cell) by a ridge fit on `cells`."""
+        if features.shape[1] == 0:
+            prediction = log_ms.mean().expand(features.shape[0] if at is None else len(at))
+            return prediction.clone()
+        x, system, target = cls._ridge_system(features, cells, ridge, at)
+        weights = torch.linalg.solve(system, x.T @ (log_ms - log_ms.mean()))
+        return log_ms.mean() + target @ weights
+
+    @classmethod
+    def _leverage(cls, features: torch.Tensor, cells: Sequence[int], ridge: float, at: Sequence[int] | None = None
                   ) -> torch.Tensor:
         """x^T (X^T X + ridge n I)^-1 x at cells `at` (None: every cell), in the fit's standardised features."""
-        rows = features[list(cells)]
-        target = features if at is None else features[list(at)]
-        if rows.shape[1] == 0:
-            return torch.full((target.shape[0],), 1 / len(cells), dtype=torch.float64)
-        centre, scale = rows.mean(0), rows.std(0).clamp_min(1e-9)
-        x = (rows - centre) / scale
-        inverse = torch.linalg.inv(x.T @ x + ridge * len(cells) * torch.eye(x.shape[1], dtype=torch.float64))
-        z = (target - centre) / scale
-        return ((z @ inverse) * z).sum(1) + 1 / len(cells)  # the intercept's share
+        if features.shape[1] == 0:
+            return torch.full((features.shape[0] if at is None else len(at),), 1 / len(cells), dtype=torch.float64)
+        _, system, target = cls._ridge_system(features, cells, ridge, at)
+        return ((target @ torch.linalg.inv(system)) * target).sum(1) + 1 / len(cells)  # the intercept's share
 
     def _leave_one_out(self, design: LatencyDesign, cells: Sequence[int], log_y: torch.Tensor) -> torch.Tensor:
         """The log ms of each profile cell predicted by the fit on the others."""
@@ -174,10 +177,12 @@ class LatencyPredictor:
         if self.design.interval:
             design = replace(design, interval=True)
         features = self._features(design)
-        loo = self._leave_one_out(design, cells, log_y)
         predicted = self._fit(features, cells, log_y, design.ridge).exp()
-        if not design.interval or confidence == 0:
-            pairs = [(float(y[i]), float(p)) for i, p in enumerate(loo.exp())] if confidence > 0 else []
+        if confidence == 0:  # no guard: no leave-one-out fits
+            return DeviceLatency(predicted, 1.0, source, design)
+        loo = self._leave_one_out(design, cells, log_y)
+        if not design.interval:
+            pairs = [(float(y[i]), float(p)) for i, p in enumerate(loo.exp())]
             return DeviceLatency(predicted, conformal_guard(pairs, confidence, source), source, design)
         # residuals in units of each left-out cell's spread, sqrt(1 + h), under the fit without it
         spreads = torch.stack([(1 + self._leverage(features, [cells[j] for j in rest], design.ridge, [cells[i]])[0])
@@ -214,11 +219,10 @@ def choose_latency_design(experience: Experience, profile_cells: Sequence[int], 
     most = max(max(d.components for d in grid), max(d.components for d in fixed_designs()))
     regrets: dict[LatencyDesign, list[float]] = {d: [] for d in grid}
     ranks: dict[LatencyDesign, list[float]] = {d: [] for d in grid}
-    quantiles = torch.linspace(0.05, 0.95, budgets, dtype=torch.float64)
     for device, measured in experience.latency_ms.items():
         inner = experience.without(devices=(device,))
         components = device_components(inner, min(most, len(inner.latency_ms)))
-        bounds = torch.quantile(measured, quantiles).tolist()
+        bounds = quantile_bounds(measured, budgets)
         for design in grid:
             if design.components > components.shape[1]:
                 continue

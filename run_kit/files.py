@@ -76,14 +76,15 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
-def read_small_csv(path: str | Path, columns: tuple[str, ...], what: str, max_bytes: int = 1_000_000
-                   ) -> list[dict[str, str]]:
+def read_small_csv(path: str | Path, columns: tuple[str, ...], what: str, max_bytes: int = 1_000_000,
+                   instead: str = "") -> list[dict[str, str]]:
     """The rows of a small CSV a user hands us (a device profile, probe accuracies), whose header must be exactly
-    `columns`: its size is checked before it is read, and anything else is one line naming `what` and the file."""
+    `columns`: its size is checked before it is read, and anything else is one line naming `what` and the file
+    (and `instead`, what else the option takes)."""
     file = Path(path)
     header = ",".join(columns)
     if not file.is_file():
-        raise InputError(f"{what} {path} does not exist (a CSV {header})")
+        raise InputError(f"{what} {path} does not exist (a CSV {header}{f', or {instead}' if instead else ''})")
     if file.stat().st_size > max_bytes:
         raise InputError(f"{what} {path} is {file.stat().st_size:,} bytes; it should be a few lines")
     try:

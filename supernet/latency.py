@@ -149,7 +149,7 @@ def fit_latency(space: SearchSpace, cells: Sequence[Any], latencies_ms: Sequence
 
 def read_profile(path: str, space: SearchSpace) -> tuple[list[Any], list[float]]:
     """(cells, latencies ms) of a profile CSV with the header `arch,latency_ms`; bad content is one line."""
-    rows = read_small_csv(path, ("arch", "latency_ms"), "device profile", MAX_PROFILE_BYTES)
+    rows = read_small_csv(path, ("arch", "latency_ms"), "device profile", MAX_PROFILE_BYTES, instead="`auto`")
     cells, latencies = [], []
     for number, row in enumerate(rows, start=2):
         try:
