@@ -170,8 +170,14 @@ def build_parser() -> OneLineParser:
                  "logit_init_std", "tau_max", "tau_min"):
         opt.add_argument(_flag(name), type=float)
     meta = search.add_argument_group("task-conditioned start (TaskDARTS)")
-    meta.add_argument("--meta", metavar="META_CKPT", help="meta-train checkpoint or run directory")
+    meta.add_argument("--meta", metavar="META_CKPT", help="meta-train checkpoint or run directory, or `pretrained`: "
+                                                          "the meta-model that ships (nb201; no meta-run needed)")
     meta.add_argument("--adapt-steps", type=int, default=0, help="0: zero-shot; K: K adaptation steps")
+    meta.add_argument("--probe-accuracies", metavar="FILE",
+                      help="with --meta pretrained: a CSV arch,accuracy of cells trained on the task (any scale where "
+                           "higher is better); they condition the proposal")
+    meta.add_argument("--exclude-ops", nargs="+", metavar="OP",
+                      help="with --meta pretrained: ops the proposal may not use (e.g. avg_pool_3x3)")
     meta.add_argument("--warm-start", action="store_true",
                       help="with --meta: a full search (any gradient method, --epochs) from the task-conditioned "
                            "weights and logits; the meta-checkpoint fixes the supernet shape and image format")
@@ -401,6 +407,12 @@ def cmd_search(args: argparse.Namespace) -> int:
     if budgets and (not args.meta or args.warm_start):
         raise InputError(f"{', '.join(budgets)} need(s) --meta META_CKPT without --warm-start: a budget constrains "
                          f"the meta-model's proposal")
+    pretrained_only = [_flag(name) for name in ("probe_accuracies", "exclude_ops") if getattr(args, name) is not None]
+    if pretrained_only and args.meta != "pretrained":
+        raise InputError(f"{', '.join(pretrained_only)} need(s) --meta pretrained")
+    if args.meta == "pretrained" and args.warm_start:
+        raise InputError("--warm-start needs a meta-run (--meta RUN): the pretrained model has no supernet to start "
+                         "from")
     if args.meta and not args.warm_start:
         return cmd_meta_search(args)
     if args.adapt_steps:
@@ -435,7 +447,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_meta_search(args: argparse.Namespace) -> int:
     from meta.meta_search import MetaSearchConfig, run_meta_search
 
-    meta_flags = {"meta", "adapt_steps", "dataset", "data_root", "download", "seed", "device", "space", "config"}
+    meta_flags = {"meta", "adapt_steps", "dataset", "data_root", "download", "seed", "device", "space", "config",
+                  "probe_accuracies", "exclude_ops"}
     ignored = [_flag(name) for name, value in vars(args).items()
                if name in {f.name for f in fields(args.config_class)} - meta_flags and value is not None]
     if args.resume:
@@ -447,7 +460,8 @@ def cmd_meta_search(args: argparse.Namespace) -> int:
     if ignored:
         raise InputError(f"{', '.join(sorted(ignored))} do(es) not apply to --meta searches: the meta-checkpoint "
                          f"fixes the supernet, image format and adaptation settings")
-    dataset = args.dataset or "digits"
+    pretrained = args.meta == "pretrained"
+    dataset = args.dataset or (None if pretrained else "digits")
     costed_at = {name: getattr(args, name) for name in ("budget_image_size", "device_profile", "latency_confidence",
                                                         "latency_threads", "latency_memory_format")
                  if getattr(args, name) is not None}
@@ -455,10 +469,17 @@ def cmd_meta_search(args: argparse.Namespace) -> int:
                               seed=args.seed if args.seed is not None else 0, data_root=args.data_root or "data",
                               download=bool(args.download), max_params_m=args.max_params_m,
                               max_flops_m=args.max_flops_m, max_latency_ms=args.max_latency_ms,
-                              device=args.device or "auto",
-                              **costed_at)
-    run = _run_dir(args, dataset)
-    result = run_meta_search(config, run, expect_space=args.space, progress=not args.no_progress)
+                              device=args.device or "auto", probe_accuracies=args.probe_accuracies,
+                              exclude_ops=tuple(args.exclude_ops or ()), **costed_at)
+    run = _run_dir(args, dataset or "probes")
+    if pretrained:
+        from meta.pretrained_search import run_pretrained_search
+
+        if args.space not in (None, "nb201"):
+            raise InputError(f"--meta pretrained proposes nb201 cells; --space {args.space} has no pretrained model")
+        result = run_pretrained_search(config, run)
+    else:
+        result = run_meta_search(config, run, expect_space=args.space, progress=not args.no_progress)
     _emit({"run_dir": str(run.path), **result})
     return 0
 

@@ -241,10 +241,52 @@ def predictor_tables(data: Path) -> str:
     return "\n".join(lines)
 
 
+def pretrained_tables(data: Path) -> str:
+    """The pretrained model's study (benchmarks/pretrained_regret.py): flops.csv (CIFAR-10, unbudgeted and 10 FLOPs
+    budgets), latency.csv (10 latency budgets on each held-out device), and record.json (benchmarks/make_pretrained.py:
+    what the model was made from and how well its encoder predicts cells it was not trained on)."""
+    import json
+
+    record = json.loads((data / "record.json").read_text())
+    fit = record["unseen_cell_spearman"]
+    lines = [f"The model: {record['parameters']:,} parameters, {record['file_bytes'] / 1e6:.2f} MB; trained on "
+             f"{', '.join(record['trained_tasks'])} and {len(record['trained_devices'])} devices; held out: "
+             f"{record['held_out_task']} and {', '.join(record['held_out_devices'])}. Spearman of the encoder's "
+             f"prediction with the table on the {record['config']['held_out_cells']:.0%} of cells it was not trained "
+             "on: " + ", ".join(f"{t} {fit[t + ':rank']:.3f}" for t in record["trained_tasks"])
+             + "; latency components 1-4 " + ", ".join(f"{fit[f'latency:{j}']:.3f}" for j in range(4)) + ".", "",
+             "CIFAR-10 (held out), regret in points of test accuracy; budgets: 10 FLOPs budgets (5-95 % quantiles):",
+             "", "| source | K probes | unbudgeted | regret over 10 budgets, mean ± std | met |",
+             "|---|---|---|---|---|"]
+    flops = read_rows(data / "flops.csv")
+    for source, count in dict.fromkeys((r["source"], r["probes"]) for r in flops):
+        mine = [r for r in flops if r["source"] == source and r["probes"] == count]
+        budgeted = [r for r in mine if r["budget"] != "none"]
+        unbudgeted = [float(r["regret"]) for r in mine if r["budget"] == "none"]
+        spread = _mean_std([float(r["regret"]) for r in budgeted])
+        lines.append(f"| {source} | {count} | {unbudgeted[0]:.2f} | {spread} | "
+                     f"{100 * statistics.mean(int(r['met']) for r in budgeted):.0f} % |")
+    latency = read_rows(data / "latency.csv")
+    devices = list(dict.fromkeys(r["device"] for r in latency))
+    lines += ["", "CIFAR-10 (held out) under 10 latency budgets on each held-out device (profile: 20 reference cells, "
+              "guard 0.95), scored as measured; regret over every budget (a miss scores as a random cell that fits), "
+              "mean ± std over budgets; budgets met:", "",
+              "| source | K probes | " + " | ".join(devices) + " | all |", "|---|---|" + "---|" * (len(devices) + 1)]
+    for source, count in dict.fromkeys((r["source"], r["probes"]) for r in latency):
+        mine = [r for r in latency if r["source"] == source and r["probes"] == count]
+        cells = []
+        for group in [[r for r in mine if r["device"] == d] for d in devices] + [mine]:
+            met = 100 * statistics.mean(int(r["met"]) for r in group)
+            cells.append(f"{_mean_std([float(r['regret']) for r in group])} ({met:.0f} %)")
+        lines.append(f"| {source} | {count} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 STUDIES: dict[str, tuple[str, Callable[[Path], str]]] = {
     "latency-budgets": ("budgets.md", latency_budget_tables),
     "flops-budgets": ("budgets.md", flops_budget_tables),
     "predictors": ("predictors.md", predictor_tables),
+    "pretrained": ("pretrained.md", pretrained_tables),
 }
 
 

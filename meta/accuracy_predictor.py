@@ -80,13 +80,18 @@ class PredictorDesign:
 class AccuracyPredictor:
     """f(cell, z) over every cell of the space, meta-learned from an `Experience`'s accuracy columns."""
 
-    def __init__(self, experience: Experience, design: PredictorDesign = PredictorDesign()):
-        if not experience.accuracy:
+    def __init__(self, experience: Experience | None, design: PredictorDesign = PredictorDesign(),
+                 learned: Mapping[str, torch.Tensor] | None = None):
+        """From the experience's accuracy columns, or from `learned` columns (task -> every cell's value on the
+        design's transform scale, as a CellEncoder predicts them: meta/pretrained.py) instead of the tables."""
+        columns = (learned if learned is not None else
+                   {} if experience is None else
+                   {t: transform_column(v, design.transform) for t, v in experience.accuracy.items()})
+        if not columns:
             raise InputError("an accuracy predictor needs at least one earlier task")
-        self.tasks = tuple(experience.accuracy)
+        self.tasks = tuple(columns)
         self.design = design
-        self.features = torch.stack([transform_column(experience.accuracy[t], design.transform)
-                                     for t in self.tasks], 1)  # [cells, T]
+        self.features = torch.stack([columns[t].double() for t in self.tasks], 1)  # [cells, T]
         self.prior_z = torch.full((len(self.tasks),), 1 / len(self.tasks), dtype=torch.float64)
 
     def predict(self, z: torch.Tensor) -> torch.Tensor:

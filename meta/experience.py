@@ -44,6 +44,23 @@ def cell_texts() -> tuple[str, ...]:
             for row in every_cell(SPACE.num_edges, len(SPACE.ops)).tolist())
 
 
+def cell_index(genotype) -> int:
+    """A cell's row in every column: its edge ops' indices read as a base-O number (every_cell's order)."""
+    index = 0
+    for op in SPACE.edge_ops(genotype):
+        index = index * len(SPACE.ops) + SPACE.ops.index(op)
+    return index
+
+
+def cell_genotype(index: int):
+    """The cell of row `index` (cell_index's inverse)."""
+    ops = []
+    for _ in range(SPACE.num_edges):
+        index, op = divmod(index, len(SPACE.ops))
+        ops.append(SPACE.ops[op])
+    return SPACE.with_edge_ops(ops[::-1])
+
+
 def _column_index() -> dict[str, int]:
     return {text: k for k, text in enumerate(cell_texts())}
 

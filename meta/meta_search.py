@@ -49,8 +49,8 @@ WARM_FIXED = ("space", "layers", "init_channels", "image_size", "precision")
 
 @dataclass
 class MetaSearchConfig:
-    meta: str
-    dataset: str = "digits"
+    meta: str  # a meta-checkpoint or run directory, or `pretrained` (meta/pretrained_search.py)
+    dataset: str | None = "digits"  # None: only with `pretrained`, the task then described by its probes
     adapt_steps: int = 0
     seed: int = 0
     data_root: str = "data"
@@ -65,6 +65,8 @@ class MetaSearchConfig:
     latency_memory_format: str = "contiguous"  # ... and inputs and weights in this memory format (or channels_last)
     budget_image_size: int = 32  # the image size that network is costed at
     device: str = "auto"
+    probe_accuracies: str | None = None  # `pretrained`: a CSV arch,accuracy of cells trained on the task
+    exclude_ops: tuple[str, ...] = ()  # `pretrained`: ops the proposal may not use
 
     def budget(self) -> Budget:
         return Budget(self.max_params_m, self.max_flops_m, self.max_latency_ms)

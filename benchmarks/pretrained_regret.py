@@ -1,0 +1,105 @@
+"""Score the pretrained meta-model that ships (meta/pretrained/nb201_predictor.pt) on its held-out task and devices.
+
+    python benchmarks/pretrained_regret.py      # ~1 min; deterministic; then python benchmarks/render_results.py
+
+CIFAR-10 is the held-out task (the model never learnt from its column): its column is read only to score and, with
+K > 0, as the K probe accuracies a user would measure on the cells the model asks for (the cost of the proposal is
+then those K trainings). The pretrained proposal reads no images, so a search on the CIFAR-10 training images is
+exactly this proposal for the 10-class 3x32x32 evaluation network. Budgets:
+- 10 FLOPs budgets at the 5-95 % quantiles of that network's FLOPs over every cell;
+- 10 latency budgets per held-out device (the model's three held-out HELP devices) at the 5-95 % quantiles of its
+  measured latencies; the profile is the 20 reference cells' latencies from its column (a profile FILE), the guard
+  at 0.95, and a proposal is scored as measured.
+Beside the pretrained model, the same predictors on the tables' own columns (the training tasks and devices only): what
+distilling the tables into the encoder costs. Writes docs/results/data/pretrained/{flops,latency}.csv.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import torch
+
+from evaluation.study_tables import pretrained_tables, write_rows
+from meta.accuracy_predictor import AccuracyPredictor, probe_values
+from meta.experience import SPACE, cell_index, load_experience, split
+from meta.latency_predictor import LatencyPredictor
+from meta.pretrained import PRETRAINED_FILE, load_pretrained
+from supernet.budget_scoring import quantile_bounds, score_proposal
+from supernet.costs import cell_costs, cost_terms, every_cell
+from supernet.latency import reference_cells
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "data"
+CPU_LATENCY = ROOT / "docs" / "results" / "data" / "latency-budgets" / "nb201_latency_cpu.csv.gz"
+PROBE_COUNTS = (0, 10, 20)
+CONFIDENCE = 0.95
+
+
+def score_row(target: torch.Tensor, costs: torch.Tensor, bound: float, proposed: int | None) -> dict:
+    score = score_proposal(target, costs, bound, proposed)
+    return {"met": int(score.met), "regret": f"{score.regret:.4f}", "guess": f"{score.guess:.4f}"}
+
+
+def proposal(predictor: AccuracyPredictor, target: torch.Tensor, count: int, fits: torch.Tensor) -> int | None:
+    """The predictor's proposal among the cells that fit, after probing `count` cells it chose (read from target)."""
+    if not bool(fits.any()):
+        return None
+    return predictor.propose(probe_values(target, predictor.choose_probes(count, fits)), fits)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nats", default=str(SHARED / "nb201" / "nats_bench.csv"))
+    parser.add_argument("--hw360", default=str(SHARED / "hardware" / "nb201_hw_nas_bench_360.csv"))
+    parser.add_argument("--help-latency", default=str(SHARED / "hardware" / "nb201_latency_help.csv"))
+    parser.add_argument("--model", default=str(PRETRAINED_FILE))
+    parser.add_argument("--data", default=str(ROOT / "docs" / "results" / "data" / "pretrained"))
+    args = parser.parse_args()
+    model = load_pretrained(args.model)
+    held_devices = model.record["held_out_devices"]
+    experience = load_experience(args.nats, args.hw360, args.help_latency, (CPU_LATENCY,))
+    held = split(experience, task=model.record["held_out_task"])
+    training = held.training.without(devices=tuple(held_devices))
+    assert sorted(training.accuracy) == sorted(model.tasks) and sorted(training.latency_ms) == sorted(model.devices)
+    target = held.target_accuracy
+    flops = cost_terms(cell_costs(SPACE.name, 10, 3, 32))["flops_m"].of_cells(every_cell(SPACE.num_edges,
+                                                                                          len(SPACE.ops)))
+    predictors = {count: {"pretrained": model.accuracy(count),
+                          "tables": AccuracyPredictor(training, model.design_for(count))} for count in PROBE_COUNTS}
+    flops_rows = []
+    for number, bound in enumerate([math.inf, *quantile_bounds(flops, 10)], start=-1):
+        fits = flops <= bound
+        for count in PROBE_COUNTS:
+            for source, predictor in predictors[count].items():
+                flops_rows.append({"budget": "none" if number < 0 else number,
+                                   "max_flops_m": "" if number < 0 else f"{bound:.6g}", "source": source,
+                                   "probes": count, **score_row(target, flops, bound,
+                                                                proposal(predictor, target, count, fits))})
+        print(f"flops: budget {number}", flush=True)
+    references = [cell_index(g) for g in reference_cells(SPACE)]
+    latency_rows = []
+    for device in held_devices:
+        measured = experience.latency_ms[device]
+        profile = measured[references].tolist()
+        models = {"pretrained": model.latency().adapt(references, profile, device, CONFIDENCE),
+                  "tables": LatencyPredictor(training, model.latency_design).adapt(references, profile, device,
+                                                                                   CONFIDENCE)}
+        for number, bound in enumerate(quantile_bounds(measured, 10)):
+            for source, latency in models.items():
+                fits = latency.guarded_ms <= bound
+                for count in (0, 10):
+                    latency_rows.append({"device": device, "budget": number, "bound_ms": f"{bound:.6g}",
+                                         "source": source, "probes": count,
+                                         **score_row(target, measured, bound,
+                                                     proposal(predictors[count][source], target, count, fits))})
+        print(f"latency: {device}", flush=True)
+    data = Path(args.data)
+    write_rows(data / "flops.csv", flops_rows)
+    write_rows(data / "latency.csv", latency_rows)
+    print(pretrained_tables(data))
+
+
+if __name__ == "__main__":
+    main()

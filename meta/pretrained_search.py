@@ -1,0 +1,186 @@
+"""`search --meta pretrained`: a cell for a new task from the pretrained meta-model that ships (meta/pretrained.py),
+in well under a second on a fresh clone, no tables and no meta-run needed.
+
+    task (its images and/or K probe accuracies) -> z -> f(cell, z) over every cell -> the best that fits the budget
+
+The task is described by what the user has:
+- probes (`--probe-accuracies FILE`, a CSV arch,accuracy of K cells trained on the task): they fit z
+  (meta/accuracy_predictor.py); the proposal rests on those K trainings, which the user paid for;
+- images (`--dataset`): they give the classes and channels the budget's evaluation network is costed for. They do not
+  condition z: none of the earlier tasks the model learnt from has images here, so there is nothing to learn an image
+  embedding from; with images alone the proposal is the constant prior of the earlier tasks, and the log says so.
+A budget bounds the evaluation network's parameters and FLOPs (counted) and its latency on a device (the pretrained
+latency predictor adapted to the device's profile, with its guard). Where the device is at hand (`auto`), the proposal
+is measured with the profile's protocol and, while over the bound, the next best cell is (supernet/latency.py).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict
+from typing import Any
+
+import torch
+
+from image_sets import load_dataset
+from run_kit import InputError
+from run_kit.device import pick_device, seed_everything
+from run_kit.files import atomic_write_text, save_checkpoint
+from run_kit.run_dir import RunDir
+from supernet.costs import cell_costs, cost_terms, every_cell
+from supernet.latency import TimingProtocol, check_confidence, device_profile, verified_derive
+
+from .experience import SPACE, cell_genotype, cell_index
+from .meta_search import MAX_BUDGET_IMAGE_SIZE, MetaSearchConfig
+from .pretrained import PRETRAINED_FILE, load_pretrained
+from .probes import read_probe_accuracies
+
+PRETRAINED = "pretrained"
+TABLE_FORMAT = (10, 3)  # classes and channels a budget is costed for when no --dataset gives them (the tables')
+MIN_PROFILE_CELLS = 20
+
+
+def excluded_mask(exclude_ops: tuple[str, ...]) -> torch.Tensor:
+    """[cells] True where a cell uses none of `exclude_ops`; one line for an unknown op or when only `none` is left."""
+    unknown = [op for op in exclude_ops if op not in SPACE.ops]
+    if unknown:
+        raise InputError(f"--exclude-ops: unknown op(s) {', '.join(unknown)}; {SPACE.name} ops are "
+                         f"{', '.join(SPACE.ops)}")
+    if "none" in exclude_ops:
+        raise InputError("--exclude-ops: `none` cannot be excluded (it is the absence of an edge)")
+    left = [op for op in SPACE.ops if op not in exclude_ops and op != "none"]
+    if not left:
+        raise InputError(f"--exclude-ops leaves no op but `none`: every cell would compute nothing; keep one of "
+                         f"{', '.join(op for op in SPACE.ops if op != 'none')}")
+    cells = every_cell(SPACE.num_edges, len(SPACE.ops))
+    allowed = torch.ones(len(cells), dtype=torch.bool)
+    for op in exclude_ops:
+        allowed &= ~(cells == SPACE.ops.index(op)).any(1)
+    return allowed
+
+
+def run_pretrained_search(config: MetaSearchConfig, run: RunDir, model_file: str = str(PRETRAINED_FILE)
+                          ) -> dict[str, Any]:
+    """Propose a cell with the pretrained model and write the run directory (config, log, metrics, genotype.json,
+    checkpoint). Every input is checked before the run directory is made: bad input leaves nothing behind."""
+    started = time.perf_counter()
+    if config.dataset is None and config.probe_accuracies is None:
+        raise InputError("--meta pretrained needs the task described: --dataset DATA, --probe-accuracies FILE, or "
+                         "both")
+    if config.adapt_steps:
+        raise InputError("--adapt-steps does not apply to --meta pretrained: it trains no supernet")
+    if config.budget().active and not 1 <= config.budget_image_size <= MAX_BUDGET_IMAGE_SIZE:
+        raise InputError(f"--budget-image-size must lie between 1 and {MAX_BUDGET_IMAGE_SIZE}, got "
+                         f"{config.budget_image_size}")
+    check_confidence(config.latency_confidence)
+    run.check(resume=False)
+    seed_everything(config.seed)
+    device = pick_device(config.device)
+    allowed = excluded_mask(tuple(config.exclude_ops))
+    model = load_pretrained(model_file)
+    probes: dict[int, float] = {}
+    if config.probe_accuracies is not None:
+        probes = {cell_index(SPACE.from_text(text)): value
+                  for text, value in read_probe_accuracies(config.probe_accuracies, SPACE).items()}
+    data_seconds = 0.0
+    if config.dataset is not None:  # read for its format only (the proposal's seconds leave the reading out)
+        data_started = time.perf_counter()
+        data = load_dataset(config.dataset, "train", config.data_root, config.download)
+        num_classes, channels, task = data.num_classes, data.channels, data.name
+        data_seconds = time.perf_counter() - data_started
+    else:
+        (num_classes, channels), task = TABLE_FORMAT, f"probes:{config.probe_accuracies}"
+    fits, costs, latency, profile = allowed.clone(), None, None, None
+    budget = config.budget()
+    if budget.active:
+        costs = cell_costs(SPACE.name, num_classes, channels, config.budget_image_size)
+        cells = every_cell(SPACE.num_edges, len(SPACE.ops))
+        terms = cost_terms(costs)
+        for name, bound in budget.bounds().items():
+            if name in terms:
+                fits &= terms[name].of_cells(cells) <= bound
+        if budget.max_latency_ms is not None:
+            protocol = TimingProtocol.here(device, config.latency_threads, config.latency_memory_format)
+            profile = device_profile(config.device_profile, SPACE, num_classes, channels, config.budget_image_size,
+                                     protocol, config.latency_confidence)
+            if len(profile.cells) < MIN_PROFILE_CELLS:
+                raise InputError(f"device profile {config.device_profile} has {len(profile.cells)} cells; the "
+                                 f"pretrained latency predictor needs at least {MIN_PROFILE_CELLS}")
+            latency = model.latency().adapt([cell_index(c) for c in profile.cells], profile.latencies_ms,
+                                            profile.model.source, config.latency_confidence)
+            fits &= latency.guarded_ms <= budget.max_latency_ms
+    if not bool(fits.any()):
+        where = f" in {costs.describe()}" if costs is not None else ""
+        raise InputError(f"no cell{' without ' + ', '.join(config.exclude_ops) if config.exclude_ops else ''} meets "
+                         f"{budget.describe() if budget.active else 'the request'}{where}")
+    predictor = model.accuracy(len(probes))
+    scores = predictor.scores(probes).masked_fill(~fits, -math.inf)
+    verified: dict[str, Any] = {}
+    if profile is not None and profile.protocol is not None:  # the device is here: measure the proposal alike
+        drifts: list[float] = []
+        verify_started = time.perf_counter()
+
+        def decode(excluded: list[int]) -> int:
+            remaining = scores.index_fill(0, torch.tensor(excluded, dtype=torch.long), -math.inf)
+            if not bool(torch.isfinite(remaining).any()):
+                raise InputError(f"every cell predicted to meet {budget.describe()} measured over it here")
+            return int(torch.argmax(remaining))
+
+        def measure(k: int) -> float:
+            ms, drift = profile.measure_with_profile(SPACE, cell_genotype(k), num_classes, channels,
+                                                     config.budget_image_size)
+            drifts.append(drift)
+            return ms
+
+        chosen, measured_ms, tries = verified_derive(decode, measure, budget.max_latency_ms)
+        verified = {"latency_measured_ms": round(measured_ms, 4), "latency_tries": tries,
+                    "latency_profile_drift": round(drifts[-1], 4),
+                    "latency_verify_seconds": round(time.perf_counter() - verify_started, 3)}
+    else:
+        chosen = int(torch.argmax(scores))
+    genotype = cell_genotype(chosen)
+    seconds = time.perf_counter() - started - data_seconds
+    row: dict[str, Any] = {"probes": len(probes), "proposal_is_probe": chosen in probes,
+                           "cells_that_fit": int(fits.sum()), "seconds": round(seconds, 3),
+                           "data_seconds": round(data_seconds, 3)}
+    if costs is not None:
+        row.update(zip(("params_m", "flops_m"), (round(v, 6) for v in costs.of(genotype))))
+    if latency is not None and profile is not None:
+        row.update({"latency_ms": round(float(latency.predicted_ms[chosen]), 4),
+                    "latency_bound_ms": round(float(latency.guarded_ms[chosen]), 4),
+                    "latency_profile_seconds": round(profile.seconds, 3), **verified})
+        if profile.protocol is not None:
+            row.update(profile.protocol.record())
+    row["genotype"] = SPACE.to_text(genotype)
+    with run.claim(resume=False):
+        run.save_config({**asdict(config), "space": SPACE.name, "model_file": str(model_file),
+                         "costed_for": {"num_classes": num_classes, "channels": channels,
+                                        "image_size": config.budget_image_size},
+                         "model_record": {k: model.record.get(k) for k in ("held_out_task", "held_out_devices",
+                                                                            "trained_tasks", "command")}})
+        log = run.logger("search")
+        try:
+            if config.dataset is not None and not probes:
+                log.info("the images give the costed format only; none of the model's earlier tasks has images to "
+                         "learn an image embedding from, so this is the constant prior of the earlier tasks "
+                         f"({', '.join(model.tasks)}); --probe-accuracies conditions it")
+            if profile is not None and latency is not None:
+                atomic_write_text(run.file("device_profile.csv"), profile.csv(SPACE))
+                log.info(f"latency: the pretrained predictor adapted to {latency.source} "
+                         f"({latency.design}), guard x{latency.guard:.3f}")
+            run.write_metrics([row])
+            save_checkpoint({"kind": "taskdarts-pretrained-proposal", "space": SPACE.name, "config": asdict(config),
+                             "genotype": SPACE.to_json(genotype), "probes": {SPACE.to_text(cell_genotype(k)): v
+                                                                             for k, v in probes.items()}},
+                            run.checkpoint)
+            atomic_write_text(run.file("genotype.json"), SPACE.dumps(genotype) + "\n")
+            log.info(f"pretrained proposal for {task} from {len(probes)} probe(s) in {seconds:.2f}s: "
+                     f"{row['genotype']}; {int(fits.sum()):,} of {len(fits):,} cells allowed"
+                     + (f"; {row['params_m']:.4f} M parameters, {row['flops_m']:.2f} M FLOPs"
+                        if costs is not None else "")
+                     + (f", {row['latency_ms']:.3f} ms predicted ({row['latency_bound_ms']:.3f} ms guarded)"
+                        if "latency_ms" in row else "")
+                     + (f", {row['latency_measured_ms']:.3f} ms measured here" if verified else ""))
+        finally:
+            run.close_logger("search")
+    return {"genotype": SPACE.to_json(genotype), **{k: v for k, v in row.items() if k != "genotype"}}
