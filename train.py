@@ -23,6 +23,7 @@ from run_kit import InputError, RunDiverged
 from run_kit.config import flag as _flag
 from run_kit.config import merge
 from run_kit.device import PRECISIONS
+from supernet.export import EXPORT_FORMATS, UNTRAINED_FORMAT
 from supernet.latency import MEMORY_FORMATS
 from supernet.methods import method_names, method_settings, require_method
 from supernet.regularizers import REGULARIZERS
@@ -236,6 +237,21 @@ def build_parser() -> OneLineParser:
     _add_data_args(retrain.add_argument_group("data"))
     _add_run_args(retrain.add_argument_group("run"))
     retrain.set_defaults(handler=cmd_retrain, config_class=RetrainConfig)
+
+    export = commands.add_parser("export", help="export a retrained network (or, --untrained, a genotype's) for "
+                                                "deployment: torch.export (pt2) or ONNX; outputs checked")
+    export.add_argument("source", metavar="RUN_OR_GENOTYPE",
+                        help="a retrain run directory, or with --untrained any genotype (as for retrain --genotype)")
+    export.add_argument("--format", choices=EXPORT_FORMATS, default="pt2",
+                        help="pt2: torch.export program (torch.export.load); onnx: needs the onnx extra")
+    export.add_argument("--out", required=True, help="the file to write")
+    export.add_argument("--untrained", action="store_true",
+                        help="export a genotype's network with random weights (seed 0): for deployment tests only")
+    for name, default in UNTRAINED_FORMAT.items():
+        export.add_argument(_flag(name), type=int, help=f"with --untrained (default {default})")
+    export.add_argument("--layers", type=int, help="with --untrained: default the space's evaluation network's")
+    export.add_argument("--init-channels", type=int, help="with --untrained: default the space's evaluation network's")
+    export.set_defaults(handler=cmd_export)
 
     derive = commands.add_parser("derive", help="print the genotype of a search run or checkpoint")
     derive.add_argument("source", metavar="RUN_DIR_OR_CHECKPOINT")
@@ -461,6 +477,9 @@ def cmd_meta_search(args: argparse.Namespace) -> int:
         raise InputError(f"{', '.join(sorted(ignored))} do(es) not apply to --meta searches: the meta-checkpoint "
                          f"fixes the supernet, image format and adaptation settings")
     pretrained = args.meta == "pretrained"
+    if not pretrained and not Path(args.meta).exists():
+        raise InputError(f"--meta {args.meta}: no such meta-run or checkpoint; name a meta-train run directory, its "
+                         f"checkpoint.pt, or `pretrained` (the meta-model that ships)")
     dataset = args.dataset or (None if pretrained else "digits")
     costed_at = {name: getattr(args, name) for name in ("budget_image_size", "device_profile", "latency_confidence",
                                                         "latency_threads", "latency_memory_format")
@@ -473,10 +492,12 @@ def cmd_meta_search(args: argparse.Namespace) -> int:
                               exclude_ops=tuple(args.exclude_ops or ()), **costed_at)
     run = _run_dir(args, dataset or "probes")
     if pretrained:
+        from meta.experience import SPACE
         from meta.pretrained_search import run_pretrained_search
 
-        if args.space not in (None, "nb201"):
-            raise InputError(f"--meta pretrained proposes nb201 cells; --space {args.space} has no pretrained model")
+        if args.space not in (None, SPACE.name):
+            raise InputError(f"--meta pretrained proposes {SPACE.name} cells; --space {args.space} has no pretrained "
+                             f"model")
         result = run_pretrained_search(config, run)
     else:
         result = run_meta_search(config, run, expect_space=args.space, progress=not args.no_progress)
@@ -556,6 +577,21 @@ def cmd_derive(args: argparse.Namespace) -> int:
         raise InputError(f"--format {args.format} does not fit a genotype of the {space.name} space")
     else:
         print(space.to_text(genotype))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from supernet.export import export_network, export_source
+
+    sized = [name for name in (*UNTRAINED_FORMAT, "layers", "init_channels") if getattr(args, name) is not None]
+    if sized and not args.untrained:
+        raise InputError(f"{', '.join(_flag(n) for n in sized)} only appl(ies) with --untrained: a retrain run's "
+                         f"network has its own format")
+    chosen = {name: default if getattr(args, name) is None else getattr(args, name)
+              for name, default in UNTRAINED_FORMAT.items()}
+    source = export_source(args.source, args.untrained, layers=args.layers, init_channels=args.init_channels,
+                           **chosen)
+    print(json.dumps(export_network(source, args.format, args.out)))
     return 0
 
 

@@ -282,11 +282,24 @@ def pretrained_tables(data: Path) -> str:
     return "\n".join(lines)
 
 
+def fresh_clone_tables(data: Path) -> str:
+    """The deployment path from a fresh clone (benchmarks/fresh_clone_path.py): steps.csv."""
+    rows = read_rows(data / "steps.csv")
+    lines = [f"Commit {rows[0]['commit']}; each step in a fresh process, timed from the outside (wall seconds, "
+             "interpreter start-up included).", "",
+             "| step | command | exit | seconds | result |", "|---|---|---|---|---|"]
+    for r in rows:
+        result = r["result"].replace("|", "\\|")  # a cell's text holds NAS-Bench-201's bars
+        lines.append(f"| {r['step']} | `{r['command']}` | {r['exit']} | {r['seconds']} | {result} |")
+    return "\n".join(lines)
+
+
 STUDIES: dict[str, tuple[str, Callable[[Path], str]]] = {
     "latency-budgets": ("budgets.md", latency_budget_tables),
     "flops-budgets": ("budgets.md", flops_budget_tables),
     "predictors": ("predictors.md", predictor_tables),
     "pretrained": ("pretrained.md", pretrained_tables),
+    "fresh-clone-path": ("fresh-clone-path.md", fresh_clone_tables),
 }
 
 

@@ -4,6 +4,8 @@
 - `warm-METHOD`: a full search of a gradient METHOD started from the meta-model's weights and logits for the task.
 
 Both need a meta-checkpoint (`ProposalRequest.meta`).
+- `pretrained`: the pretrained meta-model that ships (meta/pretrained_search.py), in NAS-Bench-201; it needs no
+  meta-checkpoint, and without probes its proposal is the constant prior of its earlier tasks.
 """
 from __future__ import annotations
 
@@ -21,7 +23,9 @@ from supernet.proposers import Proposal, ProposalRequest, ProposerEntry, registe
 from supernet.search import SearchConfig
 from supernet.spaces import load_genotype
 
+from .experience import SPACE
 from .meta_search import MetaSearchConfig, run_meta_search, warm_search
+from .pretrained_search import PRETRAINED, run_pretrained_search
 
 ZERO_SHOT = "taskdarts-"
 WARM = "warm-"
@@ -46,10 +50,35 @@ def _run_zero_shot(params: Mapping[str, Any], request: ProposalRequest, data: Im
                                          adapt_steps=params["adapt_steps"], seed=request.seed,
                                          data_root=request.data_root, device=request.device),
                         RunDir(directory), expect_space=request.space.name, progress=False)
-    genotype = load_genotype(str(directory))[1]
+    return Proposal(load_genotype(str(directory))[1], _metrics_seconds(directory), directory)
+
+
+def _parse_pretrained(name: str, space: SearchSpace) -> Mapping[str, Any] | None:
+    if name != PRETRAINED:
+        return None
+    if space.name != SPACE.name:
+        raise InputError(f"method 'pretrained' proposes {SPACE.name} cells; the {space.name} space has no pretrained "
+                         f"model")
+    return {}
+
+
+def _run_pretrained(params: Mapping[str, Any], request: ProposalRequest, data: ImageData, directory: Path
+                    ) -> Proposal:
+    """The shipped model's proposal for the data set's format, written as a search run directory (redone when
+    interrupted: it takes well under a second)."""
+    if not (directory / "genotype.json").exists():
+        if directory.exists():
+            for leftover in directory.iterdir():
+                leftover.unlink()
+        run_pretrained_search(MetaSearchConfig(meta=PRETRAINED, dataset=request.dataset, seed=request.seed,
+                                               data_root=request.data_root, device=request.device),
+                              RunDir(directory))
+    return Proposal(load_genotype(str(directory))[1], _metrics_seconds(directory), directory)
+
+
+def _metrics_seconds(directory: Path) -> float:
     with (directory / "metrics.csv").open() as f:
-        seconds = float(next(csv.DictReader(f))["seconds"])
-    return Proposal(genotype, seconds, directory)
+        return float(next(csv.DictReader(f))["seconds"])
 
 
 def _parse_warm(name: str, space: SearchSpace) -> Mapping[str, Any] | None:
@@ -80,3 +109,5 @@ register_proposer(ProposerEntry("zero-shot", "taskdarts-K (K adaptation steps fr
                                 _run_zero_shot, needs_meta=True))
 register_proposer(ProposerEntry("warm", "warm-METHOD (a search METHOD warm-started from --meta's start for the data "
                                         "set)", _parse_warm, _run_warm, needs_meta=True))
+register_proposer(ProposerEntry("pretrained", "pretrained (the meta-model that ships; nb201)", _parse_pretrained,
+                                _run_pretrained))

@@ -101,6 +101,10 @@ class RetrainJob(Job):
         self.train, self.test = train.to(device), test.to(device)
         size = train.image_size
         mean, std = channel_stats(train)
+        # what a deployment of the network needs (supernet/export.py): its input format and normalisation
+        self.network_record = {"num_classes": train.num_classes, "channels": train.channels, "image_size": size,
+                               "layers": config.layers, "init_channels": config.init_channels,
+                               "auxiliary": config.auxiliary, "pixel_mean": mean.tolist(), "pixel_std": std.tolist()}
         cutout = (config.cutout_length or max(size // 2, 1)) if config.cutout else 0
         augment = Augment(max(size // 8, 1), train.hflip, cutout) if config.augment else Augment(cutout=cutout)
         self.eval_preprocess = Preprocess(mean, std, channels_last=config.channels_last)
@@ -210,7 +214,8 @@ class RetrainJob(Job):
                 "epochs": self.done, "test_acc": last.get("test_acc"), "test_loss": last.get("test_loss"),
                 "params_m": round(self.params_m, 6), "flops_m": round(self.flops_m, 3), "seed": self.config.seed,
                 "batch_size": self.recipe["batch_size"],
-                "train_seconds": round(sum(row["seconds"] for row in self.metrics), 2)}
+                "train_seconds": round(sum(row["seconds"] for row in self.metrics), 2),
+                "network": self.network_record}
 
 
 def retrain_in_memory(config: RetrainConfig, train: ImageData, test: ImageData) -> dict[str, Any]:

@@ -428,7 +428,7 @@ def test_meta_bad_input_is_clear(meta_run, tmp_path):
     code, _, stderr = run_cli("search", "--meta", str(meta_run), "--space", "darts", "--out", str(tmp_path / "b"))
     assert code == 2 and "is for the nb201 space, not darts" in stderr and not (tmp_path / "b").exists()
     code, _, stderr = run_cli("search", "--meta", str(tmp_path / "missing"), "--out", str(tmp_path / "c"))
-    assert code == 2 and "no checkpoint" in stderr
+    assert code == 2 and "no such meta-run or checkpoint" in stderr
     search_run = tmp_path / "plain"
     assert run_cli("search", "--space", "nb201", "--layers", "1", "--init-channels", "4", "--epochs", "1",
                    "--no-progress", "--out", str(search_run))[0] == 0

@@ -57,3 +57,21 @@ def test_a_toy_proposer_runs_through_compare_in_one_file(toy_proposer, tmp_path)
     assert retrained["genotype"] == rows["toy"]["genotype"]
     with pytest.raises(ValueError, match="registered already"):  # a family is registered once
         register_proposer(toy_proposer)
+
+
+def test_the_pretrained_model_is_a_proposer_compare_runs_without_a_meta_run(tmp_path):
+    from meta.experience import cell_genotype
+    from meta.pretrained import load_pretrained
+
+    nb201 = get_space("nb201")
+    assert create_proposer("pretrained", nb201).entry.family == "pretrained"
+    assert not create_proposer("pretrained", nb201).needs_meta
+    with pytest.raises(InputError, match="no pretrained model"):
+        create_proposer("pretrained", get_space("darts"))
+    out = tmp_path / "out"
+    code, _, stderr = run_cli("compare", *TINY, "--methods", "pretrained", "--seeds", "1", "--out", str(out))
+    assert code == 0, stderr
+    rows = {r["method"]: r for r in csv.DictReader((out / "results.csv").open())}
+    prior = load_pretrained().accuracy(0).scores({})
+    assert rows["pretrained"]["genotype"] == nb201.to_text(cell_genotype(int(prior.argmax())))
+    assert (out / "pretrained" / "seed0" / "retrain" / "result.json").is_file()
