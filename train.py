@@ -178,7 +178,8 @@ def build_parser() -> OneLineParser:
                       help="with --meta pretrained: a CSV arch,accuracy of cells trained on the task (any scale where "
                            "higher is better); they condition the proposal")
     meta.add_argument("--exclude-ops", nargs="+", metavar="OP",
-                      help="with --meta pretrained: ops the proposal may not use (e.g. avg_pool_3x3)")
+                      help="ops the derived cell may not use, in every method (e.g. a deployment target without a "
+                           "pooling kernel: avg_pool_3x3)")
     meta.add_argument("--warm-start", action="store_true",
                       help="with --meta: a full search (any gradient method, --epochs) from the task-conditioned "
                            "weights and logits; the meta-checkpoint fixes the supernet shape and image format")
@@ -285,6 +286,7 @@ def build_parser() -> OneLineParser:
         group.add_argument(_flag(name), type=int)
     group.add_argument("--auxiliary", action=argparse.BooleanOptionalAction)
     group.add_argument("--cutout", action=argparse.BooleanOptionalAction)
+    group.add_argument("--exclude-ops", nargs="+", metavar="OP", help="ops no method's cell may use")
     _add_data_args(compare.add_argument_group("data"))
     group = compare.add_argument_group("run")
     group.add_argument("--device")
@@ -423,7 +425,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     if budgets and (not args.meta or args.warm_start):
         raise InputError(f"{', '.join(budgets)} need(s) --meta META_CKPT without --warm-start: a budget constrains "
                          f"the meta-model's proposal")
-    pretrained_only = [_flag(name) for name in ("probe_accuracies", "exclude_ops") if getattr(args, name) is not None]
+    pretrained_only = [_flag(name) for name in ("probe_accuracies",) if getattr(args, name) is not None]
     if pretrained_only and args.meta != "pretrained":
         raise InputError(f"{', '.join(pretrained_only)} need(s) --meta pretrained")
     if args.meta == "pretrained" and args.warm_start:

@@ -50,6 +50,8 @@ def main() -> None:
             done = subprocess.run(command, shell=True, cwd=work, capture_output=True, text=True)
             seconds = time.perf_counter() - started
             last = (done.stdout.strip().splitlines() or done.stderr.strip().splitlines() or [""])[-1]
+            if step in ("clone", "venv", "install") and done.returncode == 0:
+                last = ""  # what pip prints is about the machine's package index, not the step's result
             if step == "propose" and done.returncode == 0:
                 report = json.loads(last)
                 last = f"proposal seconds {report['seconds']}, genotype {report['genotype']['arch']}"

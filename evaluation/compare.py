@@ -60,6 +60,7 @@ class CompareConfig(DataOptions, Config):
     auxiliary: bool = False
     cutout: bool = False
     meta: str | None = None
+    exclude_ops: list[str] = field(default_factory=list)  # ops no method's cell may use
     nb201_table: str | None = None
     device: str = "auto"
 
@@ -162,7 +163,7 @@ class Comparison:
         request = ProposalRequest(space=self.space, dataset=c.dataset, data_root=c.data_root, seed=seed,
                                   device=c.device, search_epochs=c.search_epochs, candidates=c.candidates,
                                   layers=c.layers, init_channels=c.init_channels, batch_size=c.batch_size,
-                                  image_size=c.image_size, meta=c.meta)
+                                  image_size=c.image_size, meta=c.meta, exclude_ops=tuple(c.exclude_ops))
         proposal = create_proposer(method, self.space).propose(request, train, search_dir)
         genotype, search_seconds = proposal.genotype, proposal.search_seconds
         atomic_write_text(pair_dir / "genotype.json", self.space.dumps(genotype) + "\n")

@@ -5,6 +5,7 @@ writes, plus the task embedding."""
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import asdict, dataclass, replace
 from typing import Any, NamedTuple
@@ -35,6 +36,7 @@ from supernet.latency import (
     verified_derive,
 )
 from supernet.regularizers import create_regularizer
+from supernet.sampled_budget import CountedCosts, sampled_budgeted_derive
 from supernet.search import SearchConfig, SearchStart, logits_entropy, run_search
 from supernet.spaces import create_supernet
 
@@ -66,23 +68,30 @@ class MetaSearchConfig:
     budget_image_size: int = 32  # the image size that network is costed at
     device: str = "auto"
     probe_accuracies: str | None = None  # `pretrained`: a CSV arch,accuracy of cells trained on the task
-    exclude_ops: tuple[str, ...] = ()  # `pretrained`: ops the proposal may not use
+    exclude_ops: tuple[str, ...] = ()  # ops the proposal may not use
 
     def budget(self) -> Budget:
         return Budget(self.max_params_m, self.max_flops_m, self.max_latency_ms)
 
 
 class Costing(NamedTuple):
-    """What a budgeted proposal is costed with: the counted costs, the terms the budget bounds, and the device profile
-    (with its latency model) when the budget has a latency."""
+    """What a budgeted proposal is costed with: the counted costs, the terms the budget bounds (None where the space's
+    cells are not enumerated: each candidate is counted, supernet/sampled_budget.py), and the device profile (with its
+    latency model) when the budget has a latency."""
 
-    costs: CellCosts
-    terms: dict[str, Term]
+    costs: CellCosts | CountedCosts
+    terms: dict[str, Term] | None
     profile: DeviceProfile | None
 
 
 def costing(config: MetaSearchConfig, space, num_classes: int, channels: int, device: torch.device) -> Costing:
     """The cost models of a budget, checked feasible: one line when no cell fits."""
+    if not space.one_op_per_edge:  # DARTS: candidates are counted one by one
+        if config.max_latency_ms is not None:
+            raise InputError(f"--max-latency-ms needs a latency model over the {space.name} space's cells; latency "
+                             f"budgets are for spaces whose cells are enumerated (nb201); use --max-params-m or "
+                             f"--max-flops-m")
+        return Costing(CountedCosts(space.name, num_classes, channels, config.budget_image_size), None, None)
     costs = cell_costs(space.name, num_classes, channels, config.budget_image_size)
     profile = None
     if config.max_latency_ms is not None:
@@ -106,6 +115,7 @@ def run_meta_search(config: MetaSearchConfig, run: RunDir, expect_space: str | N
     device = pick_device(config.device)
     seed_everything(config.seed)
     meta = load_meta(config.meta, device, expect_space)
+    meta.space.check_excluded_ops(config.exclude_ops)
     mc = meta.config
     task = whole_dataset_task(config.dataset, mc.task.channels, mc.task.image_size, config.seed, config.data_root,
                               config.download, config.max_images_per_class, include_test=False, outer=False).to(device)
@@ -113,16 +123,22 @@ def run_meta_search(config: MetaSearchConfig, run: RunDir, expect_space: str | N
     costing_started = time.perf_counter()  # the proposal's seconds include costing it (and profiling the device)
     costs = costing(config, meta.space, task.num_classes, mc.task.channels, device) if config.budget().active else None
     costing_seconds = time.perf_counter() - costing_started if costs is not None else 0.0
-    if costs is not None and mc.model.budget_aware:  # z is told how tight the budget is
+    if costs is not None and costs.terms is not None and mc.model.budget_aware:  # z is told how tight the budget is
         task = replace(task, budget_share=budget_share(meta.space, costs.terms, config.budget()))
-    with run.claim(resume=False):
-        run.save_config({**asdict(config), "space": mc.space, "image_size": mc.task.image_size,
-                         "channels": mc.task.channels})
-        log = run.logger("meta-search")
-        try:
-            return _propose(config, meta, task, costs, run, log, device, costing_seconds)
-        finally:
-            run.close_logger("meta-search")
+    created = not run.path.exists()
+    try:
+        with run.claim(resume=False):
+            run.save_config({**asdict(config), "space": mc.space, "image_size": mc.task.image_size,
+                             "channels": mc.task.channels})
+            log = run.logger("meta-search")
+            try:
+                return _propose(config, meta, task, costs, run, log, device, costing_seconds)
+            finally:
+                run.close_logger("meta-search")
+    except InputError:  # a budget no candidate meets is found only once the logits are final: leave nothing behind
+        if created:
+            shutil.rmtree(run.path, ignore_errors=True)
+        raise
 
 
 def _propose(config: MetaSearchConfig, meta, task, costs: Costing | None, run: RunDir, log,
@@ -153,11 +169,17 @@ def _propose(config: MetaSearchConfig, meta, task, costs: Costing | None, run: R
     final_logits = {k: v.detach() for k, v in adapted.logits().items()}
     verified = None
     profile = None if costs is None else costs.profile
+    sampled = {}
     if costs is None:
-        genotype = meta.space.derive(final_logits)
+        genotype = meta.space.derive(final_logits, exclude_ops=config.exclude_ops)
+    elif costs.terms is None:
+        genotype, costed, drawn = sampled_budgeted_derive(meta.space, final_logits, costs.costs, budget,
+                                                          config.exclude_ops, seed=config.seed)
+        sampled = {"candidates_costed": costed, "candidates_drawn": drawn}
     else:
         def decode(excluded):
-            return budgeted_derive(meta.space, final_logits, costs.terms, budget, costs.costs.describe(), excluded)
+            return budgeted_derive(meta.space, final_logits, costs.terms, budget, costs.costs.describe(), excluded,
+                                   config.exclude_ops)
 
         if profile is not None and profile.protocol is not None:  # the device is here: measure the proposal alike
             drifts = []
@@ -188,6 +210,7 @@ def _propose(config: MetaSearchConfig, meta, task, costs: Costing | None, run: R
             cost.update(verified or {})
             atomic_write_text(run.file("device_profile.csv"), profile.csv(meta.space))
             log.info(profile.model.describe())
+    cost.update(sampled)
     row = {"adapt_steps": config.adapt_steps, "query_loss": query_loss, "query_acc": query_acc,
            **{f"entropy_{k}": v for k, v in logits_entropy(final_logits).items()}, "seconds": round(seconds, 3),
            **cost, "genotype": meta.space.to_text(genotype)}

@@ -192,7 +192,9 @@ class AdaptRelaxed(Adapt):
         out = torch.autograd.grad(outer_loss, params + alphas, allow_unused=True)
         g_weights, g_logits = out[:len(params)], out[len(params):]
         _, acc = split_metrics(adapted.model, adapted.logits(), task, split="outer")
-        return outer_loss, acc, g_weights, list(start.logits.values()), [g / batch for g in g_logits]
+        # a cell type the network does not use (DARTS at --layers 1 has no normal cell) has no gradient: zero
+        g_logits = [torch.zeros_like(a) if g is None else g / batch for g, a in zip(g_logits, alphas)]
+        return outer_loss, acc, g_weights, list(start.logits.values()), g_logits
 
 
 class AdaptReinforce(Adapt):

@@ -41,17 +41,8 @@ MIN_PROFILE_CELLS = 20
 
 
 def excluded_mask(exclude_ops: tuple[str, ...]) -> torch.Tensor:
-    """[cells] True where a cell uses none of `exclude_ops`; one line for an unknown op or when only `none` is left."""
-    unknown = [op for op in exclude_ops if op not in SPACE.ops]
-    if unknown:
-        raise InputError(f"--exclude-ops: unknown op(s) {', '.join(unknown)}; {SPACE.name} ops are "
-                         f"{', '.join(SPACE.ops)}")
-    if "none" in exclude_ops:
-        raise InputError("--exclude-ops: `none` cannot be excluded (it is the absence of an edge)")
-    left = [op for op in SPACE.ops if op not in exclude_ops and op != "none"]
-    if not left:
-        raise InputError(f"--exclude-ops leaves no op but `none`: every cell would compute nothing; keep one of "
-                         f"{', '.join(op for op in SPACE.ops if op != 'none')}")
+    """[cells] True where a cell uses none of `exclude_ops` (checked by the space: one line for a bad list)."""
+    exclude_ops = SPACE.check_excluded_ops(exclude_ops)
     cells = every_cell(SPACE.num_edges, len(SPACE.ops))
     allowed = torch.ones(len(cells), dtype=torch.bool)
     for op in exclude_ops:

@@ -48,7 +48,8 @@ def _run_zero_shot(params: Mapping[str, Any], request: ProposalRequest, data: Im
                 leftover.unlink()
         run_meta_search(MetaSearchConfig(meta=request.meta, dataset=request.dataset,
                                          adapt_steps=params["adapt_steps"], seed=request.seed,
-                                         data_root=request.data_root, device=request.device),
+                                         data_root=request.data_root, device=request.device,
+                                         exclude_ops=request.exclude_ops),
                         RunDir(directory), expect_space=request.space.name, progress=False)
     return Proposal(load_genotype(str(directory))[1], _metrics_seconds(directory), directory)
 
@@ -71,7 +72,8 @@ def _run_pretrained(params: Mapping[str, Any], request: ProposalRequest, data: I
             for leftover in directory.iterdir():
                 leftover.unlink()
         run_pretrained_search(MetaSearchConfig(meta=PRETRAINED, dataset=request.dataset, seed=request.seed,
-                                               data_root=request.data_root, device=request.device),
+                                               data_root=request.data_root, device=request.device,
+                                               exclude_ops=request.exclude_ops),
                               RunDir(directory))
     return Proposal(load_genotype(str(directory))[1], _metrics_seconds(directory), directory)
 
@@ -99,7 +101,8 @@ def _run_warm(params: Mapping[str, Any], request: ProposalRequest, data: ImageDa
     settings = method_settings(params["method"], request.search_epochs, request.candidates)
     config = SearchConfig(space=request.space.name, dataset=request.dataset, data_root=request.data_root,
                           epochs=request.search_epochs, batch_size=request.batch_size, seed=request.seed,
-                          device=request.device, warm_start_from=request.meta, **settings)
+                          device=request.device, warm_start_from=request.meta,
+                          exclude_ops=list(request.exclude_ops), **settings)
     result = warm_search(config, data, RunDir(directory), resume=(directory / "checkpoint.pt").exists(),
                          progress=False, expect_space=request.space.name)
     return Proposal(request.space.from_json(result["genotype"]), result["search_seconds"], directory)

@@ -83,11 +83,14 @@ class SearchSpace(ABC):
             out[cell_type] = torch.cat(parts)
         return out
 
-    def derive(self, logits: Mapping[str, torch.Tensor], mixing: Mixing | None = None) -> Any:
+    def derive(self, logits: Mapping[str, torch.Tensor], mixing: Mixing | None = None,
+               exclude_ops: Sequence[str] = ()) -> Any:
         """The genotype the logits stand for, by the space's rule applied to the op weights
         w_e = mixing(alpha_e) (softmax unless a relaxation gives its own expected weights, as DrNAS's Dirichlet
-        mean), each scaled by its edge weight gamma_e under edge normalisation (which then enters the ranking)."""
+        mean), each scaled by its edge weight gamma_e under edge normalisation (which then enters the ranking).
+        `exclude_ops` get weight 0, so the rule never picks them (a deployment target without their kernels)."""
         self.check_logits(logits)
+        dropped = [self.ops.index(op) for op in self.check_excluded_ops(exclude_ops)]
         mixing = mixing or (lambda value: torch.softmax(value, dim=-1))
         edges = self.edge_weights(logits)
         weights = {}
@@ -95,8 +98,37 @@ class SearchSpace(ABC):
             w = mixing(logits[cell_type].detach().float().cpu())
             if edges is not None:
                 w = w * edges[cell_type].detach().float().cpu()[:, None]
+            w[:, dropped] = 0.0
             weights[cell_type] = w
         return self.derive_from_weights(weights)
+
+    def check_excluded_ops(self, exclude_ops: Sequence[str]) -> tuple[str, ...]:
+        """The ops a proposal may not use (`--exclude-ops`), checked: one line for an unknown op, for `none` (the
+        absence of an edge, which the spaces need), or when no op but `none` would be left."""
+        unknown = [op for op in exclude_ops if op not in self.ops]
+        if unknown:
+            raise InputError(f"--exclude-ops: unknown op(s) {', '.join(unknown)}; {self.name} ops are "
+                             f"{', '.join(self.ops)}")
+        if "none" in exclude_ops:
+            raise InputError("--exclude-ops: `none` cannot be excluded (it is the absence of an edge)")
+        if all(op in exclude_ops for op in self.ops if op != "none"):
+            raise InputError(f"--exclude-ops leaves no op but `none`: every cell would compute nothing; keep one of "
+                             f"{', '.join(op for op in self.ops if op != 'none')}")
+        return tuple(dict.fromkeys(exclude_ops))
+
+    def ops_used(self, genotype: Any) -> set[str]:
+        """The ops a genotype's cells hold."""
+        return set(self.edge_ops(genotype))
+
+    def random_genotype_without(self, generator: torch.Generator, exclude_ops: Sequence[str],
+                                draws: int = 100_000) -> Any:
+        """A genotype drawn uniformly among those that use none of `exclude_ops` (by rejection)."""
+        excluded = set(self.check_excluded_ops(exclude_ops))
+        for _ in range(draws):
+            genotype = self.random_genotype(generator)
+            if not self.ops_used(genotype) & excluded:
+                return genotype
+        raise InputError(f"none of {draws:,} random {self.name} cells avoids {', '.join(sorted(excluded))}")
 
     def min_image_size(self) -> int:
         return 2 ** self.num_reductions

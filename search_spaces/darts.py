@@ -47,6 +47,9 @@ class DartsSpace(SearchSpace):
     def recognizes(self, text: str) -> bool:
         return text.startswith("Genotype(")
 
+    def ops_used(self, genotype: Genotype) -> set[str]:
+        return {op for cell in (genotype.normal, genotype.reduce) for op, _ in cell}
+
     def active_edges(self, genotype: Genotype) -> int:
         """A node keeps 2 of its inputs: 8 edges per cell, not 14."""
         return len(genotype.normal)

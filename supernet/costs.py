@@ -161,9 +161,11 @@ def require_feasible(terms: Mapping[str, Term], budget: Budget, where: str) -> N
 
 
 def budgeted_derive(space: SearchSpace, logits: Mapping[str, torch.Tensor], terms: Mapping[str, Term],
-                    budget: Budget, where: str = "its evaluation network", exclude: Sequence[Any] = ()) -> Any:
+                    budget: Budget, where: str = "its evaluation network", exclude: Sequence[Any] = (),
+                    exclude_ops: Sequence[str] = ()) -> Any:
     """The cell of highest log-probability under `logits` whose costs fit `budget`, other than the cells in `exclude`
-    (ones measured over it); one line naming the cheapest cell's costs when none fits."""
+    (ones measured over it) and those using an op of `exclude_ops`; one line naming the cheapest cell's costs when
+    none fits."""
     _require_edge_space(space)
     require_feasible(terms, budget, where)
     (cell_type,) = space.cell_types
@@ -176,9 +178,11 @@ def budgeted_derive(space: SearchSpace, logits: Mapping[str, torch.Tensor], term
         raise AssertionError("the cell of every edge none fits any budget that some cell fits")
     for cell in exclude:
         feasible &= ~(cells == torch.tensor([space.ops.index(op) for op in space.edge_ops(cell)])).all(-1)
+    for op in space.check_excluded_ops(exclude_ops):
+        feasible &= ~(cells == space.ops.index(op)).any(-1)
     if not feasible.any():
-        raise InputError(f"no cell fits {budget.describe()} in {where} once the {len(exclude)} measured over it are "
-                         f"left out")
+        raise InputError(f"no cell fits {budget.describe()} in {where} once the {len(exclude)} measured over it"
+                         + (f" and those using {', '.join(exclude_ops)}" if exclude_ops else "") + " are left out")
     score = log_p[torch.arange(space.num_edges), cells].sum(-1).masked_fill(~feasible, -math.inf)
     best = cells[int(score.argmax())]
     return space.with_edge_ops([space.ops[k] for k in best.tolist()])

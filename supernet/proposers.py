@@ -47,6 +47,7 @@ class ProposalRequest:
     batch_size: int
     image_size: int | None = None
     meta: str | None = None  # a meta-checkpoint, for the meta-learned families
+    exclude_ops: tuple[str, ...] = ()  # ops no proposal may use (every family honours it)
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ def _run_search(params: Mapping[str, Any], request: ProposalRequest, data: Image
     config = SearchConfig(space=request.space.name, dataset=request.dataset, data_root=request.data_root,
                           image_size=request.image_size, epochs=request.search_epochs, layers=request.layers,
                           init_channels=request.init_channels, batch_size=request.batch_size, seed=request.seed,
-                          device=request.device, **settings)
+                          device=request.device, exclude_ops=list(request.exclude_ops), **settings)
     result = run_search(config, data, RunDir(directory), resume=(directory / "checkpoint.pt").exists(),
                         progress=False)
     return Proposal(request.space.from_json(result["genotype"]), result["search_seconds"], directory)
@@ -129,7 +130,8 @@ def _parse_random(name: str, space: SearchSpace) -> Mapping[str, Any] | None:
 
 
 def _run_random(params: Mapping[str, Any], request: ProposalRequest, data: ImageData, directory: Path) -> Proposal:
-    return Proposal(request.space.random_genotype(torch.Generator().manual_seed(request.seed)))
+    return Proposal(request.space.random_genotype_without(torch.Generator().manual_seed(request.seed),
+                                                          request.exclude_ops))
 
 
 def published_space(name: str) -> SearchSpace | None:
@@ -147,7 +149,11 @@ def _parse_published(name: str, space: SearchSpace) -> Mapping[str, Any] | None:
 
 
 def _run_published(params: Mapping[str, Any], request: ProposalRequest, data: ImageData, directory: Path) -> Proposal:
-    return Proposal(request.space.published[params["name"]])
+    genotype = request.space.published[params["name"]]
+    used = request.space.ops_used(genotype) & set(request.space.check_excluded_ops(request.exclude_ops))
+    if used:
+        raise InputError(f"method '{params['name']}' uses {', '.join(sorted(used))}, which --exclude-ops leaves out")
+    return Proposal(genotype)
 
 
 register_proposer(ProposerEntry("search", method_names(), _parse_search, _run_search))

@@ -93,11 +93,13 @@ class SearchConfig(DataOptions, Config):
     precision: str = "fp32"  # "bf16": bfloat16 autocast of the supernet's forward pass
     warm_start_from: str | None = None  # a meta-checkpoint whose task-conditioned start the search begins at
     warm_start_weights: str = "task"  # its weights: the task's ("task"), the base's ("base"), random ("none")
+    exclude_ops: list[str] = field(default_factory=list)  # ops the derived cell may not use (a deployment target's)
     device: str = "auto"
 
     def validate(self) -> None:
         super().validate()
         space = get_space(self.space)
+        space.check_excluded_ops(self.exclude_ops)
         create_relaxation(self.relax)
         create_regularizer(self.logit_regularizer, space, self.regularizer_weight)
         if self.order not in (1, 2):
@@ -274,7 +276,7 @@ class SearchJob(Job):
         self.metrics = list(state["metrics"])
 
     def genotype(self):
-        return self.space.derive(self.arch(), self.relaxation.expected)
+        return self.space.derive(self.arch(), self.relaxation.expected, self.config.exclude_ops)
 
     def logit_lr(self, epoch: int) -> float:
         """constant, or cosine: logit_lr * (1 + cos(pi * epoch / epochs)) / 2, reaching 0 after the last epoch."""

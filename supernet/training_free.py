@@ -99,7 +99,9 @@ class TrainingFreeJob(Job):
                  fits: Callable[[Any], bool] | None = None):
         """`fits`: only cells it accepts are candidates (a budget: uniform over the cells within it)."""
         config.validate()
-        self.fits = fits
+        excluded = set(config.exclude_ops)
+        self.fits = fits if not excluded else (  # candidates never use an excluded op
+            lambda genotype: not self.space.ops_used(genotype) & excluded and (fits is None or fits(genotype)))
         self.config, self.device = config, device
         self.space = get_space(config.space)
         self.space.check_image_size(data.image_size)
@@ -141,7 +143,9 @@ class TrainingFreeJob(Job):
         draws = 1
         while self.fits is not None and not self.fits(genotype):
             if draws == self.MAX_DRAWS:
-                raise InputError(f"none of {draws:,} random cells fits the search's budget")
+                raise InputError(f"none of {draws:,} random cells fits the search's budget"
+                                 + (f" without {', '.join(self.config.exclude_ops)}" if self.config.exclude_ops
+                                    else ""))
             genotype, draws = self.space.random_genotype(self.generator), draws + 1
         score = self.score(self.candidate_network(genotype, self.done))
         if math.isfinite(score) and (self.best is None or score > self.best[0]):

@@ -210,7 +210,8 @@ def test_bad_probe_and_profile_files_are_one_line_and_write_nothing(tmp_path):
 
 
 def test_probes_need_the_pretrained_model(tmp_path):
-    code, _, stderr = run_cli("search", "--dataset", "digits", "--exclude-ops", "skip_connect",
+    probes = _probe_file(tmp_path, {0: 1.0, 1: 2.0, 2: 3.0})
+    code, _, stderr = run_cli("search", "--dataset", "digits", "--probe-accuracies", str(probes),
                               "--out", str(tmp_path / "x"))
     assert code == 2 and "need(s) --meta pretrained" in stderr and not (tmp_path / "x").exists()
 
