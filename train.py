@@ -177,6 +177,10 @@ def build_parser() -> OneLineParser:
     meta.add_argument("--probe-accuracies", metavar="FILE",
                       help="with --meta pretrained: a CSV arch,accuracy of cells trained on the task (any scale where "
                            "higher is better); they condition the proposal")
+    meta.add_argument("--verify", type=int, metavar="K",
+                      help="with --meta pretrained --dataset: train the K best predicted cells that fit for "
+                           "--verify-epochs on 80 %% of the training images, keep the best on the other 20 %%")
+    meta.add_argument("--verify-epochs", type=int, metavar="E", help="with --verify (default 5)")
     meta.add_argument("--exclude-ops", nargs="+", metavar="OP",
                       help="ops the derived cell may not use, in every method (e.g. a deployment target without a "
                            "pooling kernel: avg_pool_3x3)")
@@ -425,7 +429,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     if budgets and (not args.meta or args.warm_start):
         raise InputError(f"{', '.join(budgets)} need(s) --meta META_CKPT without --warm-start: a budget constrains "
                          f"the meta-model's proposal")
-    pretrained_only = [_flag(name) for name in ("probe_accuracies",) if getattr(args, name) is not None]
+    pretrained_only = [_flag(name) for name in ("probe_accuracies", "verify", "verify_epochs")
+                       if getattr(args, name) is not None]
     if pretrained_only and args.meta != "pretrained":
         raise InputError(f"{', '.join(pretrained_only)} need(s) --meta pretrained")
     if args.meta == "pretrained" and args.warm_start:
@@ -466,7 +471,7 @@ def cmd_meta_search(args: argparse.Namespace) -> int:
     from meta.meta_search import MetaSearchConfig, run_meta_search
 
     meta_flags = {"meta", "adapt_steps", "dataset", "data_root", "download", "seed", "device", "space", "config",
-                  "probe_accuracies", "exclude_ops"}
+                  "probe_accuracies", "exclude_ops", "verify", "verify_epochs"}
     ignored = [_flag(name) for name, value in vars(args).items()
                if name in {f.name for f in fields(args.config_class)} - meta_flags and value is not None]
     if args.resume:
@@ -491,7 +496,8 @@ def cmd_meta_search(args: argparse.Namespace) -> int:
                               download=bool(args.download), max_params_m=args.max_params_m,
                               max_flops_m=args.max_flops_m, max_latency_ms=args.max_latency_ms,
                               device=args.device or "auto", probe_accuracies=args.probe_accuracies,
-                              exclude_ops=tuple(args.exclude_ops or ()), **costed_at)
+                              exclude_ops=tuple(args.exclude_ops or ()), verify=args.verify or 0,
+                              verify_epochs=args.verify_epochs or 5, **costed_at)
     run = _run_dir(args, dataset or "probes")
     if pretrained:
         from meta.experience import SPACE

@@ -69,6 +69,8 @@ class MetaSearchConfig:
     device: str = "auto"
     probe_accuracies: str | None = None  # `pretrained`: a CSV arch,accuracy of cells trained on the task
     exclude_ops: tuple[str, ...] = ()  # ops the proposal may not use
+    verify: int = 0  # `pretrained`: train the K best predicted cells briefly on the task's images, keep the best
+    verify_epochs: int = 5
 
     def budget(self) -> Budget:
         return Budget(self.max_params_m, self.max_flops_m, self.max_latency_ms)

@@ -16,6 +16,7 @@ is measured with the profile's protocol and, while over the bound, the next best
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from dataclasses import asdict
 from typing import Any
@@ -29,6 +30,7 @@ from run_kit.files import atomic_write_text, save_checkpoint
 from run_kit.run_dir import RunDir
 from supernet.costs import cell_costs, cost_terms, every_cell
 from supernet.latency import TimingProtocol, check_confidence, device_profile, verified_derive
+from supernet.verify import verify_candidates
 
 from .experience import SPACE, cell_genotype, cell_index
 from .meta_search import MAX_BUDGET_IMAGE_SIZE, MetaSearchConfig
@@ -60,6 +62,11 @@ def run_pretrained_search(config: MetaSearchConfig, run: RunDir, model_file: str
                          "both")
     if config.adapt_steps:
         raise InputError("--adapt-steps does not apply to --meta pretrained: it trains no supernet")
+    if config.verify < 0 or config.verify_epochs < 1:
+        raise InputError(f"--verify must be 0 or more and --verify-epochs at least 1, got {config.verify} and "
+                         f"{config.verify_epochs}")
+    if config.verify and config.dataset is None:
+        raise InputError("--verify K needs --dataset: the K best predicted cells are trained on its training images")
     if config.budget().active and not 1 <= config.budget_image_size <= MAX_BUDGET_IMAGE_SIZE:
         raise InputError(f"--budget-image-size must lie between 1 and {MAX_BUDGET_IMAGE_SIZE}, got "
                          f"{config.budget_image_size}")
@@ -106,72 +113,102 @@ def run_pretrained_search(config: MetaSearchConfig, run: RunDir, model_file: str
                          f"{budget.describe() if budget.active else 'the request'}{where}")
     predictor = model.accuracy(len(probes))
     scores = predictor.scores(probes).masked_fill(~fits, -math.inf)
-    verified: dict[str, Any] = {}
-    if profile is not None and profile.protocol is not None:  # the device is here: measure the proposal alike
-        drifts: list[float] = []
-        verify_started = time.perf_counter()
-
-        def decode(excluded: list[int]) -> int:
-            remaining = scores.index_fill(0, torch.tensor(excluded, dtype=torch.long), -math.inf)
-            if not bool(torch.isfinite(remaining).any()):
-                raise InputError(f"every cell predicted to meet {budget.describe()} measured over it here")
-            return int(torch.argmax(remaining))
-
-        def measure(k: int) -> float:
-            ms, drift = profile.measure_with_profile(SPACE, cell_genotype(k), num_classes, channels,
-                                                     config.budget_image_size)
-            drifts.append(drift)
-            return ms
-
-        chosen, measured_ms, tries = verified_derive(decode, measure, budget.max_latency_ms)
-        verified = {"latency_measured_ms": round(measured_ms, 4), "latency_tries": tries,
-                    "latency_profile_drift": round(drifts[-1], 4),
-                    "latency_verify_seconds": round(time.perf_counter() - verify_started, 3)}
-    else:
-        chosen = int(torch.argmax(scores))
-    genotype = cell_genotype(chosen)
-    seconds = time.perf_counter() - started - data_seconds
-    row: dict[str, Any] = {"probes": len(probes), "proposal_is_probe": chosen in probes,
-                           "cells_that_fit": int(fits.sum()), "seconds": round(seconds, 3),
-                           "data_seconds": round(data_seconds, 3)}
-    if costs is not None:
-        row.update(zip(("params_m", "flops_m"), (round(v, 6) for v in costs.of(genotype))))
-    if latency is not None and profile is not None:
-        row.update({"latency_ms": round(float(latency.predicted_ms[chosen]), 4),
-                    "latency_bound_ms": round(float(latency.guarded_ms[chosen]), 4),
-                    "latency_profile_seconds": round(profile.seconds, 3), **verified})
-        if profile.protocol is not None:
-            row.update(profile.protocol.record())
-    row["genotype"] = SPACE.to_text(genotype)
-    with run.claim(resume=False):
-        run.save_config({**asdict(config), "space": SPACE.name, "model_file": str(model_file),
-                         "costed_for": {"num_classes": num_classes, "channels": channels,
-                                        "image_size": config.budget_image_size},
-                         "model_record": {k: model.record.get(k) for k in ("held_out_task", "held_out_devices",
-                                                                            "trained_tasks", "command")}})
-        log = run.logger("search")
-        try:
-            if config.dataset is not None and not probes:
-                log.info("the images give the costed format only; none of the model's earlier tasks has images to "
-                         "learn an image embedding from, so this is the constant prior of the earlier tasks "
-                         f"({', '.join(model.tasks)}); --probe-accuracies conditions it")
-            if profile is not None and latency is not None:
-                atomic_write_text(run.file("device_profile.csv"), profile.csv(SPACE))
-                log.info(f"latency: the pretrained predictor adapted to {latency.source} "
-                         f"({latency.design}), guard x{latency.guard:.3f}")
-            run.write_metrics([row])
-            save_checkpoint({"kind": "taskdarts-pretrained-proposal", "space": SPACE.name, "config": asdict(config),
-                             "genotype": SPACE.to_json(genotype), "probes": {SPACE.to_text(cell_genotype(k)): v
-                                                                             for k, v in probes.items()}},
-                            run.checkpoint)
-            atomic_write_text(run.file("genotype.json"), SPACE.dumps(genotype) + "\n")
-            log.info(f"pretrained proposal for {task} from {len(probes)} probe(s) in {seconds:.2f}s: "
-                     f"{row['genotype']}; {int(fits.sum()):,} of {len(fits):,} cells allowed"
-                     + (f"; {row['params_m']:.4f} M parameters, {row['flops_m']:.2f} M FLOPs"
-                        if costs is not None else "")
-                     + (f", {row['latency_ms']:.3f} ms predicted ({row['latency_bound_ms']:.3f} ms guarded)"
-                        if "latency_ms" in row else "")
-                     + (f", {row['latency_measured_ms']:.3f} ms measured here" if verified else ""))
-        finally:
-            run.close_logger("search")
+    if config.verify:
+        candidates = torch.argsort(scores, descending=True, stable=True)[:config.verify]
+        candidates = candidates[torch.isfinite(scores[candidates])].tolist()
+    created = not run.path.exists()
+    try:
+        with run.claim(resume=False):
+            run.save_config({**asdict(config), "space": SPACE.name, "model_file": str(model_file),
+                             "costed_for": {"num_classes": num_classes, "channels": channels,
+                                            "image_size": config.budget_image_size},
+                             "model_record": {k: model.record.get(k) for k in ("held_out_task", "held_out_devices",
+                                                                                "trained_tasks", "command")}})
+            log = run.logger("search")
+            try:
+                if config.dataset is not None and not probes:
+                    log.info("the images give the costed format only; none of the model's earlier tasks has images "
+                             "to learn an image embedding from, so this is the constant prior of the earlier tasks "
+                             f"({', '.join(model.tasks)}); --probe-accuracies conditions it")
+                row: dict[str, Any] = {"probes": len(probes), "cells_that_fit": int(fits.sum())}
+                order = None  # the verified order of the candidates (None: the predictor's scores)
+                if config.verify:
+                    verification = verify_candidates(SPACE, [cell_genotype(k) for k in candidates], data,
+                                                     run.path / "verify", epochs=config.verify_epochs,
+                                                     seed=config.seed, device=config.device)
+                    order = [candidates[k] for k in sorted(range(len(candidates)),
+                                                           key=lambda k: (-verification.accuracies[k], k))]
+                    row.update({"verified": len(candidates), "verify_best_acc": verification.accuracies[
+                        verification.best], "verify_seconds": round(sum(verification.seconds), 3)})
+                    log.info(f"verified the {len(candidates)} best predicted cells on 80 % of the training images "
+                             f"({config.verify_epochs} epoch(s) each, {sum(verification.seconds):.1f}s): validation "
+                             f"accuracies {', '.join(f'{a:.4f}' for a in verification.accuracies)}")
+                chosen, verified = _decide(scores, order, profile, budget, num_classes, channels, config)
+                genotype = cell_genotype(chosen)
+                seconds = time.perf_counter() - started - data_seconds
+                row.update({"proposal_is_probe": chosen in probes, "seconds": round(seconds, 3),
+                            "data_seconds": round(data_seconds, 3)})
+                if costs is not None:
+                    row.update(zip(("params_m", "flops_m"), (round(v, 6) for v in costs.of(genotype))))
+                if latency is not None and profile is not None:
+                    row.update({"latency_ms": round(float(latency.predicted_ms[chosen]), 4),
+                                "latency_bound_ms": round(float(latency.guarded_ms[chosen]), 4),
+                                "latency_profile_seconds": round(profile.seconds, 3), **verified})
+                    if profile.protocol is not None:
+                        row.update(profile.protocol.record())
+                    atomic_write_text(run.file("device_profile.csv"), profile.csv(SPACE))
+                    log.info(f"latency: the pretrained predictor adapted to {latency.source} "
+                             f"({latency.design}), guard x{latency.guard:.3f}")
+                row["genotype"] = SPACE.to_text(genotype)
+                run.write_metrics([row])
+                save_checkpoint({"kind": "taskdarts-pretrained-proposal", "space": SPACE.name,
+                                 "config": asdict(config), "genotype": SPACE.to_json(genotype),
+                                 "probes": {SPACE.to_text(cell_genotype(k)): v for k, v in probes.items()}},
+                                run.checkpoint)
+                atomic_write_text(run.file("genotype.json"), SPACE.dumps(genotype) + "\n")
+                log.info(f"pretrained proposal for {task} from {len(probes)} probe(s) in {seconds:.2f}s: "
+                         f"{row['genotype']}; {int(fits.sum()):,} of {len(fits):,} cells allowed"
+                         + (f"; {row['params_m']:.4f} M parameters, {row['flops_m']:.2f} M FLOPs"
+                            if costs is not None else "")
+                         + (f", {row['latency_ms']:.3f} ms predicted ({row['latency_bound_ms']:.3f} ms guarded)"
+                            if "latency_ms" in row else "")
+                         + (f", {row['latency_measured_ms']:.3f} ms measured here" if verified else ""))
+            finally:
+                run.close_logger("search")
+    except InputError:  # a verification that ends in one line (every candidate over the bound) leaves nothing
+        if created:
+            shutil.rmtree(run.path, ignore_errors=True)
+        raise
     return {"genotype": SPACE.to_json(genotype), **{k: v for k, v in row.items() if k != "genotype"}}
+
+
+def _decide(scores: torch.Tensor, order: list[int] | None, profile, budget, num_classes: int, channels: int,
+            config: MetaSearchConfig) -> tuple[int, dict[str, Any]]:
+    """(the proposed cell, what measuring it here recorded): the best by the verified order, else by the scores;
+    where the device is at hand, the first of them that measures within the bound (supernet/latency.py)."""
+    def decode(excluded: list[int]) -> int:
+        if order is not None:
+            left = [k for k in order if k not in excluded]
+            if not left:
+                raise InputError(f"every verified cell measured over {budget.describe()} here")
+            return left[0]
+        remaining = scores.index_fill(0, torch.tensor(excluded, dtype=torch.long), -math.inf)
+        if not bool(torch.isfinite(remaining).any()):
+            raise InputError(f"every cell predicted to meet {budget.describe()} measured over it here")
+        return int(torch.argmax(remaining))
+
+    if profile is None or profile.protocol is None:
+        return decode([]), {}
+    drifts: list[float] = []
+    started = time.perf_counter()
+
+    def measure(k: int) -> float:
+        ms, drift = profile.measure_with_profile(SPACE, cell_genotype(k), num_classes, channels,
+                                                 config.budget_image_size)
+        drifts.append(drift)
+        return ms
+
+    chosen, measured_ms, tries = verified_derive(decode, measure, budget.max_latency_ms)
+    return chosen, {"latency_measured_ms": round(measured_ms, 4), "latency_tries": tries,
+                    "latency_profile_drift": round(drifts[-1], 4),
+                    "latency_verify_seconds": round(time.perf_counter() - started, 3)}

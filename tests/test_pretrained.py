@@ -215,3 +215,28 @@ def test_probes_need_the_pretrained_model(tmp_path):
                               "--out", str(tmp_path / "x"))
     assert code == 2 and "need(s) --meta pretrained" in stderr and not (tmp_path / "x").exists()
 
+
+
+def test_verify_trains_the_best_predicted_cells_and_keeps_the_best_on_held_out_training_images(tmp_path, shipped):
+    code, out, stdout, stderr = _search(tmp_path, "verify", "--dataset", "digits", "--max-flops-m", "40",
+                                        "--verify", "3", "--verify-epochs", "2")
+    assert code == 0, stderr
+    result = json.loads(stdout)
+    assert result["verified"] == 3 and result["verify_seconds"] > 0
+    accuracies = [json.loads((out / "verify" / f"candidate{k}" / "result.json").read_text()) for k in range(3)]
+    best = max(range(3), key=lambda k: (accuracies[k]["test_acc"], -k))
+    assert result["genotype"]["arch"] == accuracies[best]["genotype"]
+    assert result["verify_best_acc"] == accuracies[best]["test_acc"]
+    # the candidates are the predictor's three best cells within the budget
+    scores = shipped.accuracy(0).scores({})
+    from supernet.costs import cell_costs
+
+    costs = cell_costs("nb201", 10, 1, 32)  # digits: 10 classes, 1 channel, costed at 32 px
+    assert len({r["genotype"] for r in accuracies}) == 3
+    assert all(costs.of(SPACE.from_text(r["genotype"]))[1] <= 40 for r in accuracies)
+    assert float(scores[cell_index(SPACE.from_text(accuracies[0]["genotype"]))]) >= float(
+        scores[cell_index(SPACE.from_text(accuracies[2]["genotype"]))])
+    code, _, stderr = run_cli("search", "--meta", "pretrained", "--probe-accuracies",
+                              str(_probe_file(tmp_path, {0: 1.0, 1: 2.0, 2: 3.0})), "--verify", "2",
+                              "--out", str(tmp_path / "no-images"))
+    assert code == 2 and "--verify K needs --dataset" in stderr and not (tmp_path / "no-images").exists()
