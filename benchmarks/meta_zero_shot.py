@@ -28,7 +28,6 @@ parts in --out are reused, so an interrupted run continues where it stopped.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import random
 import shutil
@@ -46,8 +45,8 @@ from evaluation.compare import CompareConfig, Comparison, mean_std
 from evaluation.nb201_table import NB201Table
 from evaluation.teacher_signal import dataset_dependence, profile_distances
 from image_sets import ImageData, in_memory, load_dataset, split_indices
+from meta import proposers as _registers_taskdarts  # noqa: F401  (taskdarts-K in the registry)
 from meta.config import MetaConfig
-from meta.meta_search import MetaSearchConfig, run_meta_search
 from meta.meta_train import run_meta_train
 from meta.model import load_meta
 from meta.skip_probe import skip_probe
@@ -57,6 +56,7 @@ from meta.teacher_job import class_images, run_teachers
 from run_kit.device import seed_everything
 from run_kit.run_dir import RunDir
 from supernet.methods import method_settings
+from supernet.proposers import ProposalRequest, create_proposer
 from supernet.retrain import RetrainConfig, run_retrain
 from supernet.search import SearchConfig, run_search
 from supernet.spaces import get_space
@@ -118,16 +118,11 @@ def ensure_meta(args, seed: int, method: str, bank: Path, out: Path, **overrides
 
 
 def propose(meta_run: Path, dataset: str, steps: int, seed: int, run: Path) -> dict:
-    """search --meta on a whole data set: genotype and seconds (embedding, controller, K steps, derivation)."""
-    if not finished(run, "genotype.json"):
-        if run.exists():  # an interrupted proposal: seconds to redo
-            for leftover in run.iterdir():
-                leftover.unlink()
-        run_meta_search(MetaSearchConfig(meta=str(meta_run), dataset=dataset, adapt_steps=steps, seed=seed,
-                                         device="cpu"), RunDir(run), expect_space="nb201", progress=False)
-    seconds = float(next(csv.DictReader((run / "metrics.csv").open()))["seconds"])
-    return {"genotype": SPACE.to_text(SPACE.from_json(json.loads((run / "genotype.json").read_text()))),
-            "seconds": seconds}
+    """search --meta on a whole data set, through the proposer registry (taskdarts-K): genotype and seconds
+    (embedding, controller, K steps, derivation); an interrupted proposal is redone."""
+    request = ProposalRequest(SPACE, dataset, seed=seed, device="cpu", meta=str(meta_run))
+    proposal = create_proposer(f"taskdarts-{steps}", SPACE).propose(request, None, run)
+    return {"genotype": SPACE.to_text(proposal.genotype), "seconds": proposal.search_seconds}
 
 
 def probed_cell(config: MetaConfig, genotype, data: ImageData, seed: int, record: Path) -> tuple[object, float]:

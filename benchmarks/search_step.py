@@ -14,6 +14,7 @@ medians of the same run. Random data of the configuration's shape, 10 classes.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import resource
@@ -94,6 +95,22 @@ def measure(name: str, order: int, variant: str, steps: int, warmup: int, device
             "ms_min": round(min(times), 1), "peak_mb": round(peak_mb, 1), "steps": steps, **cfg}
 
 
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def append_rows(path: Path, rows: list[dict]) -> None:
+    """Add rows to a CSV (its header written once): each (config, order) lands as soon as it is measured."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.is_file()
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        if new:
+            writer.writeheader()
+        writer.writerows(rows)
+
+
 def run_ours(args, name: str, order: int, variant: str, layout: str, tree: str | None = None) -> dict:
     """`tree`: a checkout of an earlier commit whose packages the measurement imports instead (--before)."""
     command = [sys.executable, __file__, "--one", name, str(order), variant, layout, "--steps", str(args.steps),
@@ -129,6 +146,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2, help="torch threads, ours and the reference's alike")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--data", metavar="DIR", help="append every measurement to DIR/steps.csv; a (config, order) "
+                                                      "already there is skipped, so an interrupted study resumes")
     parser.add_argument("--one", nargs=4, metavar=("CONFIG", "ORDER", "VARIANT", "LAYOUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -139,8 +158,15 @@ def main() -> None:
     header = (f"{'config':<15}{'order':>6}  {'implementation':<36}{'median ms/step':>15}{'peak MB':>10}"
               + (f"{'speed vs ref':>14}{'memory vs ref':>15}" if args.peer else ""))
     print(header, flush=True)
+    done = set()
+    steps_csv = Path(args.data) / "steps.csv" if args.data else None
+    if steps_csv is not None and steps_csv.is_file():
+        done = {(r["config"], int(r["order"])) for r in read_rows(steps_csv)}
     for name in args.configs:
         for order in args.orders:
+            if (name, order) in done:
+                print(f"{name} order {order}: in {steps_csv} already", flush=True)
+                continue
             jobs = [(v, layout) for v in args.variants for layout in args.layouts if not (v == "gdas" and order == 2)]
             peer_ok = args.peer and CONFIGS[name]["space"] == "darts" and CONFIGS[name]["in_channels"] == 3
             results: dict[str, list[dict]] = {}
@@ -153,6 +179,11 @@ def main() -> None:
                     if args.before and variant in ("darts", "gdas", "pcdarts"):
                         results.setdefault(f"before: {variant} ({layout})", []).append(
                             run_ours(args, name, order, variant, layout, args.before))
+            if steps_csv is not None:  # raw rows, one per measurement (docs/results/search-step-speed.md)
+                append_rows(steps_csv, [{"config": name, "order": order, "implementation": impl, "repeat": k,
+                                         "ms_median": r["ms_median"], "peak_mb": r["peak_mb"],
+                                         "threads": args.threads, "steps": args.steps, "warmup": args.warmup}
+                                        for impl, rows in results.items() for k, r in enumerate(rows)])
             medians = {impl: (statistics.median(r["ms_median"] for r in rows), max(r["peak_mb"] for r in rows))
                        for impl, rows in results.items()}
             reference = medians.get("darts-reference")

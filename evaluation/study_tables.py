@@ -294,12 +294,50 @@ def fresh_clone_tables(data: Path) -> str:
     return "\n".join(lines)
 
 
+STEP_CONFIGS = {"darts-default": "DARTS default (C=16, 8 cells, batch 64, 32 px)",
+                "small": "small (C=8, 5 cells, batch 64, 16 px)"}
+STEP_IMPLEMENTATIONS = {"darts-reference": "DARTS reference", "taskdarts-darts (channels_last)": "TaskDARTS",
+                        "before: darts (channels_last)": "TaskDARTS before the step speed-ups (afec324)",
+                        "taskdarts-recompute (channels_last)": "TaskDARTS `--recompute`",
+                        "taskdarts-bf16 (channels_last)": "TaskDARTS `--precision bf16`",
+                        "taskdarts-gdas (channels_last)": "GDAS (TaskDARTS)",
+                        "before: gdas (channels_last)": "GDAS (TaskDARTS before, afec324)"}
+
+
+def search_step_tables(data: Path) -> str:
+    """The search-step study (benchmarks/search_step.py --data): steps.csv, one row per measurement (each in its own
+    process); medians over repeats, ratios against the reference of the same run."""
+    rows = read_rows(data / "steps.csv")
+    meta = rows[0]
+    lines = [f"{meta['threads']} threads, {meta['steps']} timed steps after {meta['warmup']} warm-up per measurement; "
+             "ms per step (logit step + weight step), peak resident memory of the measuring process (PyTorch runtime "
+             "included).", "",
+             "| configuration | order | implementation | ms/step | peak MB | speed vs reference | "
+             "memory vs reference |", "|---|---|---|---|---|---|---|"]
+    for config in dict.fromkeys(r["config"] for r in rows):
+        for order in dict.fromkeys(r["order"] for r in rows if r["config"] == config):
+            mine = [r for r in rows if r["config"] == config and r["order"] == order]
+            medians = {impl: (statistics.median(float(r["ms_median"]) for r in mine if r["implementation"] == impl),
+                              max(float(r["peak_mb"]) for r in mine if r["implementation"] == impl))
+                       for impl in dict.fromkeys(r["implementation"] for r in mine)}
+            reference = medians.get("darts-reference")
+            first = True
+            for impl, (ms, mb) in medians.items():
+                label = STEP_CONFIGS.get(config, config) if first else ""
+                first = False
+                ratios = (f"{reference[0] / ms:.2f}x | {mb / reference[1]:.2f}x" if reference else " | ")
+                lines.append(f"| {label} | {order} | {STEP_IMPLEMENTATIONS.get(impl, impl)} | {ms:,.0f} | {mb:,.0f} | "
+                             f"{ratios} |")
+    return "\n".join(lines)
+
+
 STUDIES: dict[str, tuple[str, Callable[[Path], str]]] = {
     "latency-budgets": ("budgets.md", latency_budget_tables),
     "flops-budgets": ("budgets.md", flops_budget_tables),
     "predictors": ("predictors.md", predictor_tables),
     "pretrained": ("pretrained.md", pretrained_tables),
     "fresh-clone-path": ("fresh-clone-path.md", fresh_clone_tables),
+    "search-step-speed": ("search-step-speed.md", search_step_tables),
 }
 
 

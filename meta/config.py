@@ -192,11 +192,12 @@ class TeacherSection(Config):
 @dataclass
 class MetaConfig(Config):
     """Defaults: 3-way class-subset tasks of the embedded digits (7 meta-train / 3 meta-test classes), a tiny
-    DARTS-space supernet, a few minutes on 2 CPU cores."""
+    NAS-Bench-201 supernet (the space `search` defaults to, so that `search --meta RUN` works with both defaults), a
+    few minutes on 2 CPU cores."""
 
     kind = "meta-train"
 
-    space: str = "darts"
+    space: str = "nb201"
     seed: int = 0
     device: str = "auto"
     task: TaskSection = field(default_factory=TaskSection)

@@ -87,19 +87,18 @@ class Costing(NamedTuple):
 
 
 def costing(config: MetaSearchConfig, space, num_classes: int, channels: int, device: torch.device) -> Costing:
-    """The cost models of a budget, checked feasible: one line when no cell fits."""
-    if not space.one_op_per_edge:  # DARTS: candidates are counted one by one
-        if config.max_latency_ms is not None:
-            raise InputError(f"--max-latency-ms needs a latency model over the {space.name} space's cells; latency "
-                             f"budgets are for spaces whose cells are enumerated (nb201); use --max-params-m or "
-                             f"--max-flops-m")
-        return Costing(CountedCosts(space.name, num_classes, channels, config.budget_image_size), None, None)
-    costs = cell_costs(space.name, num_classes, channels, config.budget_image_size)
+    """The cost models of a budget, checked feasible where cells are enumerated: one line when no cell fits. In a
+    space whose cells are not (DARTS), each candidate is counted, and its latency predicted, one by one."""
+    enumerated = space.one_op_per_edge
+    costs = (cell_costs(space.name, num_classes, channels, config.budget_image_size) if enumerated
+             else CountedCosts(space.name, num_classes, channels, config.budget_image_size))
     profile = None
     if config.max_latency_ms is not None:
         protocol = TimingProtocol.here(device, config.latency_threads, config.latency_memory_format)
         profile = device_profile(config.device_profile, space, num_classes, channels, config.budget_image_size,
                                  protocol, config.latency_confidence)
+    if not enumerated:
+        return Costing(costs, None, profile)
     terms = cost_terms(costs, None if profile is None else profile.model.term(space))
     require_feasible(terms, config.budget(), costs.describe())
     return Costing(costs, terms, profile)
@@ -174,14 +173,17 @@ def _propose(config: MetaSearchConfig, meta, task, costs: Costing | None, run: R
     sampled = {}
     if costs is None:
         genotype = meta.space.derive(final_logits, exclude_ops=config.exclude_ops)
-    elif costs.terms is None:
-        genotype, costed, drawn = sampled_budgeted_derive(meta.space, final_logits, costs.costs, budget,
-                                                          config.exclude_ops, seed=config.seed)
-        sampled = {"candidates_costed": costed, "candidates_drawn": drawn}
     else:
         def decode(excluded):
-            return budgeted_derive(meta.space, final_logits, costs.terms, budget, costs.costs.describe(), excluded,
-                                   config.exclude_ops)
+            if costs.terms is not None:
+                return budgeted_derive(meta.space, final_logits, costs.terms, budget, costs.costs.describe(),
+                                       excluded, config.exclude_ops)
+            cell, costed, drawn = sampled_budgeted_derive(meta.space, final_logits, costs.costs, budget,
+                                                          config.exclude_ops, seed=config.seed,
+                                                          latency=None if profile is None else profile.model,
+                                                          exclude=excluded)
+            sampled.update({"candidates_costed": costed, "candidates_drawn": drawn})
+            return cell
 
         if profile is not None and profile.protocol is not None:  # the device is here: measure the proposal alike
             drifts = []

@@ -116,9 +116,13 @@ class SearchSpace(ABC):
                              f"{', '.join(op for op in self.ops if op != 'none')}")
         return tuple(dict.fromkeys(exclude_ops))
 
+    def held_ops(self, genotype: Any) -> list[str]:
+        """Every op the genotype's cells hold, once per chosen edge (what an additive latency model counts)."""
+        return list(self.edge_ops(genotype))
+
     def ops_used(self, genotype: Any) -> set[str]:
         """The ops a genotype's cells hold."""
-        return set(self.edge_ops(genotype))
+        return set(self.held_ops(genotype))
 
     def random_genotype_without(self, generator: torch.Generator, exclude_ops: Sequence[str],
                                 draws: int = 100_000) -> Any:

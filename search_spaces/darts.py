@@ -47,8 +47,9 @@ class DartsSpace(SearchSpace):
     def recognizes(self, text: str) -> bool:
         return text.startswith("Genotype(")
 
-    def ops_used(self, genotype: Genotype) -> set[str]:
-        return {op for cell in (genotype.normal, genotype.reduce) for op, _ in cell}
+    def held_ops(self, genotype: Genotype) -> list[str]:
+        """The chosen (op, input) pairs' ops of both cell types."""
+        return [op for cell in (genotype.normal, genotype.reduce) for op, _ in cell]
 
     def active_edges(self, genotype: Genotype) -> int:
         """A node keeps 2 of its inputs: 8 edges per cell, not 14."""

@@ -5,6 +5,8 @@ The model is additive in the ops a cell holds,
 
     latency(cell) ~ a + sum_e b[op_e],        b[none] = 0,  a, b >= 0,
 
+over the cell's edges (in the DARTS space, the chosen edges of both cell types: space.held_ops),
+
 fitted by non-negative least squares to the profile's cells (at least as many distinct cells as unknowns). It ranks
 cells well on every device measured (benchmarks/latency_budgets.py) but a device's latencies are noisy around it, so a
 budget on the point prediction is missed by the cells the decoding likes most: those predicted just under it. The
@@ -21,6 +23,8 @@ measurement and the proposal's (the drift, now over then on the profile's cells,
 """
 from __future__ import annotations
 
+import csv
+import io
 import math
 import statistics
 import time
@@ -66,7 +70,7 @@ class LatencyModel:
 
     def predict(self, space: SearchSpace, genotype: Any) -> float:
         """The point prediction (ms)."""
-        return self.intercept_ms + sum(self.per_op_ms[op] for op in space.edge_ops(genotype))
+        return self.intercept_ms + sum(self.per_op_ms[op] for op in space.held_ops(genotype))
 
     def bound(self, space: SearchSpace, genotype: Any) -> float:
         """The guarded prediction (ms): what a latency budget is checked on."""
@@ -80,7 +84,7 @@ class LatencyModel:
 
 
 def _counts(space: SearchSpace, genotype: Any, ops: Sequence[str]) -> list[float]:
-    held = space.edge_ops(genotype)
+    held = space.held_ops(genotype)
     return [1.0] + [float(held.count(op)) for op in ops]
 
 
@@ -133,6 +137,11 @@ def fit_latency(space: SearchSpace, cells: Sequence[Any], latencies_ms: Sequence
     ops = [op for op in space.ops if op != "none"]
     x = torch.tensor([_counts(space, c, ops) for c in cells], dtype=torch.float64)
     y = torch.tensor(list(latencies_ms), dtype=torch.float64)
+    # where every cell holds as many ops (DARTS: 8 chosen edges per cell type), the intercept is their sum again:
+    # it is left out and the per-op terms carry it
+    intercept = not (len(cells) > 1 and bool((x[:, 1:].sum(1) == x[0, 1:].sum()).all()))
+    if not intercept:
+        x = x[:, 1:]
     if len({space.to_text(c) for c in cells}) < x.shape[1] or int(torch.linalg.matrix_rank(x)) < x.shape[1]:
         raise InputError(f"a device profile needs at least {x.shape[1]} cells whose op counts tell the "
                          f"{len(ops)} ops apart; {source} has {len(cells)}")
@@ -143,6 +152,8 @@ def fit_latency(space: SearchSpace, cells: Sequence[Any], latencies_ms: Sequence
     coef = _nnls(x, y)
     guard = conformal_guard([(float(y[i]), float(x[i] @ _nnls(x[rest], y[rest])))
                              for i, rest in leave_one_out(len(cells))] if confidence > 0 else [], confidence, source)
+    if not intercept:
+        coef = torch.cat([torch.zeros(1, dtype=torch.float64), coef])
     per_op = {"none": 0.0, **{op: float(coef[k + 1]) for k, op in enumerate(ops)}}
     return LatencyModel(space.name, float(coef[0]), per_op, source, confidence, guard)
 
@@ -263,8 +274,12 @@ def verified_derive(decode: Callable[[Sequence[Any]], Any], measure: Callable[[A
 
 
 def profile_csv(space: SearchSpace, cells: Sequence[Any], latencies_ms: Sequence[float]) -> str:
-    lines = ["arch,latency_ms"] + [f"{space.to_text(c)},{ms:.6g}" for c, ms in zip(cells, latencies_ms)]
-    return "\n".join(lines) + "\n"
+    """The profile as a CSV arch,latency_ms (a DARTS genotype's text, which holds commas, quoted)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["arch", "latency_ms"])
+    writer.writerows([space.to_text(c), f"{ms:.6g}"] for c, ms in zip(cells, latencies_ms))
+    return buffer.getvalue()
 
 
 @dataclass

@@ -33,18 +33,18 @@ from .spaces import SPACES
 @dataclass(frozen=True)
 class ProposalRequest:
     """What every proposer is given besides the images: the space, the run's seed and device, and the search budget
-    and supernet shape that searches use (others ignore them)."""
+    and supernet shape that searches use (others ignore them; they default to a plain search's)."""
 
     space: SearchSpace
     dataset: str
-    data_root: str
-    seed: int
-    device: str
-    search_epochs: int
-    candidates: int
-    layers: int
-    init_channels: int
-    batch_size: int
+    data_root: str = "data"
+    seed: int = 0
+    device: str = "auto"
+    search_epochs: int = SearchConfig.epochs
+    candidates: int = SearchConfig.candidates
+    layers: int = SearchConfig.layers
+    init_channels: int = SearchConfig.init_channels
+    batch_size: int = SearchConfig.batch_size
     image_size: int | None = None
     meta: str | None = None  # a meta-checkpoint, for the meta-learned families
     exclude_ops: tuple[str, ...] = ()  # ops no proposal may use (every family honours it)

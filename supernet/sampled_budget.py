@@ -9,7 +9,10 @@ The proposal is the most likely of the logits' candidates whose evaluation netwo
 - cost: the evaluation network (the space's published shape) built on the `meta` device, parameters and
   multiply-adds counted from shapes alone (supernet/discrete.py), nothing allocated.
 Candidates are costed from the most likely down and the first that fits is the proposal, so a loose budget costs one
-count (about 0.3 s for DARTS at 20 cells of 36 channels) and a tight one at most `max_costed`.
+count (about 0.3 s for DARTS at 20 cells of 36 channels) and a tight one at most `max_costed`. A latency budget bounds
+the guarded prediction of a device profile's latency model (supernet/latency.py: additive in the ops of the chosen
+edges of both cell types), and where the device is at hand the caller measures the proposal and asks again without
+the cells measured over the bound (`exclude`).
 """
 from __future__ import annotations
 
@@ -96,20 +99,27 @@ def candidates(space: SearchSpace, logits: Mapping[str, torch.Tensor], exclude_o
 
 def sampled_budgeted_derive(space: SearchSpace, logits: Mapping[str, torch.Tensor], costs: CountedCosts,
                             budget: Budget, exclude_ops: Sequence[str] = (), samples: int = SAMPLES,
-                            max_costed: int = MAX_COSTED, seed: int = 0) -> tuple[Any, int, int]:
-    """(the most likely candidate whose counted costs fit `budget`, candidates costed, candidates drawn); one line
-    naming the cheapest costed when none fits."""
-    if budget.max_latency_ms is not None:
-        raise InputError(f"a latency budget needs a cost model over the {space.name} space's cells; latency budgets "
-                         f"are for spaces whose cells are enumerated (nb201); use --max-params-m / --max-flops-m")
+                            max_costed: int = MAX_COSTED, seed: int = 0, latency: Any | None = None,
+                            exclude: Sequence[Any] = ()) -> tuple[Any, int, int]:
+    """(the most likely candidate whose counted costs, and guarded predicted latency under `latency` (a
+    supernet/latency.LatencyModel), fit `budget`, other than the cells in `exclude`; candidates costed, candidates
+    drawn); one line naming the cheapest costed when none fits."""
+    if budget.max_latency_ms is not None and latency is None:
+        raise InputError("a latency budget needs a device profile's latency model")
     ranked = candidates(space, logits, exclude_ops, samples, seed)
-    bounds = budget.bounds()
-    cheapest = (math.inf, math.inf)
+    left_out = {space.to_text(g) for g in exclude}
+    ranked = [(score, g) for score, g in ranked if space.to_text(g) not in left_out]
+    bounds = {name: bound for name, bound in budget.bounds().items() if name != "latency_ms"}
+    cheapest = (math.inf, math.inf, math.inf)
     for tried, (_, genotype) in enumerate(ranked[:max_costed], start=1):
         counted = dict(zip(("params_m", "flops_m"), costs.of(genotype)))
-        if all(counted[name] <= bound + 1e-9 for name, bound in bounds.items()):
+        guarded = latency.bound(space, genotype) if latency is not None else 0.0
+        if all(counted[name] <= bound + 1e-9 for name, bound in bounds.items()) and (
+                budget.max_latency_ms is None or guarded <= budget.max_latency_ms):
             return genotype, tried, len(ranked)
-        cheapest = min(cheapest, (counted["params_m"], counted["flops_m"]))
-    raise InputError(f"none of the {min(max_costed, len(ranked))} most likely of {len(ranked)} sampled cells meets "
-                     f"{budget.describe()} in {costs.describe()}; the cheapest of them has {cheapest[0]:.4g} "
-                     f"{UNITS['params_m']} and {cheapest[1]:.4g} {UNITS['flops_m']}")
+        cheapest = min(cheapest, (counted["params_m"], counted["flops_m"], guarded))
+    latency_text = (f" and {cheapest[2]:.4g} {UNITS['latency_ms']}" if budget.max_latency_ms is not None else "")
+    raise InputError(f"none of the {min(max_costed, len(ranked))} most likely of {len(ranked)} sampled cells"
+                     + (f" (the {len(left_out)} measured over the bound left out)" if left_out else "")
+                     + f" meets {budget.describe()} in {costs.describe()}; the cheapest of them has {cheapest[0]:.4g} "
+                     f"{UNITS['params_m']}, {cheapest[1]:.4g} {UNITS['flops_m']}{latency_text}")

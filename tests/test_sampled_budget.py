@@ -42,8 +42,35 @@ def test_the_proposal_is_the_most_likely_candidate_that_fits():
     assert drawn == len(ranked) and COSTS.of(genotype)[1] <= bound
     with pytest.raises(InputError, match="none of the 8 most likely .* meets at most 1.0 M FLOPs"):
         sampled_budgeted_derive(DARTS, logits, COSTS, Budget(max_flops_m=1.0), samples=40, max_costed=8)
-    with pytest.raises(InputError, match="latency budgets are for spaces whose cells are enumerated"):
+    with pytest.raises(InputError, match="needs a device profile's latency model"):
         sampled_budgeted_derive(DARTS, logits, COSTS, Budget(max_latency_ms=5.0))
+
+
+TRUTH_MS = {"none": 0.0, "max_pool_3x3": 0.2, "avg_pool_3x3": 0.2, "skip_connect": 0.05, "sep_conv_3x3": 1.0,
+            "sep_conv_5x5": 1.5, "dil_conv_3x3": 0.7, "dil_conv_5x5": 0.9}
+"""A simulated device: 3 ms plus these per op held (both cell types)."""
+
+
+def _device_ms(genotype) -> float:
+    return 3.0 + sum(TRUTH_MS[op] for op in DARTS.held_ops(genotype))
+
+
+def test_a_latency_budget_in_darts_bounds_the_profiles_guarded_prediction_and_skips_measured_misses():
+    from supernet.latency import fit_latency, reference_cells
+
+    cells = reference_cells(DARTS)
+    model = fit_latency(DARTS, cells, [_device_ms(c) for c in cells], "simulated")
+    assert model.predict(DARTS, cells[0]) == pytest.approx(_device_ms(cells[0]), rel=1e-6)
+    logits = _logits(2)
+    ranked = candidates(DARTS, logits, samples=40)
+    bound = sorted(model.bound(DARTS, g) for _, g in ranked[:8])[3]
+    genotype, costed, _ = sampled_budgeted_derive(DARTS, logits, COSTS, Budget(max_latency_ms=bound), samples=40,
+                                                  max_costed=8, latency=model)
+    assert model.bound(DARTS, genotype) <= bound
+    assert all(model.bound(DARTS, g) > bound for _, g in ranked[:costed - 1])  # the most likely that fits
+    again, _, _ = sampled_budgeted_derive(DARTS, logits, COSTS, Budget(max_latency_ms=bound), samples=40,
+                                          max_costed=8, latency=model, exclude=[genotype])
+    assert DARTS.to_text(again) != DARTS.to_text(genotype) and model.bound(DARTS, again) <= bound
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +100,15 @@ def test_a_darts_meta_model_proposes_under_a_flops_budget(tmp_path, darts_meta):
     code, _, stderr = run_cli("search", "--meta", str(darts_meta), "--dataset", "digits", "--max-flops-m", "1",
                               "--out", str(tmp_path / "impossible"))
     assert code == 2 and "sampled cells meets at most 1.0 M FLOPs" in stderr and not (tmp_path / "impossible").exists()
-    code, _, stderr = run_cli("search", "--meta", str(darts_meta), "--dataset", "digits", "--max-latency-ms", "5",
-                              "--out", str(tmp_path / "latency"))
-    assert code == 2 and "latency budgets are for spaces whose cells are enumerated" in stderr
-    assert not (tmp_path / "latency").exists()
+    # a latency budget from a profile FILE of DARTS cells (their text holds commas: quoted in the CSV)
+    from supernet.latency import profile_csv, reference_cells
+
+    cells = reference_cells(DARTS)
+    profile = tmp_path / "darts-device.csv"
+    profile.write_text(profile_csv(DARTS, cells, [_device_ms(c) for c in cells]))
+    bound = sorted(_device_ms(c) for c in cells)[10]
+    code, stdout, stderr = run_cli("search", "--meta", str(darts_meta), "--dataset", "digits", "--max-latency-ms",
+                                   str(bound), "--device-profile", str(profile), "--out", str(tmp_path / "latency"))
+    assert code == 0, stderr
+    result = json.loads(stdout)
+    assert result["latency_bound_ms"] <= bound and (tmp_path / "latency" / "device_profile.csv").is_file()
