@@ -11,21 +11,26 @@ exactly this proposal for the 10-class 3x32x32 evaluation network. Budgets:
   measured latencies; the profile is the 20 reference cells' latencies from its column (a profile FILE), the guard
   at 0.95, and a proposal is scored as measured.
 Beside the pretrained model, the same predictors on the tables' own columns (the training tasks and devices only): what
-distilling the tables into the encoder costs. Writes docs/results/data/pretrained/{flops,latency}.csv.
+distilling the tables into the encoder costs. Then the FLOPs proposals again, made by `search --meta pretrained`'s own
+code on the CIFAR-10 training images (cli.csv). Writes docs/results/data/pretrained/{flops,latency,cli}.csv.
 """
 from __future__ import annotations
 
 import argparse
 import math
+import tempfile
 from pathlib import Path
 
 import torch
 
 from evaluation.study_tables import pretrained_tables, write_rows
 from meta.accuracy_predictor import AccuracyPredictor, probe_values
-from meta.experience import SPACE, cell_index, load_experience, split
+from meta.experience import SPACE, cell_genotype, cell_index, load_experience, split
 from meta.latency_predictor import LatencyPredictor
+from meta.meta_search import MetaSearchConfig
 from meta.pretrained import PRETRAINED_FILE, load_pretrained
+from meta.pretrained_search import run_pretrained_search
+from run_kit.run_dir import RunDir
 from supernet.budget_scoring import quantile_bounds, score_proposal
 from supernet.costs import cell_costs, cost_terms, every_cell
 from supernet.latency import reference_cells
@@ -55,6 +60,7 @@ def main() -> None:
     parser.add_argument("--hw360", default=str(SHARED / "hardware" / "nb201_hw_nas_bench_360.csv"))
     parser.add_argument("--help-latency", default=str(SHARED / "hardware" / "nb201_latency_help.csv"))
     parser.add_argument("--model", default=str(PRETRAINED_FILE))
+    parser.add_argument("--cifar10", default=str(SHARED / "cifar10_train.npz"), help="the CIFAR-10 training images")
     parser.add_argument("--data", default=str(ROOT / "docs" / "results" / "data" / "pretrained"))
     args = parser.parse_args()
     model = load_pretrained(args.model)
@@ -98,7 +104,33 @@ def main() -> None:
     data = Path(args.data)
     write_rows(data / "flops.csv", flops_rows)
     write_rows(data / "latency.csv", latency_rows)
+    write_rows(data / "cli.csv", cli_rows(args.cifar10, model, target, flops, quantile_bounds(flops, 10)))
     print(pretrained_tables(data))
+
+
+def cli_rows(cifar10: str, model, target: torch.Tensor, flops: torch.Tensor, bounds: list[float]) -> list[dict]:
+    """The same proposals as `search --meta pretrained` makes them on the CIFAR-10 training images (its data set
+    gives the costed format; K = 10: the probes the model asks for, written as a probe file), scored alike: what the
+    table rows above stand for, run through the command's own code."""
+    rows = []
+    with tempfile.TemporaryDirectory() as work:
+        for count in (0, 10):
+            for number, bound in enumerate([math.inf, *bounds], start=-1):
+                probes = {}
+                if count:
+                    predictor = model.accuracy(count)
+                    probes = probe_values(target, predictor.choose_probes(count, flops <= bound))
+                probe_file = Path(work) / f"probes-{count}-{number}.csv"
+                probe_file.write_text("arch,accuracy\n" + "".join(f"{SPACE.to_text(cell_genotype(k))},{v}\n"
+                                                                    for k, v in probes.items()))
+                config = MetaSearchConfig(meta="pretrained", dataset=f"npz:{cifar10}",
+                                          max_flops_m=None if number < 0 else bound,
+                                          probe_accuracies=str(probe_file) if count else None)
+                result = run_pretrained_search(config, RunDir(Path(work) / f"run-{count}-{number}"))
+                proposed = cell_index(SPACE.from_json(result["genotype"]))
+                rows.append({"budget": "none" if number < 0 else number, "probes": count,
+                             "seconds": result["seconds"], **score_row(target, flops, bound, proposed)})
+    return rows
 
 
 if __name__ == "__main__":

@@ -212,23 +212,7 @@ class Comparison:
                  f"{c.seeds} seeds; search {c.search_epochs} epochs ({c.layers} cells, C={c.init_channels}); "
                  f"{retrain}. Mean ± std over seeds; spread = min..max over seeds. Search seconds exclude data "
                  f"loading and meta-training.", ""]
-        columns = [("search_seconds", "search s")]
-        if c.retrain_epochs > 0:
-            columns += [("test_acc", "test acc"), ("params_m", "params M"), ("flops_m", "FLOPs M"),
-                        ("retrain_seconds", "retrain s")]
-        if self.table is not None:
-            columns += [("nb201_cifar10", "NB201 CIFAR-10"), ("nb201_cifar100", "NB201 CIFAR-100"),
-                        ("nb201_imagenet16_120", "NB201 ImageNet16-120")]
-        key, _ = self.metric()
-        lines.append("| method | " + " | ".join(label for _, label in columns) + f" | spread of {key} |")
-        lines.append("|---|" + "---|" * (len(columns) + 1))
-        for method in self.methods:
-            rows = [r for r in self.rows if r["method"] == method]
-            if not rows:
-                continue
-            cells = [mean_std([r[k] for r in rows]) for k, _ in columns]
-            values = [r[key] for r in rows]
-            lines.append(f"| {method} | " + " | ".join(cells) + f" | {min(values):.4g}..{max(values):.4g} |")
+        lines += comparison_table(c, self.rows, self.table is not None)
         lines += ["", "Genotypes:", ""]
         lines += [f"- {r['method']} seed {r['seed']}: `{r['genotype']}`" for r in self.rows]
         return "\n".join(lines) + "\n"
@@ -260,6 +244,29 @@ class Comparison:
         fig.savefig(tmp, dpi=120)
         plt.close(fig)
         tmp.replace(self.out / "accuracy_vs_search_cost.png")
+
+
+def comparison_table(config: CompareConfig, rows: list[dict[str, Any]], with_table: bool) -> list[str]:
+    """The per-method table of a comparison (report.md, and docs/results' studies rendered from results.json):
+    mean ± std over seeds of each column, and the seeds' spread of the metric."""
+    columns = [("search_seconds", "search s")]
+    if config.retrain_epochs > 0:
+        columns += [("test_acc", "test acc"), ("params_m", "params M"), ("flops_m", "FLOPs M"),
+                    ("retrain_seconds", "retrain s")]
+    if with_table:
+        columns += [("nb201_cifar10", "NB201 CIFAR-10"), ("nb201_cifar100", "NB201 CIFAR-100"),
+                    ("nb201_imagenet16_120", "NB201 ImageNet16-120")]
+    key = "test_acc" if config.retrain_epochs > 0 else "nb201_cifar10"
+    lines = ["| method | " + " | ".join(label for _, label in columns) + f" | spread of {key} |",
+             "|---|" + "---|" * (len(columns) + 1)]
+    for method in config.expanded_methods():
+        mine = [r for r in rows if r["method"] == method]
+        if not mine:
+            continue
+        cells = [mean_std([r[k] for r in mine]) for k, _ in columns]
+        values = [r[key] for r in mine]
+        lines.append(f"| {method} | " + " | ".join(cells) + f" | {min(values):.4g}..{max(values):.4g} |")
+    return lines
 
 
 def mean_std(values, mean_format: str = ".4g", std_format: str = ".2g") -> str:

@@ -266,6 +266,19 @@ def pretrained_tables(data: Path) -> str:
         spread = _mean_std([float(r["regret"]) for r in budgeted])
         lines.append(f"| {source} | {count} | {unbudgeted[0]:.2f} | {spread} | "
                      f"{100 * statistics.mean(int(r['met']) for r in budgeted):.0f} % |")
+    cli = read_rows(data / "cli.csv") if (data / "cli.csv").is_file() else []
+    if cli:
+        ours = {(r["budget"], r["probes"]): r for r in flops if r["source"] == "pretrained"}
+        same = sum(abs(float(r["regret"]) - float(ours[(r["budget"], r["probes"])]["regret"])) < 1e-9 for r in cli)
+        budgeted = [r for r in cli if r["budget"] != "none"]
+        summary = "; ".join(
+            f"K={count}: regret " + _mean_std([float(r["regret"]) for r in budgeted if r["probes"] == count])
+            for count in dict.fromkeys(r["probes"] for r in cli))
+        lines += ["", f"The same proposals made by `search --meta pretrained --dataset npz:cifar10_train.npz` itself "
+                  f"(its code, the CIFAR-10 training images giving the costed format; probes as a probe file): "
+                  f"{same} of {len(cli)} score as the rows above; over the 10 budgets {summary}; proposal seconds "
+                  f"median {statistics.median(float(r['seconds']) for r in cli):.2f} (in one process: the cost model "
+                  "is measured once, then cached; a fresh process adds its ~0.5 s)."]
     latency = read_rows(data / "latency.csv")
     devices = list(dict.fromkeys(r["device"] for r in latency))
     lines += ["", "CIFAR-10 (held out) under 10 latency budgets on each held-out device (profile: 20 reference cells, "
@@ -331,6 +344,21 @@ def search_step_tables(data: Path) -> str:
     return "\n".join(lines)
 
 
+def compare_tables(data: Path) -> str:
+    """A `train.py compare` study: its results.json (config and one row per method and seed), rendered as compare's
+    report.md renders it (evaluation/compare.comparison_table)."""
+    import json
+
+    from .compare import CompareConfig, comparison_table
+
+    results = json.loads((data / "results.json").read_text())
+    config = CompareConfig.from_dict(results["config"])
+    rows = results["rows"]
+    lines = [f"{config.seeds} seeds; mean ± std over seeds; spread = min..max over seeds; search seconds measured on "
+             "this machine (2 CPU cores).", ""]
+    return "\n".join(lines + comparison_table(config, rows, any("nb201_cifar10" in r for r in rows)))
+
+
 STUDIES: dict[str, tuple[str, Callable[[Path], str]]] = {
     "latency-budgets": ("budgets.md", latency_budget_tables),
     "flops-budgets": ("budgets.md", flops_budget_tables),
@@ -338,6 +366,7 @@ STUDIES: dict[str, tuple[str, Callable[[Path], str]]] = {
     "pretrained": ("pretrained.md", pretrained_tables),
     "fresh-clone-path": ("fresh-clone-path.md", fresh_clone_tables),
     "search-step-speed": ("search-step-speed.md", search_step_tables),
+    "compare-nb201-methods": ("compare-nb201-methods.md", compare_tables),  # results.json copied from its --out
 }
 
 
