@@ -16,9 +16,10 @@ import csv
 import json
 from pathlib import Path
 
-from evaluation.compare import mean_std
 from evaluation.nb201_table import NB201Table
+from evaluation.study_tables import collapse_table
 from image_sets import load_dataset
+from run_kit.files import atomic_write_text
 from run_kit.run_dir import RunDir
 from search_spaces.operations import PARAMETER_FREE_OPS
 from supernet.methods import method_settings
@@ -40,6 +41,8 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=1)
     parser.add_argument("--init-channels", type=int, default=8)
     parser.add_argument("--out", default="runs/collapse")
+    parser.add_argument("--raw", metavar="DIR", help="also write the raw results.json here (docs/results/data/"
+                                                     "compare-collapse for the committed study)")
     args = parser.parse_args()
     out = Path(args.out)
     space = get_space("nb201")
@@ -60,26 +63,18 @@ def main() -> None:
             rows = list(csv.DictReader((run / "metrics.csv").open()))
             genotype = space.from_json(json.loads((run / "genotype.json").read_text()))
             results.append({"method": method, "seed": seed, "genotype": space.to_text(genotype),
-                            "share": {e: float(rows[e - 1]["param_free_cell"]) for e in checkpoints},
+                            "share": {str(e): float(rows[e - 1]["param_free_cell"]) for e in checkpoints},
                             "free_edges": sum(op in PARAMETER_FREE_OPS for op in genotype.ops),
                             "skips": genotype.ops.count("skip_connect"),
                             "cifar10": table.lookup(genotype).cifar10})
             print(json.dumps(results[-1]), flush=True)
-    lines = [f"NAS-Bench-201 on {Path(args.data).name} at {args.image_size} px, {args.layers} cell(s) per stage, "
-             f"C={args.init_channels}, {args.epochs} epochs, logit lr {args.logit_lr} (Adam), {args.seeds} seeds; "
-             f"mean ± std over seeds. Uniform weights put 0.60 on the parameter-free ops (3 of 5).", "",
-             "| method | " + " | ".join(f"param-free weight, epoch {e}" for e in checkpoints)
-             + " | param-free edges (of 6) | skip edges | NB201 CIFAR-10 |",
-             "|---|" + "---|" * (len(checkpoints) + 3)]
-    for method in args.methods:
-        rs = [r for r in results if r["method"] == method]
-        cells = [mean_std([r["share"][e] for r in rs], ".2f", ".2f") for e in checkpoints]
-        cells += [mean_std([r["free_edges"] for r in rs], ".1f", ".1f"),
-                  mean_std([r["skips"] for r in rs], ".1f", ".1f"),
-                  mean_std([r["cifar10"] for r in rs], ".2f", ".2f")]
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    lines += ["", "Cells:", ""] + [f"- {r['method']} seed {r['seed']}: `{r['genotype']}` ({r['cifar10']:.2f})"
-                                  for r in results]
+    raw = {"args": {k: v for k, v in vars(args).items() if k not in ("data", "table", "out", "raw")},
+           "data": Path(args.data).name, "results": results}
+    for directory in (out, *([Path(args.raw)] if args.raw else [])):
+        directory.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(directory / "results.json", json.dumps(raw, indent=1) + "\n")
+    lines = collapse_table(raw) + ["", "Cells:", ""] + [
+        f"- {r['method']} seed {r['seed']}: `{r['genotype']}` ({r['cifar10']:.2f})" for r in results]
     (out / "report.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -359,6 +359,36 @@ def compare_tables(data: Path) -> str:
     return "\n".join(lines + comparison_table(config, rows, any("nb201_cifar10" in r for r in rows)))
 
 
+def collapse_table(raw: dict) -> list[str]:
+    """The collapse study's table (benchmarks/collapse.py) from its raw results: per method, mean ± std over seeds of
+    the op weight on parameter-free ops at a few epochs, the derived cell's parameter-free and skip edges, and its
+    NAS-Bench-201 CIFAR-10 accuracy."""
+    from .compare import mean_std
+
+    args, results = raw["args"], raw["results"]
+    epochs = list(results[0]["share"])
+    lines = [f"NAS-Bench-201 on {raw['data']} at {args['image_size']} px, {args['layers']} cell(s) per stage, "
+             f"C={args['init_channels']}, {args['epochs']} epochs, logit lr {args['logit_lr']} (Adam), {args['seeds']} "
+             f"seeds; mean ± std over seeds. Uniform weights put 0.60 on the parameter-free ops (3 of 5).", "",
+             "| method | " + " | ".join(f"param-free weight, epoch {e}" for e in epochs)
+             + " | param-free edges (of 6) | skip edges | NB201 CIFAR-10 |", "|---|" + "---|" * (len(epochs) + 3)]
+    for method in dict.fromkeys(r["method"] for r in results):
+        rs = [r for r in results if r["method"] == method]
+        cells = [mean_std([r["share"][e] for r in rs], ".2f", ".2f") for e in epochs]
+        cells += [mean_std([r["free_edges"] for r in rs], ".1f", ".1f"),
+                  mean_std([r["skips"] for r in rs], ".1f", ".1f"), mean_std([r["cifar10"] for r in rs], ".2f", ".2f")]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def collapse_tables(data: Path) -> str:
+    import json
+
+    raw = json.loads((data / "results.json").read_text())
+    return "\n".join(collapse_table(raw) + ["", "Cells:", ""] + [
+        f"- {r['method']} seed {r['seed']}: `{r['genotype']}` ({r['cifar10']:.2f})" for r in raw["results"]])
+
+
 STUDIES: dict[str, tuple[str, Callable[[Path], str]]] = {
     "latency-budgets": ("budgets.md", latency_budget_tables),
     "flops-budgets": ("budgets.md", flops_budget_tables),
@@ -367,6 +397,7 @@ STUDIES: dict[str, tuple[str, Callable[[Path], str]]] = {
     "fresh-clone-path": ("fresh-clone-path.md", fresh_clone_tables),
     "search-step-speed": ("search-step-speed.md", search_step_tables),
     "compare-nb201-methods": ("compare-nb201-methods.md", compare_tables),  # results.json copied from its --out
+    "compare-collapse": ("compare-collapse.md", collapse_tables),
 }
 
 
