@@ -25,7 +25,8 @@ residual cell and random residual + conv cells (skip on the input-to-output edge
 the mean of 100 a seed).
 Regret = (CIFAR-10 test accuracy of the best cell that fits, from the table) - (the chosen cell's); a cell over the
 budget would score a random fitting cell's (supernet/budget_scoring.py). The table scores;
-it chooses nothing. Feasibility is checked on the cost model (its sums equal the built networks', tests/test_costs.py).
+it chooses nothing. Feasibility is checked on the cost model (its sums equal the built networks',
+tests/supernet/test_costs.py).
 
     python benchmarks/budget_regret.py --seeds 3 --out runs/meta-zero-shot     # a few minutes on 2 CPU cores
     python benchmarks/render_results.py

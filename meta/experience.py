@@ -11,7 +11,7 @@ This is the experience the predictors (meta/accuracy_predictor.py, meta/latency_
 
 A study names a target task and/or device. `split` removes the target's column before anything is fitted: the
 training `Experience` it returns has no record of the target at all, and the target's column comes back apart, to
-score with. Nothing downstream can read what the split removed (tests/test_predictors.py proves that a predictor
+score with. Nothing downstream can read what the split removed (tests/meta/test_predictors.py proves that a predictor
 fitted on the split is unchanged when the target's values are scrambled).
 """
 from __future__ import annotations

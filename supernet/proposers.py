@@ -4,8 +4,8 @@ A proposer family is one `ProposerEntry`: `parse` recognises the names a user ty
 `random`, `DARTS_V2`, `taskdarts-0`, `warm-darts1`; None: not this family, InputError: this family, malformed), and
 `run` turns a `ProposalRequest` and the task's images into a `Proposal` (the genotype, the seconds its search took and
 the directory it wrote). `create_proposer(name, space)` is the only place a method's name is parsed; `compare` and
-its checks go through it, so a new way of getting a cell is one `register_proposer` call (tests/test_proposers.py
-adds a toy one in one file).
+its checks go through it, so a new way of getting a cell is one `register_proposer` call
+(tests/supernet/test_proposers.py adds a toy one in one file).
 
 This module registers the families of the supernet layer: the gradient and training-free searches of the method
 registry (supernet/methods.py), random and published cells. Meta-learned proposals register themselves from

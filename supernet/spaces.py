@@ -3,8 +3,9 @@ JSON forms, cell diagrams: search_spaces/) with its network side (supernet, disc
 feature maps, retraining recipe, the size of its published evaluation network).
 
 Everything that depends on which space a run uses asks this registry; no other code branches on a space's name. A
-new space is a SearchSpace subclass, its two networks and one `register_space` call (tests/test_new_space.py adds a
-toy third space that way and runs search, derive, retrain and inspect on it).
+new space is a SearchSpace subclass, its two networks and one `register_space` call
+(tests/search_spaces/test_new_space.py adds a toy third space that way and runs search, derive, retrain and inspect
+on it).
 """
 from __future__ import annotations
 

@@ -9,8 +9,7 @@ from search_spaces.darts import edge_row
 from search_spaces.nb201 import EDGES
 from supernet.discrete import count_flops_m, count_parameters_m
 from supernet.spaces import create_network, genotype_from_json, genotype_to_json, get_space, load_genotype
-
-from .helpers import SHARED_DATA
+from tests.helpers import SHARED_DATA
 
 NB201_EXAMPLE = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
 darts, nb201 = get_space("darts"), get_space("nb201")

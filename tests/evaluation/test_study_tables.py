@@ -14,7 +14,7 @@ from evaluation.study_tables import (
     write_rows,
 )
 
-RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results"
+RESULTS = Path(__file__).resolve().parents[2] / "docs" / "results"
 
 
 def test_every_committed_study_table_equals_what_its_raw_results_render():

@@ -17,8 +17,7 @@ from supernet.regularizers import BetaDecay
 from supernet.relaxation import DirichletRelaxation
 from supernet.spaces import create_network, create_supernet, get_space
 from supernet.training_free import first_occurrences, naswot_score, synflow_score
-
-from .helpers import run_cli
+from tests.helpers import run_cli
 
 TINY_NB201 = ["--space", "nb201", "--layers", "1", "--init-channels", "4", "--no-progress"]
 

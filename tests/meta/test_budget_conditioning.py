@@ -17,9 +17,8 @@ from supernet.costs import Budget, bound_at_share, budget_share, cell_costs, cos
 from supernet.search import SearchConfig
 from supernet.spaces import get_space
 from supernet.training_free import TrainingFreeJob
-
-from .helpers import load_benchmark, run_cli
-from .test_teachers import CONV_CELL, POOL_CELL, TINY
+from tests.helpers import load_benchmark, run_cli
+from tests.meta.test_teachers import CONV_CELL, POOL_CELL, TINY
 
 SPACE = get_space("nb201")
 

@@ -8,8 +8,7 @@ import yaml
 from search_spaces import PUBLISHED
 from supernet.search import SearchConfig
 from supernet.spaces import get_space
-
-from .helpers import TINY_SEARCH, run_cli, run_cli_process
+from tests.helpers import TINY_SEARCH, run_cli, run_cli_process
 
 NB201_EXAMPLE = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
 

@@ -8,8 +8,7 @@ from evaluation.nb201_table import NB201Table
 from run_kit import InputError
 from search_spaces.nb201 import NB201Genotype
 from supernet.spaces import get_space
-
-from .helpers import SHARED_DATA, load_benchmark, run_cli
+from tests.helpers import SHARED_DATA, load_benchmark, run_cli
 
 TABLE = SHARED_DATA / "nb201" / "nats_bench.csv"
 HEADER = ["CIFAR10TestAccuracy200Epochs", "CIFAR100TestAccuracy200Epochs", "ImageNetTestAccuracy200Epochs",

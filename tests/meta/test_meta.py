@@ -22,8 +22,7 @@ from meta.task_graph import ATTRIBUTES, TaskGraphBuilder
 from meta.tasks import SplitSizes, Task, build_distributions, whole_dataset_task
 from run_kit import InputError
 from supernet.spaces import get_space
-
-from .helpers import ROOT, load_benchmark, run_cli
+from tests.helpers import ROOT, load_benchmark, run_cli
 
 
 def _config(**options) -> MetaConfig:

@@ -6,8 +6,7 @@ import sys
 import torch
 
 from image_sets import BatchStream, ImageData, Preprocess
-
-from .helpers import ROOT
+from tests.helpers import ROOT
 
 NB201_EXAMPLE = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
 

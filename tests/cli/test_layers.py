@@ -7,8 +7,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from supernet.spaces import SPACES
-
-from .helpers import ROOT
+from tests.helpers import ROOT
 
 LAYERS = ["run_kit", "image_sets", "search_spaces", "supernet", "meta", "evaluation"]
 TOP = ["train.py", "benchmarks"]

@@ -18,8 +18,7 @@ from supernet.model import mixed_edges, relax, walk_mixed
 from supernet.relaxation import SoftmaxRelaxation
 from supernet.skeleton import cell_walk, stem
 from supernet.spaces import SPACES, RetrainRecipe, SpaceEntry, get_space, load_genotype, register_space
-
-from .helpers import run_cli
+from tests.helpers import run_cli
 
 OPS = ("none", "skip_connect", "nor_conv_3x3")
 NODE_INPUTS = ((0,), (0, 1))  # node 1 reads the input, node 2 the input and node 1: 3 edges

@@ -12,9 +12,8 @@ from meta.meta_search import task_start
 from meta.model import load_meta
 from meta.tasks import match_format
 from supernet.search import SearchConfig, SearchJob
-
-from .helpers import load_benchmark, run_cli
-from .test_teachers import CONV_CELL, POOL_CELL, _hand_made_bank, _stripes_npz
+from tests.helpers import load_benchmark, run_cli
+from tests.meta.test_teachers import CONV_CELL, POOL_CELL, _hand_made_bank, _stripes_npz
 
 # Meta-training runs small enough for tests: 8 px digits, 2 tasks a meta-step, 2 inner steps.
 DARTS_META = ["--space", "darts", "--layers", "3", "--init-channels", "4", "--meta-batch", "2", "--inner-steps", "2",

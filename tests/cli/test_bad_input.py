@@ -18,8 +18,7 @@ from PIL import Image
 from image_sets import load_dataset
 from run_kit import InputError
 from run_kit.files import UMASK
-
-from .helpers import ROOT, TINY_SEARCH, run_cli
+from tests.helpers import ROOT, TINY_SEARCH, run_cli
 
 TINY_NB201 = ["--space", "nb201", "--layers", "1", "--init-channels", "4", "--no-progress"]
 

@@ -20,8 +20,7 @@ from meta.teacher_bank import op_frequencies, pooled_targets
 from meta.teacher_job import top_cell_frequencies
 from run_kit import InputError
 from supernet.spaces import get_space
-
-from .helpers import load_benchmark, run_cli
+from tests.helpers import load_benchmark, run_cli
 
 TINY = ["--space", "nb201", "--layers", "1", "--init-channels", "4", "--no-progress"]
 TINY_TEACHERS = [*TINY, "--teachers-per-dataset", "2", "--teacher-epochs", "1", "--teacher-images", "120"]

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from .helpers import run_cli
-from .test_nb201_table import _synthetic_rows, _write_table
+from tests.evaluation.test_nb201_table import _synthetic_rows, _write_table
+from tests.helpers import run_cli
 
 TINY = ["--space", "nb201", "--layers", "1", "--init-channels", "4", "--search-epochs", "1", "--retrain-layers", "1",
         "--retrain-channels", "4", "--retrain-epochs", "1", "--no-progress"]
@@ -101,7 +101,7 @@ def test_compare_rejects_a_table_of_the_wrong_format(tmp_path):
 
 
 def test_compare_taskdarts_methods_use_the_meta_checkpoint(tmp_path):
-    from .test_meta import TINY_META
+    from tests.meta.test_meta import TINY_META
 
     assert run_cli("meta-train", *TINY_META, "--meta-steps", "1", "--out", str(tmp_path / "meta"))[0] == 0
     out = tmp_path / "out"

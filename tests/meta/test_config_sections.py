@@ -10,8 +10,7 @@ import yaml
 from meta.config import MetaConfig
 from meta.task_graph import ATTRIBUTES, TaskGraphBuilder
 from run_kit import InputError
-
-from .helpers import run_cli
+from tests.helpers import run_cli
 
 TINY = ["--space", "nb201", "--layers", "1", "--init-channels", "4", "--meta-batch", "2", "--inner-steps", "1",
         "--log-every", "1", "--no-progress"]

@@ -11,9 +11,8 @@ import meta.proposers  # noqa: F401  (registers the meta-learned families)
 from run_kit import InputError
 from supernet.proposers import PROPOSERS, Proposal, ProposerEntry, create_proposer, register_proposer
 from supernet.spaces import get_space
-
-from .helpers import run_cli
-from .test_compare import TINY
+from tests.evaluation.test_compare import TINY
+from tests.helpers import run_cli
 
 
 def test_every_name_is_parsed_by_one_family():
