@@ -44,14 +44,21 @@ from pathlib import Path
 import torch
 
 from evaluation.study_tables import predictor_tables, write_rows
-from meta.accuracy_predictor import TRANSFORMS, AccuracyPredictor, PredictorDesign, choose_design, probe_values
-from meta.experience import SPACE, TASKS, cell_texts, load_experience, split
+from meta.accuracy_predictor import (
+    TRANSFORMS,
+    AccuracyPredictor,
+    PredictorDesign,
+    choose_design,
+    probe_values,
+    probed_proposal,
+)
+from meta.experience import SPACE, TASKS, cell_genotype, cell_index, load_experience, split
 from meta.latency_predictor import LatencyPredictor, choose_latency_design
 from run_kit import InputError
 from run_kit.files import atomic_write_text
 from run_kit.ranking import spearman
-from supernet.budget_scoring import quantile_bounds, score_proposal
-from supernet.costs import cell_costs, cost_terms, every_cell
+from supernet.budget_scoring import quantile_bounds, score_fields
+from supernet.costs import best_remaining, cell_costs, cost_terms, every_cell
 from supernet.latency import fit_latency, reference_cells, verified_derive
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,9 +78,7 @@ def best_random_probe(target: torch.Tensor, fits: torch.Tensor, count: int, seed
 
 
 def score_row(target: torch.Tensor, costs: torch.Tensor, bound: float, proposed: int | None) -> dict:
-    score = score_proposal(target, costs, bound, proposed)
-    return {"cell": "" if proposed is None else cell_code(proposed), "met": int(score.met),
-            "regret": f"{score.regret:.4f}", "guess": f"{score.guess:.4f}"}
+    return {"cell": "" if proposed is None else cell_code(proposed), **score_fields(target, costs, bound, proposed)}
 
 
 def cell_code(index: int) -> str:
@@ -95,10 +100,10 @@ def task_rows(experience, target: str, costs: torch.Tensor, bounds: list[float],
             fits = costs <= (math.inf if bound is None else bound)
             base = {"task": target, "probes": count, "budget": "none" if bound is None else number,
                     "max_flops_m": "" if bound is None else f"{bound:.6g}"}
-            probes = probe_values(held.target_accuracy, predictor.choose_probes(count, fits))
             name = "constant prior" if count == 0 else "predictor"
             rows.append({**base, "method": name, "seed": 0,
-                         **score_row(held.target_accuracy, costs, bound or math.inf, predictor.propose(probes, fits))})
+                         **score_row(held.target_accuracy, costs, bound or math.inf,
+                                     probed_proposal(predictor, held.target_accuracy, count, fits))})
             for seed in range(RANDOM_SEEDS if count else 0):
                 rows.append({**base, "method": "best of K random probes", "seed": seed,
                              **score_row(held.target_accuracy, costs, bound or math.inf,
@@ -117,8 +122,7 @@ def latency_rows(experience, device: str, references: list[int], accuracy: dict[
     designs[f"latency, {device}"] = {"design": str(design), "leave-one-device-out": means}
     profile = measured[references].tolist()
     learned = LatencyPredictor(held.training, design).adapt(references, profile, device, CONFIDENCE)
-    texts = cell_texts()
-    additive_model = fit_latency(SPACE, [SPACE.from_text(texts[k]) for k in references], profile, device, CONFIDENCE)
+    additive_model = fit_latency(SPACE, [cell_genotype(k) for k in references], profile, device, CONFIDENCE)
     terms = cost_terms(cell_costs("nb201", 10, 3, 32), additive_model.term(SPACE))
     additive_guarded = terms["latency_ms"].of_cells(every_cell(SPACE.num_edges, len(SPACE.ops)))
     summary = {"device": device, "design": _design_text(design, learned.design),
@@ -134,11 +138,7 @@ def latency_rows(experience, device: str, references: list[int], accuracy: dict[
                                      ("additive latency, constant prior", additive_guarded, 0),
                                      ("predictor, K=10, no guard", learned.predicted_ms, 10),
                                      ("predictor, K=10, measured latency (oracle)", measured, 10)):
-            fits = guarded <= bound
-            proposed = None
-            if bool(fits.any()):
-                probes = probe_values(cifar10, accuracy[count].choose_probes(count, fits))
-                proposed = accuracy[count].propose(probes, fits)
+            proposed = probed_proposal(accuracy[count], cifar10, count, guarded <= bound)
             rows.append({**base, "method": name, **score_row(cifar10, measured, bound, proposed)})
         # where the device is at hand (`--device-profile auto`), the proposal is measured and, while over the bound,
         # the next best cell that fits the prediction is (supernet/latency.verified_derive, at most VERIFY_TRIES)
@@ -159,10 +159,7 @@ def _verified(predictor: AccuracyPredictor, target: torch.Tensor, measured: torc
     scores = predictor.scores(probe_values(target, predictor.choose_probes(10, fits))).masked_fill(~fits, -math.inf)
 
     def decode(excluded: list[int]) -> int:
-        remaining = scores.index_fill(0, torch.tensor(excluded, dtype=torch.long), -math.inf)
-        if not bool(torch.isfinite(remaining).any()):
-            raise InputError("every cell predicted to fit was measured over the bound")
-        return int(torch.argmax(remaining))
+        return best_remaining(scores, excluded, "every cell predicted to fit was measured over the bound")
 
     try:
         return verified_derive(decode, lambda k: float(measured[k]), bound)[0]
@@ -202,8 +199,7 @@ def main() -> None:
         grid = [PredictorDesign(transform=t) for t in TRANSFORMS] if count == 0 else None
         accuracy[count] = AccuracyPredictor(held.training, choose_design(held.training, count, costs,
                                                                          quantile_bounds(costs, 5), grid)[0])
-    index = {text: k for k, text in enumerate(cell_texts())}
-    references = [index[SPACE.to_text(g)] for g in reference_cells(SPACE, 20)]
+    references = [cell_index(g) for g in reference_cells(SPACE, 20)]
     help_devices = [d for d in experience.latency_ms if not d.startswith(("pi5_", "pixel_"))]  # HELP's and --measured
     latency, devices = [], []
     for device in help_devices:

@@ -24,14 +24,14 @@ from pathlib import Path
 import torch
 
 from evaluation.study_tables import pretrained_tables, write_rows
-from meta.accuracy_predictor import AccuracyPredictor, probe_values
+from meta.accuracy_predictor import AccuracyPredictor, probe_values, probed_proposal
 from meta.experience import SPACE, cell_genotype, cell_index, load_experience, split
 from meta.latency_predictor import LatencyPredictor
 from meta.meta_search import MetaSearchConfig
 from meta.pretrained import PRETRAINED_FILE, load_pretrained
 from meta.pretrained_search import run_pretrained_search
 from run_kit.run_dir import RunDir
-from supernet.budget_scoring import quantile_bounds, score_proposal
+from supernet.budget_scoring import quantile_bounds, score_fields
 from supernet.costs import cell_costs, cost_terms, every_cell
 from supernet.latency import reference_cells
 
@@ -40,18 +40,6 @@ SHARED = ROOT.parent / "shared" / "data"
 CPU_LATENCY = ROOT / "docs" / "results" / "data" / "latency-budgets" / "nb201_latency_cpu.csv.gz"
 PROBE_COUNTS = (0, 10, 20)
 CONFIDENCE = 0.95
-
-
-def score_row(target: torch.Tensor, costs: torch.Tensor, bound: float, proposed: int | None) -> dict:
-    score = score_proposal(target, costs, bound, proposed)
-    return {"met": int(score.met), "regret": f"{score.regret:.4f}", "guess": f"{score.guess:.4f}"}
-
-
-def proposal(predictor: AccuracyPredictor, target: torch.Tensor, count: int, fits: torch.Tensor) -> int | None:
-    """The predictor's proposal among the cells that fit, after probing `count` cells it chose (read from target)."""
-    if not bool(fits.any()):
-        return None
-    return predictor.propose(probe_values(target, predictor.choose_probes(count, fits)), fits)
 
 
 def main() -> None:
@@ -81,8 +69,8 @@ def main() -> None:
             for source, predictor in predictors[count].items():
                 flops_rows.append({"budget": "none" if number < 0 else number,
                                    "max_flops_m": "" if number < 0 else f"{bound:.6g}", "source": source,
-                                   "probes": count, **score_row(target, flops, bound,
-                                                                proposal(predictor, target, count, fits))})
+                                   "probes": count, **score_fields(target, flops, bound,
+                                                                probed_proposal(predictor, target, count, fits))})
         print(f"flops: budget {number}", flush=True)
     references = [cell_index(g) for g in reference_cells(SPACE)]
     latency_rows = []
@@ -98,8 +86,8 @@ def main() -> None:
                 for count in (0, 10):
                     latency_rows.append({"device": device, "budget": number, "bound_ms": f"{bound:.6g}",
                                          "source": source, "probes": count,
-                                         **score_row(target, measured, bound,
-                                                     proposal(predictors[count][source], target, count, fits))})
+                                         **score_fields(target, measured, bound,
+                                                     probed_proposal(predictors[count][source], target, count, fits))})
         print(f"latency: {device}", flush=True)
     data = Path(args.data)
     write_rows(data / "flops.csv", flops_rows)
@@ -129,7 +117,7 @@ def cli_rows(cifar10: str, model, target: torch.Tensor, flops: torch.Tensor, bou
                 result = run_pretrained_search(config, RunDir(Path(work) / f"run-{count}-{number}"))
                 proposed = cell_index(SPACE.from_json(result["genotype"]))
                 rows.append({"budget": "none" if number < 0 else number, "probes": count,
-                             "seconds": result["seconds"], **score_row(target, flops, bound, proposed)})
+                             "seconds": result["seconds"], **score_fields(target, flops, bound, proposed)})
     return rows
 
 

@@ -169,6 +169,16 @@ def probe_values(target: torch.Tensor, cells: Sequence[int]) -> dict[int, float]
     return {k: float(target[k]) for k in cells}
 
 
+def probed_proposal(predictor: AccuracyPredictor, target: torch.Tensor, probe_count: int,
+                    fits: torch.Tensor | None = None) -> int | None:
+    """A study's proposal for a task whose accuracies are `target`: the predictor chooses `probe_count` cells among
+    those that fit, their accuracies are read from `target` (the probes a user would measure), and it proposes; None
+    where no cell fits."""
+    if fits is not None and not bool(fits.any()):
+        return None
+    return predictor.propose(probe_values(target, predictor.choose_probes(probe_count, fits)), fits)
+
+
 def design_grid() -> list[PredictorDesign]:
     """The designs leave-one-task-out chooses among."""
     return [PredictorDesign(t, r, rule, pool, caution) for t, r, rule, pool, caution in itertools.product(
@@ -183,8 +193,8 @@ def proposal_regret(predictor: AccuracyPredictor, target: torch.Tensor, probe_co
     regrets = []
     for bound in (math.inf, *bounds):
         fits = costs <= bound
-        probes = probe_values(target, predictor.choose_probes(probe_count, fits))
-        regrets.append(score_proposal(target, costs, bound, predictor.propose(probes, fits)).regret)
+        proposed = probed_proposal(predictor, target, probe_count, fits)
+        regrets.append(score_proposal(target, costs, bound, proposed).regret)
     return regrets
 
 

@@ -5,7 +5,6 @@ writes, plus the task embedding."""
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from dataclasses import asdict, dataclass, replace
 from typing import Any, NamedTuple
@@ -75,6 +74,13 @@ class MetaSearchConfig:
     def budget(self) -> Budget:
         return Budget(self.max_params_m, self.max_flops_m, self.max_latency_ms)
 
+    def check_costing(self) -> None:
+        """The costing options every proposal that takes a budget checks before any work: one line each."""
+        if self.budget().active and not 1 <= self.budget_image_size <= MAX_BUDGET_IMAGE_SIZE:
+            raise InputError(f"--budget-image-size must lie between 1 and {MAX_BUDGET_IMAGE_SIZE}, got "
+                             f"{self.budget_image_size}")
+        check_confidence(self.latency_confidence)
+
 
 class Costing(NamedTuple):
     """What a budgeted proposal is costed with: the counted costs, the terms the budget bounds (None where the space's
@@ -108,10 +114,7 @@ def run_meta_search(config: MetaSearchConfig, run: RunDir, expect_space: str | N
                     progress: bool = True) -> dict[str, Any]:
     if config.adapt_steps < 0:
         raise InputError(f"--adapt-steps must be 0 or more, got {config.adapt_steps}")
-    if config.budget().active and not 1 <= config.budget_image_size <= MAX_BUDGET_IMAGE_SIZE:
-        raise InputError(f"--budget-image-size must lie between 1 and {MAX_BUDGET_IMAGE_SIZE}, got "
-                         f"{config.budget_image_size}")
-    check_confidence(config.latency_confidence)
+    config.check_costing()
     run.check(resume=False)
     device = pick_device(config.device)
     seed_everything(config.seed)
@@ -126,20 +129,15 @@ def run_meta_search(config: MetaSearchConfig, run: RunDir, expect_space: str | N
     costing_seconds = time.perf_counter() - costing_started if costs is not None else 0.0
     if costs is not None and costs.terms is not None and mc.model.budget_aware:  # z is told how tight the budget is
         task = replace(task, budget_share=budget_share(meta.space, costs.terms, config.budget()))
-    created = not run.path.exists()
-    try:
-        with run.claim(resume=False):
-            run.save_config({**asdict(config), "space": mc.space, "image_size": mc.task.image_size,
-                             "channels": mc.task.channels})
-            log = run.logger("meta-search")
-            try:
-                return _propose(config, meta, task, costs, run, log, device, costing_seconds)
-            finally:
-                run.close_logger("meta-search")
-    except InputError:  # a budget no candidate meets is found only once the logits are final: leave nothing behind
-        if created:
-            shutil.rmtree(run.path, ignore_errors=True)
-        raise
+    # a budget no candidate meets is found only once the logits are final: such bad input leaves nothing behind
+    with run.claim(resume=False, discard_on_input_error=True):
+        run.save_config({**asdict(config), "space": mc.space, "image_size": mc.task.image_size,
+                         "channels": mc.task.channels})
+        log = run.logger("meta-search")
+        try:
+            return _propose(config, meta, task, costs, run, log, device, costing_seconds)
+        finally:
+            run.close_logger("meta-search")
 
 
 def _propose(config: MetaSearchConfig, meta, task, costs: Costing | None, run: RunDir, log,

@@ -183,7 +183,7 @@ def fit_pretrained(experience: Experience, config: PretrainConfig = PretrainConf
     from supernet.latency import reference_cells
 
     from .accuracy_predictor import TRANSFORMS, choose_design
-    from .experience import cell_texts, split
+    from .experience import cell_index, split
     from .latency_predictor import choose_latency_design
 
     if HELD_OUT_TASK not in experience.accuracy:
@@ -197,8 +197,7 @@ def fit_pretrained(experience: Experience, config: PretrainConfig = PretrainConf
     for count in config.probe_counts:
         grid = [PredictorDesign(transform=t) for t in TRANSFORMS] if count == 0 else None
         designs[count] = choose_design(training, count, flops, bounds, grid)[0]
-    index = {text: k for k, text in enumerate(cell_texts())}
-    references = [index[SPACE.to_text(g)] for g in reference_cells(SPACE)]
+    references = [cell_index(g) for g in reference_cells(SPACE)]
     prior = AccuracyPredictor(training, designs[min(designs)])
     latency_design = (choose_latency_design(training, references, prior.predict(prior.prior_z))[0]
                       if len(training.latency_ms) >= 2 else LatencyDesign())

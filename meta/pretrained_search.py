@@ -16,7 +16,6 @@ is measured with the profile's protocol and, while over the bound, the next best
 from __future__ import annotations
 
 import math
-import shutil
 import time
 from dataclasses import asdict
 from typing import Any
@@ -28,28 +27,18 @@ from run_kit import InputError
 from run_kit.device import pick_device, seed_everything
 from run_kit.files import atomic_write_text, save_checkpoint
 from run_kit.run_dir import RunDir
-from supernet.costs import cell_costs, cost_terms, every_cell
-from supernet.latency import TimingProtocol, check_confidence, device_profile, verified_derive
+from supernet.costs import Budget, best_remaining, cell_costs, cells_within, cells_without_ops, cost_terms
+from supernet.latency import TimingProtocol, device_profile, verified_derive
 from supernet.verify import verify_candidates
 
 from .experience import SPACE, cell_genotype, cell_index
-from .meta_search import MAX_BUDGET_IMAGE_SIZE, MetaSearchConfig
+from .meta_search import MetaSearchConfig
 from .pretrained import PRETRAINED_FILE, load_pretrained
 from .probes import read_probe_accuracies
 
 PRETRAINED = "pretrained"
 TABLE_FORMAT = (10, 3)  # classes and channels a budget is costed for when no --dataset gives them (the tables')
 MIN_PROFILE_CELLS = 20
-
-
-def excluded_mask(exclude_ops: tuple[str, ...]) -> torch.Tensor:
-    """[cells] True where a cell uses none of `exclude_ops` (checked by the space: one line for a bad list)."""
-    exclude_ops = SPACE.check_excluded_ops(exclude_ops)
-    cells = every_cell(SPACE.num_edges, len(SPACE.ops))
-    allowed = torch.ones(len(cells), dtype=torch.bool)
-    for op in exclude_ops:
-        allowed &= ~(cells == SPACE.ops.index(op)).any(1)
-    return allowed
 
 
 def run_pretrained_search(config: MetaSearchConfig, run: RunDir, model_file: str = str(PRETRAINED_FILE)
@@ -67,14 +56,11 @@ def run_pretrained_search(config: MetaSearchConfig, run: RunDir, model_file: str
                          f"{config.verify_epochs}")
     if config.verify and config.dataset is None:
         raise InputError("--verify K needs --dataset: the K best predicted cells are trained on its training images")
-    if config.budget().active and not 1 <= config.budget_image_size <= MAX_BUDGET_IMAGE_SIZE:
-        raise InputError(f"--budget-image-size must lie between 1 and {MAX_BUDGET_IMAGE_SIZE}, got "
-                         f"{config.budget_image_size}")
-    check_confidence(config.latency_confidence)
+    config.check_costing()
     run.check(resume=False)
     seed_everything(config.seed)
     device = pick_device(config.device)
-    allowed = excluded_mask(tuple(config.exclude_ops))
+    allowed = cells_without_ops(SPACE, config.exclude_ops)
     model = load_pretrained(model_file)
     probes: dict[int, float] = {}
     if config.probe_accuracies is not None:
@@ -92,11 +78,8 @@ def run_pretrained_search(config: MetaSearchConfig, run: RunDir, model_file: str
     budget = config.budget()
     if budget.active:
         costs = cell_costs(SPACE.name, num_classes, channels, config.budget_image_size)
-        cells = every_cell(SPACE.num_edges, len(SPACE.ops))
-        terms = cost_terms(costs)
-        for name, bound in budget.bounds().items():
-            if name in terms:
-                fits &= terms[name].of_cells(cells) <= bound
+        # the counted bounds here; a latency bound below, on the pretrained latency predictor
+        fits &= cells_within(cost_terms(costs), Budget(budget.max_params_m, budget.max_flops_m), SPACE)
         if budget.max_latency_ms is not None:
             protocol = TimingProtocol.here(device, config.latency_threads, config.latency_memory_format)
             profile = device_profile(config.device_profile, SPACE, num_classes, channels, config.budget_image_size,
@@ -116,69 +99,64 @@ def run_pretrained_search(config: MetaSearchConfig, run: RunDir, model_file: str
     if config.verify:
         candidates = torch.argsort(scores, descending=True, stable=True)[:config.verify]
         candidates = candidates[torch.isfinite(scores[candidates])].tolist()
-    created = not run.path.exists()
-    try:
-        with run.claim(resume=False):
-            run.save_config({**asdict(config), "space": SPACE.name, "model_file": str(model_file),
-                             "costed_for": {"num_classes": num_classes, "channels": channels,
-                                            "image_size": config.budget_image_size},
-                             "model_record": {k: model.record.get(k) for k in ("held_out_task", "held_out_devices",
-                                                                                "trained_tasks", "command")}})
-            log = run.logger("search")
-            try:
-                if config.dataset is not None and not probes:
-                    log.info("the images give the costed format only; none of the model's earlier tasks has images "
-                             "to learn an image embedding from, so this is the constant prior of the earlier tasks "
-                             f"({', '.join(model.tasks)}); --probe-accuracies conditions it")
-                row: dict[str, Any] = {"probes": len(probes), "cells_that_fit": int(fits.sum())}
-                order = None  # the verified order of the candidates (None: the predictor's scores)
-                if config.verify:
-                    verification = verify_candidates(SPACE, [cell_genotype(k) for k in candidates], data,
-                                                     run.path / "verify", epochs=config.verify_epochs,
-                                                     seed=config.seed, device=config.device)
-                    order = [candidates[k] for k in sorted(range(len(candidates)),
-                                                           key=lambda k: (-verification.accuracies[k], k))]
-                    row.update({"verified": len(candidates), "verify_best_acc": verification.accuracies[
-                        verification.best], "verify_seconds": round(sum(verification.seconds), 3)})
-                    log.info(f"verified the {len(candidates)} best predicted cells on 80 % of the training images "
-                             f"({config.verify_epochs} epoch(s) each, {sum(verification.seconds):.1f}s): validation "
-                             f"accuracies {', '.join(f'{a:.4f}' for a in verification.accuracies)}")
-                chosen, verified = _decide(scores, order, profile, budget, num_classes, channels, config)
-                genotype = cell_genotype(chosen)
-                seconds = time.perf_counter() - started - data_seconds
-                row.update({"proposal_is_probe": chosen in probes, "seconds": round(seconds, 3),
-                            "data_seconds": round(data_seconds, 3)})
-                if costs is not None:
-                    row.update(zip(("params_m", "flops_m"), (round(v, 6) for v in costs.of(genotype))))
-                if latency is not None and profile is not None:
-                    row.update({"latency_ms": round(float(latency.predicted_ms[chosen]), 4),
-                                "latency_bound_ms": round(float(latency.guarded_ms[chosen]), 4),
-                                "latency_profile_seconds": round(profile.seconds, 3), **verified})
-                    if profile.protocol is not None:
-                        row.update(profile.protocol.record())
-                    atomic_write_text(run.file("device_profile.csv"), profile.csv(SPACE))
-                    log.info(f"latency: the pretrained predictor adapted to {latency.source} "
-                             f"({latency.design}), guard x{latency.guard:.3f}")
-                row["genotype"] = SPACE.to_text(genotype)
-                run.write_metrics([row])
-                save_checkpoint({"kind": "taskdarts-pretrained-proposal", "space": SPACE.name,
-                                 "config": asdict(config), "genotype": SPACE.to_json(genotype),
-                                 "probes": {SPACE.to_text(cell_genotype(k)): v for k, v in probes.items()}},
-                                run.checkpoint)
-                atomic_write_text(run.file("genotype.json"), SPACE.dumps(genotype) + "\n")
-                log.info(f"pretrained proposal for {task} from {len(probes)} probe(s) in {seconds:.2f}s: "
-                         f"{row['genotype']}; {int(fits.sum()):,} of {len(fits):,} cells allowed"
-                         + (f"; {row['params_m']:.4f} M parameters, {row['flops_m']:.2f} M FLOPs"
-                            if costs is not None else "")
-                         + (f", {row['latency_ms']:.3f} ms predicted ({row['latency_bound_ms']:.3f} ms guarded)"
-                            if "latency_ms" in row else "")
-                         + (f", {row['latency_measured_ms']:.3f} ms measured here" if verified else ""))
-            finally:
-                run.close_logger("search")
-    except InputError:  # a verification that ends in one line (every candidate over the bound) leaves nothing
-        if created:
-            shutil.rmtree(run.path, ignore_errors=True)
-        raise
+    # a verification that ends in one line (every candidate over the bound) leaves nothing behind
+    with run.claim(resume=False, discard_on_input_error=True):
+        run.save_config({**asdict(config), "space": SPACE.name, "model_file": str(model_file),
+                         "costed_for": {"num_classes": num_classes, "channels": channels,
+                                        "image_size": config.budget_image_size},
+                         "model_record": {k: model.record.get(k) for k in ("held_out_task", "held_out_devices",
+                                                                            "trained_tasks", "command")}})
+        log = run.logger("search")
+        try:
+            if config.dataset is not None and not probes:
+                log.info("the images give the costed format only; none of the model's earlier tasks has images "
+                         "to learn an image embedding from, so this is the constant prior of the earlier tasks "
+                         f"({', '.join(model.tasks)}); --probe-accuracies conditions it")
+            row: dict[str, Any] = {"probes": len(probes), "cells_that_fit": int(fits.sum())}
+            order = None  # the verified order of the candidates (None: the predictor's scores)
+            if config.verify:
+                verification = verify_candidates(SPACE, [cell_genotype(k) for k in candidates], data,
+                                                 run.path / "verify", epochs=config.verify_epochs,
+                                                 seed=config.seed, device=config.device)
+                order = [candidates[k] for k in sorted(range(len(candidates)),
+                                                       key=lambda k: (-verification.accuracies[k], k))]
+                row.update({"verified": len(candidates), "verify_best_acc": verification.accuracies[
+                    verification.best], "verify_seconds": round(sum(verification.seconds), 3)})
+                log.info(f"verified the {len(candidates)} best predicted cells on 80 % of the training images "
+                         f"({config.verify_epochs} epoch(s) each, {sum(verification.seconds):.1f}s): validation "
+                         f"accuracies {', '.join(f'{a:.4f}' for a in verification.accuracies)}")
+            chosen, verified = _decide(scores, order, profile, budget, num_classes, channels, config)
+            genotype = cell_genotype(chosen)
+            seconds = time.perf_counter() - started - data_seconds
+            row.update({"proposal_is_probe": chosen in probes, "seconds": round(seconds, 3),
+                        "data_seconds": round(data_seconds, 3)})
+            if costs is not None:
+                row.update(zip(("params_m", "flops_m"), (round(v, 6) for v in costs.of(genotype))))
+            if latency is not None and profile is not None:
+                row.update({"latency_ms": round(float(latency.predicted_ms[chosen]), 4),
+                            "latency_bound_ms": round(float(latency.guarded_ms[chosen]), 4),
+                            "latency_profile_seconds": round(profile.seconds, 3), **verified})
+                if profile.protocol is not None:
+                    row.update(profile.protocol.record())
+                atomic_write_text(run.file("device_profile.csv"), profile.csv(SPACE))
+                log.info(f"latency: the pretrained predictor adapted to {latency.source} "
+                         f"({latency.design}), guard x{latency.guard:.3f}")
+            row["genotype"] = SPACE.to_text(genotype)
+            run.write_metrics([row])
+            save_checkpoint({"kind": "taskdarts-pretrained-proposal", "space": SPACE.name,
+                             "config": asdict(config), "genotype": SPACE.to_json(genotype),
+                             "probes": {SPACE.to_text(cell_genotype(k)): v for k, v in probes.items()}},
+                            run.checkpoint)
+            atomic_write_text(run.file("genotype.json"), SPACE.dumps(genotype) + "\n")
+            log.info(f"pretrained proposal for {task} from {len(probes)} probe(s) in {seconds:.2f}s: "
+                     f"{row['genotype']}; {int(fits.sum()):,} of {len(fits):,} cells allowed"
+                     + (f"; {row['params_m']:.4f} M parameters, {row['flops_m']:.2f} M FLOPs"
+                        if costs is not None else "")
+                     + (f", {row['latency_ms']:.3f} ms predicted ({row['latency_bound_ms']:.3f} ms guarded)"
+                        if "latency_ms" in row else "")
+                     + (f", {row['latency_measured_ms']:.3f} ms measured here" if verified else ""))
+        finally:
+            run.close_logger("search")
     return {"genotype": SPACE.to_json(genotype), **{k: v for k, v in row.items() if k != "genotype"}}
 
 
@@ -192,10 +170,8 @@ def _decide(scores: torch.Tensor, order: list[int] | None, profile, budget, num_
             if not left:
                 raise InputError(f"every verified cell measured over {budget.describe()} here")
             return left[0]
-        remaining = scores.index_fill(0, torch.tensor(excluded, dtype=torch.long), -math.inf)
-        if not bool(torch.isfinite(remaining).any()):
-            raise InputError(f"every cell predicted to meet {budget.describe()} measured over it here")
-        return int(torch.argmax(remaining))
+        return best_remaining(scores, excluded, f"every cell predicted to meet {budget.describe()} measured over it "
+                                                f"here")
 
     if profile is None or profile.protocol is None:
         return decode([]), {}

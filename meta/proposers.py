@@ -10,7 +10,7 @@ Both need a meta-checkpoint (`ProposalRequest.meta`).
 from __future__ import annotations
 
 import csv
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,18 +40,12 @@ def _parse_zero_shot(name: str, space: SearchSpace) -> Mapping[str, Any] | None:
 
 
 def _run_zero_shot(params: Mapping[str, Any], request: ProposalRequest, data: ImageData, directory: Path) -> Proposal:
-    """The meta-model's proposal, written as a search run directory; an interrupted one (no genotype.json yet) is
-    redone, since it takes seconds."""
-    if not (directory / "genotype.json").exists():
-        if directory.exists():
-            for leftover in directory.iterdir():
-                leftover.unlink()
-        run_meta_search(MetaSearchConfig(meta=request.meta, dataset=request.dataset,
-                                         adapt_steps=params["adapt_steps"], seed=request.seed,
-                                         data_root=request.data_root, device=request.device,
-                                         exclude_ops=request.exclude_ops),
-                        RunDir(directory), expect_space=request.space.name, progress=False)
-    return Proposal(load_genotype(str(directory))[1], _metrics_seconds(directory), directory)
+    """The meta-model's proposal, written as a search run directory (redone when interrupted: it takes seconds)."""
+    config = MetaSearchConfig(meta=request.meta, dataset=request.dataset, adapt_steps=params["adapt_steps"],
+                              seed=request.seed, data_root=request.data_root, device=request.device,
+                              exclude_ops=request.exclude_ops)
+    return _quick_proposal(directory, lambda run: run_meta_search(config, run, expect_space=request.space.name,
+                                                                  progress=False))
 
 
 def _parse_pretrained(name: str, space: SearchSpace) -> Mapping[str, Any] | None:
@@ -67,20 +61,22 @@ def _run_pretrained(params: Mapping[str, Any], request: ProposalRequest, data: I
                     ) -> Proposal:
     """The shipped model's proposal for the data set's format, written as a search run directory (redone when
     interrupted: it takes well under a second)."""
+    config = MetaSearchConfig(meta=PRETRAINED, dataset=request.dataset, seed=request.seed,
+                              data_root=request.data_root, device=request.device, exclude_ops=request.exclude_ops)
+    return _quick_proposal(directory, lambda run: run_pretrained_search(config, run))
+
+
+def _quick_proposal(directory: Path, make: Callable[[RunDir], Any]) -> Proposal:
+    """A proposal that takes seconds, written by `make` as a search run directory: an interrupted one (no
+    genotype.json yet) is redone from an empty directory rather than resumed; its seconds from its metrics.csv."""
     if not (directory / "genotype.json").exists():
         if directory.exists():
             for leftover in directory.iterdir():
                 leftover.unlink()
-        run_pretrained_search(MetaSearchConfig(meta=PRETRAINED, dataset=request.dataset, seed=request.seed,
-                                               data_root=request.data_root, device=request.device,
-                                               exclude_ops=request.exclude_ops),
-                              RunDir(directory))
-    return Proposal(load_genotype(str(directory))[1], _metrics_seconds(directory), directory)
-
-
-def _metrics_seconds(directory: Path) -> float:
+        make(RunDir(directory))
     with (directory / "metrics.csv").open() as f:
-        return float(next(csv.DictReader(f))["seconds"])
+        seconds = float(next(csv.DictReader(f))["seconds"])
+    return Proposal(load_genotype(str(directory))[1], seconds, directory)
 
 
 def _parse_warm(name: str, space: SearchSpace) -> Mapping[str, Any] | None:

@@ -11,6 +11,7 @@ import fcntl
 import io
 import logging
 import os
+import shutil
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -47,15 +48,18 @@ class RunDir:
             raise InputError(f"{self.path} already holds a run; pass --resume to continue it or choose another --out")
 
     @contextlib.contextmanager
-    def claim(self, resume: bool, is_main: bool = True) -> Iterator[RunDir]:
+    def claim(self, resume: bool, is_main: bool = True, discard_on_input_error: bool = False) -> Iterator[RunDir]:
         """Create the directory (rank 0 only) and hold an exclusive lock on it until the block ends.
 
         Called once every input is validated. Temporary files an interrupted earlier run left behind are removed
-        (nobody else can be writing them: we hold the lock)."""
+        (nobody else can be writing them: we hold the lock). `discard_on_input_error`: for a run that can find its
+        input bad only inside the block (a budget no candidate meets once the logits are final), a directory this
+        claim created is removed again when the block ends in InputError, so bad input leaves nothing behind."""
         self.check(resume)
         if not is_main:
             yield self
             return
+        created = not self.path.exists()
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as err:
@@ -71,6 +75,10 @@ class RunDir:
             for leftover in self.path.glob(".*.tmp"):
                 leftover.unlink(missing_ok=True)
             yield self
+        except InputError:
+            if discard_on_input_error and created:
+                shutil.rmtree(self.path, ignore_errors=True)
+            raise
         finally:
             os.close(fd)  # releases the lock
 

@@ -42,3 +42,10 @@ def score_proposal(accuracy: torch.Tensor, cost: torch.Tensor, bound: float, pro
     guess = best - float(accuracy[fits].mean())
     met = proposed is not None and bool(fits[proposed])
     return BudgetScore(met, best - float(accuracy[proposed]) if met else guess, best, guess)
+
+
+def score_fields(accuracy: torch.Tensor, cost: torch.Tensor, bound: float,
+                 proposed: int | None) -> dict[str, str | int]:
+    """A study's raw-result columns for one scored proposal: met (0/1), regret and guess (4 decimals)."""
+    score = score_proposal(accuracy, cost, bound, proposed)
+    return {"met": int(score.met), "regret": f"{score.regret:.4f}", "guess": f"{score.guess:.4f}"}

@@ -100,6 +100,25 @@ def every_cell(edges: int, ops: int) -> torch.Tensor:
     return torch.cartesian_prod(*[torch.arange(ops)] * edges).view(-1, edges)
 
 
+def cells_without_ops(space: SearchSpace, exclude_ops: Sequence[str]) -> torch.Tensor:
+    """[cells] True where an enumerated cell (every_cell's order) uses none of `exclude_ops` (checked by the space)."""
+    cells = every_cell(space.num_edges, len(space.ops))
+    allowed = torch.ones(len(cells), dtype=torch.bool)
+    for op in space.check_excluded_ops(exclude_ops):
+        allowed &= ~(cells == space.ops.index(op)).any(-1)
+    return allowed
+
+
+def best_remaining(scores: torch.Tensor, excluded: Sequence[int], exhausted: str) -> int:
+    """The best-scored cell (index) not in `excluded` (cells measured over a bound); `-inf` scores are not allowed.
+    One line, `exhausted`, when none is left: the next cell a verified decoding (supernet/latency.verified_derive)
+    tries over enumerated scores."""
+    remaining = scores.index_fill(0, torch.tensor(list(excluded), dtype=torch.long), -math.inf)
+    if not bool(torch.isfinite(remaining).any()):
+        raise InputError(exhausted)
+    return int(torch.argmax(remaining))
+
+
 @dataclass(frozen=True)
 class Budget:
     """Upper bounds on a proposed cell's evaluation network; None: no bound."""
@@ -171,21 +190,27 @@ def budgeted_derive(space: SearchSpace, logits: Mapping[str, torch.Tensor], term
     (cell_type,) = space.cell_types
     log_p = torch.log_softmax(logits[cell_type].detach().double().cpu(), dim=-1)
     cells = every_cell(space.num_edges, len(space.ops))
-    feasible = torch.ones(len(cells), dtype=torch.bool)
-    for name, bound in budget.bounds().items():
-        feasible &= terms[name].of_cells(cells) <= bound + 1e-9
+    feasible = cells_within(terms, budget, space)
     if not feasible.any():
         raise AssertionError("the cell of every edge none fits any budget that some cell fits")
     for cell in exclude:
         feasible &= ~(cells == torch.tensor([space.ops.index(op) for op in space.edge_ops(cell)])).all(-1)
-    for op in space.check_excluded_ops(exclude_ops):
-        feasible &= ~(cells == space.ops.index(op)).any(-1)
+    feasible &= cells_without_ops(space, exclude_ops)
     if not feasible.any():
         raise InputError(f"no cell fits {budget.describe()} in {where} once the {len(exclude)} measured over it"
                          + (f" and those using {', '.join(exclude_ops)}" if exclude_ops else "") + " are left out")
     score = log_p[torch.arange(space.num_edges), cells].sum(-1).masked_fill(~feasible, -math.inf)
     best = cells[int(score.argmax())]
     return space.with_edge_ops([space.ops[k] for k in best.tolist()])
+
+
+def cells_within(terms: Mapping[str, Term], budget: Budget, space: SearchSpace) -> torch.Tensor:
+    """[cells] True where an enumerated cell's costs under `terms` fit every bound of `budget` (to 1e-9: the terms are
+    sums of floats); the one feasibility rule of the enumerated decodings."""
+    feasible = torch.ones(len(every_cell(space.num_edges, len(space.ops))), dtype=torch.bool)
+    for name, cost in every_cell_costs({name: terms[name] for name in budget.bounds()}, space).items():
+        feasible &= cost <= budget.bounds()[name] + 1e-9
+    return feasible
 
 
 def every_cell_costs(terms: Mapping[str, Term], space: SearchSpace) -> dict[str, torch.Tensor]:
@@ -200,11 +225,7 @@ def budget_share(space: SearchSpace, terms: Mapping[str, Term], budget: Budget) 
     _require_edge_space(space)
     if not budget.active:
         return 1.0
-    costs = every_cell_costs(terms, space)
-    feasible = torch.ones(len(next(iter(costs.values()))), dtype=torch.bool)
-    for name, bound in budget.bounds().items():
-        feasible &= costs[name] <= bound + 1e-9
-    return float(feasible.double().mean())
+    return float(cells_within(terms, budget, space).double().mean())
 
 
 def bound_at_share(space: SearchSpace, term: Term, share: float) -> float:
