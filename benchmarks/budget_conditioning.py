@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Budget-conditioned meta-training: teachers searched under FLOPs budgets, a task graph told each budget's tightness.
 
-Results: docs/results/budget-regret.md (with benchmarks/budget_regret.py, which scores these runs' proposals).
+Results: benchmarks/budget_regret.py scores these runs' proposals where they exist (docs/results/budgets.md).
 
 For each seed s, next to the seed's runs of benchmarks/meta_zero_shot.py under --out:
 - teachers-budget: the seed's teacher bank grown with --teacher-budgets K (default 1): its 16 unbudgeted teachers

@@ -53,8 +53,7 @@ from meta.tasks import match_format, whole_dataset_task
 from meta.teacher_bank import TeacherBank, op_frequencies
 from supernet.budget_scoring import quantile_bounds, score_proposal
 from supernet.costs import Budget, budget_share, budgeted_derive, cell_costs, cost_terms, every_cell
-from supernet.search import SearchConfig
-from supernet.training_free import TrainingFreeJob
+from supernet.proxy_scores import CellProxyScores
 
 PROXY_SIZES = (100, 500)
 RESIDUAL_CONV = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
@@ -125,24 +124,6 @@ def meta_models(out: Path, seed: int, dataset: str, methods=tuple(zs.METHODS)) -
     return models, task
 
 
-class ProxyScores:
-    """NASWOT and synflow scores of cells (cached by cell index) at the teachers' scale on one batch of images."""
-
-    def __init__(self, data, seed: int):
-        self.searches = {proxy: TrainingFreeJob(SearchConfig(space="nb201", proxy=proxy, layers=1, init_channels=8,
-                                                             seed=seed, device="cpu"), data, torch.device("cpu"))
-                         for proxy in ("naswot", "synflow")}
-        self.cache: dict[tuple[str, int], float] = {}
-
-    def __call__(self, proxy: str, genotype, index: int) -> float:
-        key = (proxy, index)
-        if key not in self.cache:
-            search = self.searches[proxy]
-            score = search.score(search.candidate_network(genotype, index))
-            self.cache[key] = score if score == score and abs(score) != float("inf") else -float("inf")
-        return self.cache[key]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
@@ -165,8 +146,8 @@ def main() -> None:
     for seed in range(args.seeds):
         models, task = meta_models(out, seed, dataset, meta_methods)
         config = next(iter(models.values())).config
-        proxies = ProxyScores(match_format(load_dataset(dataset, "train"), config.task.channels,
-                                           config.task.image_size), seed)
+        proxies = CellProxyScores(match_format(load_dataset(dataset, "train"), config.task.channels,
+                                               config.task.image_size), seed)
         bank = TeacherBank.read(out / f"seed{seed}" / "teachers", "nb201")
         vote = {key: (share + 1e-3).log() for key, share in
                 op_frequencies(zs.SPACE, [t.genotype for t in bank.teachers]).items()}
@@ -190,7 +171,7 @@ def main() -> None:
             for proxy in ("naswot", "synflow"):
                 for n in PROXY_SIZES:
                     drawn = fits[torch.randint(len(fits), (n,), generator=generator)].tolist()
-                    chosen = max(drawn, key=lambda i, p=proxy: proxies(p, genotypes[i], i))
+                    chosen = proxies.best_of(proxy, genotypes, drawn)
                     row[f"{proxy}-{n}"] = {"cell": zs.SPACE.to_text(genotypes[chosen]),
                                            "regret": best - float(accuracy[chosen])}
             row["random"] = {"regret": best - float(accuracy[fits].mean())}

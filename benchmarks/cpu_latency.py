@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Latency of every NAS-Bench-201 cell's evaluation network on this machine, in settings that act as devices.
 
-Results: docs/results/budget-regret.md.
+Results: its table, gzipped, is committed as docs/results/data/latency-budgets/nb201_latency_cpu.csv.gz
+(read by latency_budgets.py and predictor_study.py).
 
 Each cell's network (C=16, N=5, 10 classes, 3x32x32, as costed by supernet/costs.py) is built in eval mode and
 timed in each setting of SETTINGS under the timing protocol of `--device-profile auto` (supernet/latency.py

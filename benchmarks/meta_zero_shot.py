@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Zero-shot cells against searching from scratch: the NAS-Bench-201 TaskDARTS on held-out data.
 
-Results: docs/results/meta-zero-shot.md.
+Results: withdrawn (no raw results were kept; docs/results/withdrawn.md). Its runs feed budget_regret.py.
 
 For each seed s, from configs/meta_nb201_natural.yaml (CIFAR-10 never in meta-training; the held-out classes of
 every data set fixed by --split-seed, the same for all seeds):

@@ -9,7 +9,7 @@
 
 It bounds what task conditioning can show in this space on data sets like these: searches whose end points
 hardly depend on the data set, and a fixed proposal that is near-optimal everywhere, are what it predicts
-(docs/results/meta-conditioning-signal.md).
+(its study kept no raw results and is withdrawn: docs/results/withdrawn.md).
 
     python benchmarks/nb201_transfer.py [--table ../shared/data/nb201/nats_bench.csv]
 """

@@ -25,13 +25,15 @@ docs/results/data/predictors/:
   with the device's measured latency in place of the prediction (an oracle no user has). Two rows are what `search`
   does where the device is at hand (`--device-profile auto`): the proposal measured and, while over the bound, the
   next best cell that fits the prediction (supernet/latency.verified_derive, at most 5 measured; all 5 over scores
-  as a miss), with the guard and without it.
+  as a miss), with the guard and without it. And the training-free rows: NASWOT-100 and synflow-100, 100 cells
+  drawn (3 seeds) among those the same guarded latency prediction lets through, scored at the teachers' scale (C=8,
+  1 cell a stage, 16 px) on one batch of the CIFAR-10 *training* images (supernet/proxy_scores.py), the best kept.
 - designs.json: every design chosen and the leave-one-out means it was chosen by.
 
-Everything is deterministic except the random-probe baseline (seeded). The tables are read only through
-meta/experience.split; a target's column scores and supplies the probes' measured values, nothing else.
+Everything is deterministic except the random-probe baseline and the proxies' draws (seeded). The tables are read
+only through meta/experience.split; a target's column scores and supplies the probes' measured values, nothing else.
 
-    python benchmarks/predictor_study.py          # about 5 minutes on 2 CPU cores
+    python benchmarks/predictor_study.py          # about 20 minutes on 2 CPU cores
     python benchmarks/render_results.py
 """
 from __future__ import annotations
@@ -44,6 +46,7 @@ from pathlib import Path
 import torch
 
 from evaluation.study_tables import predictor_tables, write_rows
+from image_sets import load_dataset
 from meta.accuracy_predictor import (
     TRANSFORMS,
     AccuracyPredictor,
@@ -54,17 +57,23 @@ from meta.accuracy_predictor import (
 )
 from meta.experience import SPACE, TASKS, cell_genotype, cell_index, load_experience, split
 from meta.latency_predictor import LatencyPredictor, choose_latency_design
+from meta.tasks import match_format
 from run_kit import InputError
 from run_kit.files import atomic_write_text
 from run_kit.ranking import spearman
 from supernet.budget_scoring import quantile_bounds, score_fields
 from supernet.costs import best_remaining, cell_costs, cost_terms, every_cell
 from supernet.latency import fit_latency, reference_cells, verified_derive
+from supernet.proxy_scores import CellProxyScores
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
 CPU_LATENCY = ROOT / "docs" / "results" / "data" / "latency-budgets" / "nb201_latency_cpu.csv.gz"
 PROBE_COUNTS = (0, 10, 20)
+PROXIES = ("naswot", "synflow")
+PROXY_DRAWS = 100
+PROXY_IMAGE_SIZE = 16  # the teachers' scale, as the FLOPs study's training-free rows
+GENOTYPES = [cell_genotype(k) for k in range(len(SPACE.ops) ** SPACE.num_edges)]  # every cell, by index
 RANDOM_SEEDS = 3
 CONFIDENCE = 0.95
 
@@ -112,9 +121,11 @@ def task_rows(experience, target: str, costs: torch.Tensor, bounds: list[float],
 
 
 def latency_rows(experience, device: str, references: list[int], accuracy: dict[int, AccuracyPredictor],
-                 cifar10: torch.Tensor, budgets: int, designs: dict) -> tuple[list[dict], dict]:
+                 cifar10: torch.Tensor, budgets: int, designs: dict, proxies: list[CellProxyScores],
+                 device_number: int) -> tuple[list[dict], dict]:
     """Rows of one held-out device, and its predictors' summary. The latency design's leave-one-device-out ranks
-    cells by the constant prior of the tasks other than CIFAR-10."""
+    cells by the constant prior of the tasks other than CIFAR-10. `proxies`: one scorer per seed, for the
+    training-free rows."""
     held = split(experience, device=device)
     measured = held.target_latency_ms
     prior = accuracy[0].predict(accuracy[0].prior_z)
@@ -131,7 +142,7 @@ def latency_rows(experience, device: str, references: list[int], accuracy: dict[
                "guard": f"{learned.guard:.4f}", "guard_additive": f"{additive_model.guard:.4f}"}
     rows = []
     for number, bound in enumerate(quantile_bounds(measured, budgets)):
-        base = {"device": device, "budget": number, "bound_ms": f"{bound:.6g}"}
+        base = {"device": device, "budget": number, "bound_ms": f"{bound:.6g}", "seed": 0}
         # the last two rows take the latency model apart: without its guard, and the measured latency itself
         for name, guarded, count in (("predictor, K=0 (constant prior)", learned.guarded_ms, 0),
                                      ("predictor, K=10", learned.guarded_ms, 10),
@@ -147,6 +158,16 @@ def latency_rows(experience, device: str, references: list[int], accuracy: dict[
             rows.append({**base, "method": name, **score_row(cifar10, measured, bound,
                                                               _verified(accuracy[10], cifar10, measured, guarded,
                                                                         bound))})
+        # training-free proxies over PROXY_DRAWS cells drawn (seed s) among those the guarded predictor lets through:
+        # the same latency model as the predictor's rows, so that these rows differ in the accuracy ranking only
+        fits = torch.nonzero(learned.guarded_ms <= bound).flatten()
+        for seed, scorer in enumerate(proxies):
+            generator = torch.Generator().manual_seed(1000 * seed + 10 * device_number + number)
+            drawn = fits[torch.randint(len(fits), (PROXY_DRAWS,), generator=generator)].tolist() if len(fits) else []
+            for proxy in PROXIES:
+                proposed = scorer.best_of(proxy, GENOTYPES, drawn) if drawn else None
+                rows.append({**base, "seed": seed, "method": f"{proxy}-{PROXY_DRAWS} over the cells predicted to fit",
+                             **score_row(cifar10, measured, bound, proposed)})
     return rows, summary
 
 
@@ -181,6 +202,9 @@ def main() -> None:
     parser.add_argument("--measured", nargs="*",
                         default=[str(CPU_LATENCY)],
                         help="more device CSVs (arch,<device>_ms, all cells), held out in turn as well")
+    parser.add_argument("--cifar10-train", default=str(SHARED / "cifar10_train.npz"),
+                        help="the training images the training-free proxies score cells on (never the test images)")
+    parser.add_argument("--proxy-seeds", type=int, default=3)
     parser.add_argument("--data", default=str(ROOT / "docs" / "results" / "data" / "predictors"))
     args = parser.parse_args()
     experience = load_experience(args.nats, args.hw360, args.help_latency, tuple(args.measured))
@@ -201,9 +225,12 @@ def main() -> None:
                                                                          quantile_bounds(costs, 5), grid)[0])
     references = [cell_index(g) for g in reference_cells(SPACE, 20)]
     help_devices = [d for d in experience.latency_ms if not d.startswith(("pi5_", "pixel_"))]  # HELP's and --measured
+    images = match_format(load_dataset(f"npz:{args.cifar10_train}", "train"), 3, PROXY_IMAGE_SIZE)
+    proxies = [CellProxyScores(images, seed) for seed in range(args.proxy_seeds)]
     latency, devices = [], []
-    for device in help_devices:
-        rows, summary = latency_rows(experience, device, references, accuracy, held.target_accuracy, 10, designs)
+    for number, device in enumerate(help_devices):
+        rows, summary = latency_rows(experience, device, references, accuracy, held.target_accuracy, 10, designs,
+                                     proxies, number)
         latency += rows
         devices.append(summary)
         print(f"latency: {device} held out (Spearman {summary['spearman']}, additive {summary['spearman_additive']})",

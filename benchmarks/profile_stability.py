@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """How stable is a device profile measured here: the reference cells timed in rounds against cell after cell.
 
-Results: docs/results/latency-guard.md.
+Results: withdrawn (no raw results were kept; docs/results/withdrawn.md).
 
 `--profiles` back-to-back profiles of each kind, alternating: "rounds" is supernet.latency.measure_latency (one pass
 of each cell per round, the median of 10 after 3 warm-up rounds); "cell after cell" times each cell's 13 passes in

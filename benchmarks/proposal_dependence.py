@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Does the zero-shot proposal depend on the data it is given? The input-dependence check of a meta-model.
 
-Results: docs/results/budget-regret.md (with the budgeted proposals).
+Results: withdrawn (no raw results were kept; docs/results/withdrawn.md).
 
 For each seed's TaskDARTS imitation meta-run under --out (benchmarks/meta_zero_shot.py), the zero-shot proposal
 (`search --meta RUN`: embedding of the data set's first half, controller, the space's argmax) for data sets that

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """What the training-free teachers see and what they miss, measured on the validation family.
 
-Results: docs/results/meta-skip-probe.md.
+Results: withdrawn (no raw results were kept; docs/results/withdrawn.md).
 
 The imitate objective can only be as good as its teachers. This script explains the ceiling of the NASWOT teachers
 on NAS-Bench-201 with three measurements on images of the validation family (held-out Tiny ImageNet classes of the
@@ -38,9 +38,8 @@ from meta.config import MetaConfig
 from meta.skip_probe import probe_accuracy
 from meta.teacher_job import class_images
 from run_kit.ranking import spearman
-from supernet.search import SearchConfig
+from supernet.proxy_scores import CellProxyScores
 from supernet.spaces import get_space
-from supernet.training_free import TrainingFreeJob
 
 ROOT = Path(__file__).resolve().parent.parent
 SPACE = get_space("nb201")
@@ -59,20 +58,15 @@ def validation_images(config_path: str, family: str, classes: int, images: int, 
 
 
 class Scorer:
-    """Proxy scores of given cells at the teachers' scale (C=8, 1 cell per stage), with the batch and candidate
-    networks of a NASWOT and a synflow search (TrainingFreeJob) on the same images."""
+    """Proxy scores of given cells at the teachers' scale (C=8, 1 cell per stage) on one batch of images, with the
+    candidate network's parameter count."""
 
     def __init__(self, data: ImageData, batch_size: int, seed: int):
-        self.searches = {proxy: TrainingFreeJob(SearchConfig(space="nb201", proxy=proxy, layers=1, init_channels=8,
-                                                             batch_size=batch_size, seed=seed, device="cpu"),
-                                                data, torch.device("cpu"))
-                         for proxy in ("naswot", "synflow")}
+        self.proxies = CellProxyScores(data, seed, batch_size=batch_size)
 
     def __call__(self, genotype, index: int) -> dict[str, float]:
-        scores = {}
-        for proxy, search in self.searches.items():
-            network = search.candidate_network(genotype, index)
-            scores[proxy] = search.score(network)
+        scores = {proxy: self.proxies.score(proxy, genotype, index) for proxy in ("naswot", "synflow")}
+        network = self.proxies.network("synflow", genotype, index)
         return scores | {"params": float(sum(p.numel() for p in network.parameters()))}
 
 

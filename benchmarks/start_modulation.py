@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """How far the initializer moves a task's start from the meta-learned base weights (meta/initializer.py).
 
-Results: docs/results/warm-start.md.
+Results: withdrawn (no raw results were kept; docs/results/withdrawn.md).
 
 For each seed's two imitation meta-runs under --out (benchmarks/meta_zero_shot.py: TaskDARTS and its --no-encoder
 ablation) and each target of benchmarks/warm_start.py (its search images, embedded as a warm-started search embeds

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Warm-started searches against searching from scratch, in the NAS-Bench-201 space.
 
-Results: docs/results/warm-start.md.
+Results: withdrawn (no raw results were kept; docs/results/withdrawn.md).
 
 For each seed s, from configs/meta_nb201_natural.yaml: the teachers and the two imitation meta-runs of
 benchmarks/meta_zero_shot.py (same layout under --out, reused when finished): TaskDARTS and its --no-encoder

@@ -314,7 +314,8 @@ STEP_IMPLEMENTATIONS = {"darts-reference": "DARTS reference", "taskdarts-darts (
                         "taskdarts-recompute (channels_last)": "TaskDARTS `--recompute`",
                         "taskdarts-bf16 (channels_last)": "TaskDARTS `--precision bf16`",
                         "taskdarts-gdas (channels_last)": "GDAS (TaskDARTS)",
-                        "before: gdas (channels_last)": "GDAS (TaskDARTS before, afec324)"}
+                        "before: gdas (channels_last)": "GDAS (TaskDARTS before, afec324)",
+                        "taskdarts-pcdarts (channels_last)": "PC-DARTS, K=4 (TaskDARTS)"}
 
 
 def search_step_tables(data: Path) -> str:
@@ -396,6 +397,7 @@ STUDIES: dict[str, tuple[str, Callable[[Path], str]]] = {
     "pretrained": ("pretrained.md", pretrained_tables),
     "fresh-clone-path": ("fresh-clone-path.md", fresh_clone_tables),
     "search-step-speed": ("search-step-speed.md", search_step_tables),
+    "compare-pcdarts-memory": ("compare-pcdarts-memory.md", search_step_tables),
     "compare-nb201-methods": ("compare-nb201-methods.md", compare_tables),  # results.json copied from its --out
     "compare-collapse": ("compare-collapse.md", collapse_tables),
 }

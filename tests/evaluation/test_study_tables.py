@@ -1,5 +1,6 @@
 """Every figure of a rendered study comes from its committed raw results (evaluation/study_tables.py)."""
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,17 @@ RESULTS = Path(__file__).resolve().parents[2] / "docs" / "results"
 
 def test_every_committed_study_table_equals_what_its_raw_results_render():
     assert render_studies(RESULTS, write=False) == []
+
+
+def test_every_study_in_the_docs_is_rendered_from_raw_results_or_listed_as_withdrawn_without_figures():
+    """A study file that no renderer checks would be a figure no committed command remakes: only the registered
+    studies, the index and the list of withdrawn studies may sit in docs/results, and that list names no figures."""
+    allowed = {file for file, _ in STUDIES.values()} | {"README.md", "withdrawn.md"}
+    assert {p.name for p in RESULTS.glob("*.md")} <= allowed
+    assert not [p for p in RESULTS.iterdir() if p.is_file() and p.suffix != ".md"]
+    assert not re.findall(r"\d\.\d|\d %", (RESULTS / "withdrawn.md").read_text())
+    for file in {file for file, _ in STUDIES.values()}:
+        assert (RESULTS / file).is_file(), file
 
 
 def _latency_data(tmp_path: Path) -> Path:
