@@ -64,7 +64,7 @@ def _add_run_args(group, unit: str = "epoch") -> None:
 
 def _add_meta_args(parser, unit: str) -> None:
     """The options of meta-train; `teachers` takes the same config, so both see one set of tasks and one split."""
-    from meta.objectives import MODES, OBJECTIVES
+    from meta.objectives import OBJECTIVES
 
     parser.add_argument("--config", help="YAML file of defaults")
     group = parser.add_argument_group("tasks")
@@ -81,11 +81,10 @@ def _add_meta_args(parser, unit: str) -> None:
     group.add_argument("--download", action=argparse.BooleanOptionalAction)
     group = parser.add_argument_group("meta-learning")
     for name in ("meta_steps", "meta_batch", "inner_steps", "inner_batch", "layers", "init_channels", "embed_dim",
-                 "samples", "log_every"):
+                 "log_every"):
         group.add_argument(_flag(name), type=int)
-    for name in ("meta_lr", "reptile_lr", "inner_w_lr", "inner_logit_lr", "entropy_weight"):
+    for name in ("meta_lr", "reptile_lr", "inner_w_lr", "inner_logit_lr"):
         group.add_argument(_flag(name), type=float)
-    group.add_argument("--mode", choices=MODES, help="relaxed: through the relaxation; reinforce: policy gradient")
     group.add_argument("--logit-regularizer", choices=("none", *REGULARIZERS),
                        help="beta: beta-decay on the inner logit steps and the controller's proposal")
     group.add_argument("--regularizer-weight", type=float, help="its lambda at the last meta-step (default 50)")
@@ -99,8 +98,6 @@ def _add_meta_args(parser, unit: str) -> None:
     group.add_argument("--objective", choices=tuple(OBJECTIVES),
                        help="adapt: meta-gradient through the inner loop; imitate: fit the controller to --teachers")
     group.add_argument("--teachers", metavar="TEACHER_RUN", help="run directory of `train.py teachers`")
-    group.add_argument("--imitate-target", choices=("cell", "weights"),
-                       help="cell: each teacher's derived cell (default); weights: its final op weights")
     group.add_argument("--imitate-pool", choices=("teacher", "dataset"),
                        help="teacher: an episode's target is its own teacher's (default); dataset: the mean target "
                             "of all teachers of its data set")

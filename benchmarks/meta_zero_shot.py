@@ -66,7 +66,7 @@ SHARED = ROOT.parent / "shared" / "data"
 SPACE = get_space("nb201")
 METHODS = {"taskdarts": True, "no-encoder": False}  # imitation meta-runs: name -> use_encoder
 # options that replace the config's value when given
-CONFIG_OVERRIDES = ("teacher_method", "teacher_probe_epochs", "imitate_target", "imitate_pool", "meta_steps",
+CONFIG_OVERRIDES = ("teacher_method", "teacher_probe_epochs", "imitate_pool", "meta_steps",
                     "max_ways", "dataset_loss", "imitate_weight_steps")
 
 
@@ -345,7 +345,6 @@ def main() -> None:
     parser.add_argument("--table", default=str(SHARED / "nb201" / "nats_bench.csv"))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--meta-steps", type=int, help="imitation meta-steps instead of the config's")
-    parser.add_argument("--imitate-target", choices=("cell", "weights"), help="instead of the config's")
     parser.add_argument("--imitate-pool", choices=("teacher", "dataset"), help="instead of the config's")
     parser.add_argument("--max-ways", type=int,
                         help="largest imitation episode instead of the config's (5: 5-way only)")

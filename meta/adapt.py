@@ -1,10 +1,8 @@
 """Adaptation on one task: K DARTS steps from a (task-conditioned) start. Meta-training's inner loop and
 `search --meta --adapt-steps K` both run this function, so what is meta-learned is what a user gets.
 
-relaxed:   each step = one logits step on a query batch, then one weight step on a support batch (BilevelOptimizer,
-           first order; SGD for weights, Adam for logits).
-reinforce: each step = one weight step on a support batch for an architecture sampled from softmax(logits)
-           (only the sampled op of every edge runs); the logits themselves are trained by policy gradient outside.
+Each step = one logits step on a query batch, then one weight step on a support batch (BilevelOptimizer, first
+order; SGD for weights, Adam for logits).
 """
 from __future__ import annotations
 
@@ -13,16 +11,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from image_sets import BatchStream, Preprocess, ordered_batches
 from supernet.accuracy import evaluate
 from supernet.bilevel import BilevelOptimizer
 from supernet.model import ArchLogits, load_weights
-from supernet.relaxation import DiscreteRelaxation
 
-from .controller import sample_architecture
 from .tasks import Task
 
 if TYPE_CHECKING:
@@ -58,14 +53,13 @@ class Adapted:
 
 def adapt(work: nn.Module, weights: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
           logits: dict[str, torch.Tensor], task: Task, steps: int, settings: AdaptSection, grad_clip: float,
-          seed: int, generator: torch.Generator | None = None, record_at: Sequence[int] = (),
-          regularizer=None, update_logits: bool = True) -> Adapted:
+          seed: int, record_at: Sequence[int] = (), regularizer=None, update_logits: bool = True) -> Adapted:
     """Run `steps` adaptation steps of `work` (a scratch supernet) from `weights`/`logits` on the task, with the
-    learning rates, batch size and mode of a meta-config's adapt section.
+    learning rates and batch size of a meta-config's adapt section.
 
     At every step count in `record_at` (0 = the start) the supernet's query and test loss/accuracy are recorded.
     `regularizer` (e.g. BetaDecay) adds its gradient to every logit step, as in a plain search. With
-    `update_logits=False` (relaxed mode) only the weights move, under the given logits (imitation's weight steps).
+    `update_logits=False` only the weights move, under the given logits (imitation's weight steps).
     """
     load_weights(work, weights, buffers)
     model = ClassSlice(work, task.num_classes)
@@ -85,19 +79,9 @@ def adapt(work: nn.Module, weights: dict[str, torch.Tensor], buffers: dict[str, 
             history[step] = _record(model, arch, task)
         if step == steps:
             break
-        if settings.mode == "relaxed":
-            result = bilevel.step(next(support), next(query), lr=settings.inner_w_lr, update_logits=update_logits)
-            support_loss = result["weight_loss"]
-            logit_loss = result["logit_loss"] if update_logits else float("nan")
-        else:
-            sample, _ = sample_architecture(arch(), generator)
-            x, y = next(support)
-            w_opt.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(x, sample, DiscreteRelaxation()), y)
-            loss.backward()
-            nn.utils.clip_grad_norm_(work.parameters(), grad_clip)
-            w_opt.step()
-            support_loss = loss.item()
+        result = bilevel.step(next(support), next(query), lr=settings.inner_w_lr, update_logits=update_logits)
+        support_loss = result["weight_loss"]
+        logit_loss = result["logit_loss"] if update_logits else float("nan")
     return Adapted(model, arch, support_loss, logit_loss, history)
 
 

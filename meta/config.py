@@ -19,14 +19,21 @@ from typing import Any
 
 from image_sets.data import check_image_size
 from run_kit import InputError
-from run_kit.config import Config, require_at_least, require_choice, require_fraction, require_positive
+from run_kit.config import (
+    Config,
+    RemovedOption,
+    require_at_least,
+    require_choice,
+    require_fraction,
+    require_positive,
+)
 from run_kit.device import PRECISIONS
 from supernet.methods import method_names, method_settings
 from supernet.regularizers import create_regularizer
 from supernet.search import SearchConfig
 from supernet.spaces import get_space
 
-from .objectives import MODES, OBJECTIVES
+from .objectives import OBJECTIVES
 from .tasks import SplitSizes, build_distributions
 
 
@@ -116,11 +123,19 @@ class MetaSection(Config):
         require_positive(self, "meta_lr", "grad_clip")
 
 
+# the last commit with the superseded research options (issue 38): it reproduces the studies that used them
+LAST_WITH_SUPERSEDED_OPTIONS = "fa4a27d"
+
+
 @dataclass
 class AdaptSection(Config):
     kind = "meta-train adapt"
+    removed = {name: RemovedOption(kept, "the adapt objective's reinforce mode (cells sampled from the policy, "
+                                         "trained by policy gradient on their outer accuracy), which collapsed",
+                                   LAST_WITH_SUPERSEDED_OPTIONS)
+               for name, kept in (("mode", ("relaxed",)), ("samples", None), ("entropy_weight", None),
+                                  ("baseline_momentum", None))}
 
-    mode: str = "relaxed"  # "reinforce": sampled cells and policy gradient instead of the relaxation
     inner_steps: int = 3
     inner_batch: int = 32
     inner_w_lr: float = 0.05
@@ -128,33 +143,29 @@ class AdaptSection(Config):
     inner_w_weight_decay: float = 3e-4
     inner_logit_lr: float = 0.05
     reptile_lr: float = 0.5
-    samples: int = 4
-    entropy_weight: float = 1e-3
-    baseline_momentum: float = 0.9
 
     def validate(self) -> None:
-        require_choice(self, "mode", MODES)
-        require_at_least(self, 1, "samples", "inner_batch")
+        require_at_least(self, 1, "inner_batch")
         require_at_least(self, 0, "inner_steps")
         require_positive(self, "inner_w_lr", "inner_logit_lr", "reptile_lr")
         require_fraction(self, "reptile_lr", closed=True)
-        require_fraction(self, "inner_w_momentum", "baseline_momentum")
-        require_at_least(self, 0, "inner_w_weight_decay", "entropy_weight")
+        require_fraction(self, "inner_w_momentum")
+        require_at_least(self, 0, "inner_w_weight_decay")
 
 
 @dataclass
 class ImitateSection(Config):
     kind = "meta-train imitate"
+    removed = {"imitate_target": RemovedOption(("cell",), "imitating each teacher's final op weights instead of its "
+                                                          "cell", LAST_WITH_SUPERSEDED_OPTIONS)}
 
     teachers: str | None = None  # teacher bank (run directory of `train.py teachers`)
-    imitate_target: str = "cell"  # "cell": each teacher's derived cell (one-hot); "weights": its op weights
     imitate_pool: str = "teacher"  # "dataset": an episode's target is the mean over its data set's teachers
     imitate_prior: float = 0.0  # with imitate_pool dataset: pseudo-teachers at the bank's mean target per data set
     dataset_loss: float = 0.0  # weight of the auxiliary loss that names an episode's data set from z
     imitate_weight_steps: int = 5  # inner weight steps per episode that meta-learn the start weights (0: none)
 
     def validate(self) -> None:
-        require_choice(self, "imitate_target", ("cell", "weights"))
         require_choice(self, "imitate_pool", ("teacher", "dataset"))
         require_at_least(self, 0, "imitate_prior", "dataset_loss", "imitate_weight_steps")
 

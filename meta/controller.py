@@ -1,8 +1,9 @@
 """ArchController: task embedding z -> architecture logits for every cell type of a search space.
 
 alpha_t = reshape(W_t ReLU(W_1 z + b_1) + b_t, [edges, ops])  for each cell type t
-The logits are a policy over architectures: the supernet relaxes them (softmax / Gumbel), and in `reinforce` mode
-pi(a | z) = prod_e Categorical(softmax(alpha_e))[a_e] is sampled and trained by policy gradient (`PolicyGradient`).
+The logits are a policy over architectures: the supernet relaxes them (softmax / Gumbel), and
+pi(a | z) = prod_e Categorical(softmax(alpha_e))[a_e] can be sampled and trained by policy gradient (`PolicyGradient`,
+as meta/predictor_policy.py trains the logits on a cell predictor's reward).
 Output weights start at N(0, 1e-3^2) and biases at 0, so an untrained controller gives near-uniform logits.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Meta-training across tasks: one objective (meta/objectives.py: adapt relaxed, adapt reinforce, imitate) stepped
+"""Meta-training across tasks: one objective (meta/objectives.py: adapt, imitate) stepped
 `meta_steps` times through the shared resumable driver. The job owns what every objective shares: the meta-model,
 its outer optimiser, the task stream, the fixed probe tasks that count distinct zero-shot genotypes, the metrics and
 the checkpoint (format: meta/model.py META_FORMAT).

@@ -1,16 +1,14 @@
 """The meta-objectives: what one meta-step of `train.py meta-train` optimises (equations in docs/meta.md).
 
-adapt, relaxed (`AdaptRelaxed`):   per task i of a meta-batch, z_i = E(G(task_i)), (alpha0_i, W0_i) = (C(z_i),
+adapt (`AdaptRelaxed`):   per task i of a meta-batch, z_i = E(G(task_i)), (alpha0_i, W0_i) = (C(z_i),
     I(z_i, W)); K inner DARTS steps give (W_i, alpha_i); g_i = grad of L_outer(W_i, alpha_i) w.r.t. (W_i, alpha_i),
     applied at (W0_i, alpha0_i) (first order). The outer split is read here only, never by the inner loop.
-adapt, reinforce (`AdaptReinforce`):   the inner loop trains W on sampled cells; M cells a ~ pi(.|z_i) score the
-    outer-split accuracy of a with W_i as reward, REINFORCE on alpha0_i; g_i for W0_i = grad of their mean outer loss.
-    Both adapt objectives then take an Adam step on encoder, graph builder, controller and initializer with the mean
-    of the g_i, and Reptile on the base weights: W <- W + reptile_lr * mean_i (W_i - W0_i). With
+    It then takes an Adam step on encoder, graph builder, controller and initializer with the mean of the g_i, and
+    Reptile on the base weights: W <- W + reptile_lr * mean_i (W_i - W0_i). With
     --logit-regularizer beta, lambda R(alpha) is added to every inner logit step and lambda R(alpha0_i) / B to the
     outer objective, lambda ramped from 0 over the meta-steps.
 imitate (`Imitate`):   no inner loop: for B teachers k_i of the bank, an episode of k_i's classes gives z_i, and the
-    loss is the cross-entropy of the teacher's target q_i (its cell, its op weights, or its data set's pooled vote)
+    loss is the cross-entropy of the teacher's target q_i (its cell, or its data set's pooled vote of cells)
     under the policy, -(1/(B E)) sum_i sum_e sum_o q_i[e, o] log softmax(C(z_i))[e, o], plus with --dataset-loss
     lambda the auxiliary lambda (1/B) sum_i CE(h(z_i), d_i) that names episode i's data set d_i from z_i. The start
     weights are meta-learned as in adapt, with the architecture held at the proposal: K = --imitate-weight-steps
@@ -19,8 +17,8 @@ imitate (`Imitate`):   no inner loop: for B teachers k_i of the bank, an episode
     imitation's to shape), and Reptile moves the base W. One Adam step on encoder, graph builder, controller,
     initializer and h.
 
-Each objective owns what only it needs (the inner loop's scratch supernet, the policy baseline, the teachers'
-episodes and targets) and its own step; MetaTrainJob (meta_train.py) owns what they share.
+Each objective owns what only it needs (the inner loop's scratch supernet, the teachers' episodes and targets) and
+its own step; MetaTrainJob (meta_train.py) owns what they share.
 """
 from __future__ import annotations
 
@@ -35,12 +33,11 @@ import torch.nn.functional as F
 from run_kit import InputError
 from run_kit.loop import check_finite
 from supernet.regularizers import create_regularizer
-from supernet.relaxation import DiscreteRelaxation
 from supernet.search import logits_entropy
 from supernet.spaces import create_supernet
 
 from .adapt import Adapted, adapt, split_batch, split_metrics
-from .controller import PolicyGradient, imitation_loss, sample_architecture, target_matches
+from .controller import imitation_loss, target_matches
 from .tasks import ClassPool, EpisodeDistribution, Task, TaskSplit
 from .teacher_bank import TeacherBank, op_frequencies, pooled_targets
 
@@ -125,7 +122,7 @@ class Adapt(Objective):
 
     def describe(self) -> str:
         c = self.config
-        return (f"meta-train {c.space} ({c.adapt.mode}, encoder {'on' if c.model.use_encoder else 'off'}, "
+        return (f"meta-train {c.space} (relaxed, encoder {'on' if c.model.use_encoder else 'off'}, "
                 f"initializer {'on' if c.model.use_initializer else 'off'}) on {', '.join(c.task.tasks)}: "
                 f"{c.task.ways_text}-way tasks, device {self.device}")
 
@@ -197,46 +194,6 @@ class AdaptRelaxed(Adapt):
         return outer_loss, acc, g_weights, list(start.logits.values()), g_logits
 
 
-class AdaptReinforce(Adapt):
-    """Cells sampled from the policy, their outer-split accuracies as rewards (REINFORCE with a moving baseline)."""
-
-    def __init__(self, config, model, meta_train, split, device):
-        super().__init__(config, model, meta_train, split, device)
-        self.policy = PolicyGradient(config.adapt.baseline_momentum, config.adapt.entropy_weight)
-        self.policy_loss: torch.Tensor | None = None
-
-    def outer(self, task, start, adapted, params, batch):
-        x, y = split_batch(task, "outer")  # the inner loop never read these images
-        log_probs, rewards, losses = [], [], []
-        for _ in range(self.config.adapt.samples):
-            sample, log_prob = sample_architecture(start.logits)
-            out = adapted.model(x, sample, DiscreteRelaxation())
-            losses.append(F.cross_entropy(out, y))
-            rewards.append((out.argmax(1) == y).float().mean().detach())
-            log_probs.append(log_prob)
-        rewards_t = torch.stack(rewards)
-        task_pg = self.policy.loss(torch.stack(log_probs), rewards_t, start.logits) / batch
-        self.policy_loss = task_pg if self.policy_loss is None else self.policy_loss + task_pg
-        outer_loss = torch.stack(losses).mean()
-        g_weights = torch.autograd.grad(outer_loss, params, allow_unused=True)
-        return outer_loss, float(rewards_t.mean()), g_weights, [], []
-
-    def finish(self, tensors, grads):
-        if self.policy_loss is not None:
-            tensors.append(self.policy_loss)
-            grads.append(torch.ones_like(self.policy_loss))
-            self.policy_loss = None
-
-    def step(self, optimizer, rng, done):
-        return {**super().step(optimizer, rng, done), "baseline": self.policy.baseline}
-
-    def state_dict(self):
-        return {"policy": self.policy.state_dict()}
-
-    def load_state_dict(self, state):
-        self.policy.load_state_dict(state["policy"])
-
-
 class Imitate(Objective):
     """Fit the policy to the teacher bank's end points from the embeddings of episodes of each teacher's classes."""
 
@@ -250,7 +207,7 @@ class Imitate(Objective):
     def teacher_tasks(self, split: TaskSplit) -> tuple[list[EpisodeDistribution], list[dict[str, torch.Tensor]],
                                                         list[int], list[float]]:
         """Per teacher of the bank: the episodes of its classes, its target [edges, ops] per cell type (its cell
-        one-hot, `--imitate-target cell`, or its final op weights, `weights`), its data set's index in --tasks and
+        one-hot), its data set's index in --tasks and
         the budget tightness its episodes carry (1: an unbudgeted teacher)."""
         c = self.config
         bank = TeacherBank.load(c.imitate.teachers, c.space, split)
@@ -261,10 +218,7 @@ class Imitate(Objective):
             pool = pools[teacher.spec]
             own = ClassPool(teacher.spec, pool.data, {label: pool.members[label] for label in teacher.labels})
             episodes.append(EpisodeDistribution([own], c.task.ways, c.task.split_sizes, c.task.max_ways))
-            if c.imitate.imitate_target == "cell":
-                targets.append(op_frequencies(space, [teacher.genotype]))
-            else:
-                targets.append({k: torch.tensor(v) for k, v in teacher.weights.items()})
+            targets.append(op_frequencies(space, [teacher.genotype]))
         if c.imitate.imitate_pool == "dataset":
             targets = pooled_targets([teacher.group for teacher in bank.teachers], targets, c.imitate.imitate_prior)
         return episodes, targets, datasets, [teacher.task_share for teacher in bank.teachers]
@@ -351,15 +305,11 @@ class Imitate(Objective):
                 + f"distinct genotypes {row['distinct_genotypes']}")
 
 
-OBJECTIVES: dict[str, dict[str, type[Objective]]] = {
-    "adapt": {"relaxed": AdaptRelaxed, "reinforce": AdaptReinforce},
-    "imitate": {"relaxed": Imitate, "reinforce": Imitate},  # imitation has no inner loop: the mode does not apply
-}
-MODES = ("relaxed", "reinforce")
+OBJECTIVES: dict[str, type[Objective]] = {"adapt": AdaptRelaxed, "imitate": Imitate}
 
 
 def create_objective(config: MetaConfig, model: TaskDARTS, meta_train, split: TaskSplit,
                      device: torch.device) -> Objective:
     if config.meta.objective not in OBJECTIVES:
         raise InputError(f"unknown --objective '{config.meta.objective}'; known: {', '.join(OBJECTIVES)}")
-    return OBJECTIVES[config.meta.objective][config.adapt.mode](config, model, meta_train, split, device)
+    return OBJECTIVES[config.meta.objective](config, model, meta_train, split, device)

@@ -9,7 +9,7 @@ import math
 import types
 import typing
 from collections.abc import Mapping
-from dataclasses import asdict, fields, is_dataclass
+from dataclasses import asdict, dataclass, fields, is_dataclass
 from typing import Any, ClassVar
 
 from .errors import InputError
@@ -28,6 +28,9 @@ class Config:
     line's flags) stay flat, each named like its field, and `from_options` puts each into its section."""
 
     kind: ClassVar[str] = "run"
+    # options that left the tool: name -> (the values an old config may still hold, because they are what the tool
+    # now always does (None: any value, the option no longer matters), why it was removed and the last commit with it)
+    removed: ClassVar[Mapping[str, RemovedOption]] = {}
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]):
@@ -65,6 +68,22 @@ class Config:
         return self.from_dict(merge(asdict(self), self.nest(options)))
 
 
+@dataclass(frozen=True)
+class RemovedOption:
+    """An option that left the tool. An old config (a --config file, a run's config.yaml, a checkpoint) that sets it
+    to one of `kept` (what the tool now always does; None: any value, it no longer matters) still loads; any other
+    value is one line naming `why` and `last_commit`, the commit that reproduces the studies that used it."""
+
+    kept: tuple[Any, ...] | None
+    why: str
+    last_commit: str
+
+    def check(self, what: str, name: str, value: Any) -> None:
+        if self.kept is not None and value not in self.kept:
+            raise InputError(f"{what} config key '{name}': {value!r} was removed ({self.why}); commit "
+                             f"{self.last_commit} is the last with it and reproduces the studies that used it")
+
+
 def merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     """`over` on top of `base`, section by section (a section given in `over` replaces only the options it names)."""
     out = dict(base)
@@ -83,6 +102,10 @@ def config_from_dict(cls, values: Mapping[str, Any], what: str, root: type | Non
     sectioned config it belongs to, which knows where a misplaced key belongs)."""
     if not isinstance(values, Mapping):
         raise InputError(f"a {what} config must be a mapping of option: value, got {type(values).__name__}")
+    removed = getattr(cls, "removed", {})
+    for name in set(values) & set(removed):
+        removed[name].check(what, name, values[name])
+    values = {k: v for k, v in values.items() if k not in removed}
     known = {f.name for f in fields(cls)}
     unknown = sorted(str(k) for k in set(values) - known)
     if unknown:

@@ -22,7 +22,7 @@ def test_every_option_has_one_place_and_its_flag_name():
     assert paths["inner_steps"] == ("adapt", "inner_steps") and paths["seed"] == ("seed",)
     assert paths["budget_aware"] == ("model", "budget_aware")
     assert paths["teacher_budgets"] == ("teacher", "teacher_budgets")
-    assert len(paths) == 65 and list(MetaConfig.sections()) == ["task", "model", "meta", "adapt", "imitate",
+    assert len(paths) == 60 and list(MetaConfig.sections()) == ["task", "model", "meta", "adapt", "imitate",
                                                                    "teacher"]
     config = MetaConfig.from_options({"ways": 4, "teacher_epochs": 3, "space": "nb201"})
     assert (config.task.ways, config.teacher.teacher_epochs, config.space) == (4, 3, "nb201")
@@ -58,6 +58,24 @@ def test_a_key_in_the_wrong_place_is_one_line_naming_the_right_one(tmp_path, con
     code, _, stderr = run_cli("meta-train", "--config", str(config), "--out", str(tmp_path / "run"))
     assert code == 2 and len(stderr.strip().splitlines()) == 1 and message in stderr, stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_an_option_that_left_the_tool_loads_at_what_the_tool_now_does_and_is_one_line_otherwise(tmp_path):
+    """Issue 38: the reinforce mode and weight targets were removed. A run's config.yaml of before still loads where
+    it set them to what the tool now always does; any other value names the option and the last commit with it."""
+    old = {"adapt": {"mode": "relaxed", "samples": 8, "entropy_weight": 0.1, "baseline_momentum": 0.5},
+           "imitate": {"imitate_target": "cell"}}
+    assert MetaConfig.from_dict(old) == MetaConfig()
+    for section, key, value in (("adapt", "mode", "reinforce"), ("imitate", "imitate_target", "weights")):
+        with pytest.raises(InputError, match=f"key '{key}': '{value}' was removed .*commit fa4a27d is the last"):
+            MetaConfig.from_dict({section: {key: value}})
+    path = tmp_path / "old.yaml"
+    path.write_text(yaml.safe_dump({"adapt": {"mode": "reinforce"}}))
+    code, _, stderr = run_cli("meta-train", "--config", str(path), "--out", str(tmp_path / "run"))
+    assert code == 2 and len(stderr.strip().splitlines()) == 1 and "fa4a27d" in stderr
+    assert not (tmp_path / "run").exists()
+    code, _, stderr = run_cli("meta-train", "--mode", "reinforce", "--out", str(tmp_path / "run"))
+    assert code == 2 and "unrecognized arguments: --mode" in stderr
 
 
 def test_a_meta_checkpoint_of_an_older_format_is_refused_with_one_line(tmp_path):

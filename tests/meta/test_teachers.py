@@ -384,7 +384,6 @@ def test_a_bank_made_with_another_split_is_refused(bank, tmp_path):
     (["--teacher-images", "0"], "--teacher-images must be at least 1, got 0"),
     (["--teacher-logit-lr", "-1"], "--teacher-logit-lr must be greater than 0, got -1.0"),
     (["--teacher-method", "random"], "--teacher-method must be a search method"),
-    (["--imitate-target", "probs"], "argument --imitate-target: invalid choice: 'probs'"),
     (["--imitate-pool", "family"], "argument --imitate-pool: invalid choice: 'family'"),
     (["--imitate-prior", "-1"], "--imitate-prior must be at least 0, got -1.0"),
     (["--imitate-prior", "nan"], "--imitate-prior must be a finite number"),
@@ -482,6 +481,6 @@ def test_a_probed_bank_records_its_trials_and_is_imitated(tmp_path):
         assert teacher["genotype"] == won["genotype"]
         if won["edge"] is not None:
             assert teacher["weights"]["cell"][won["edge"]] == [float(op == "skip_connect") for op in ops]
-    code, _, stderr = run_cli("meta-train", *TINY, "--objective", "imitate", "--imitate-target", "weights",
-                              "--teachers", str(out), "--meta-steps", "2", "--out", str(tmp_path / "meta"))
+    code, _, stderr = run_cli("meta-train", *TINY, "--objective", "imitate", "--teachers", str(out), "--meta-steps",
+                              "2", "--out", str(tmp_path / "meta"))
     assert code == 0, stderr
