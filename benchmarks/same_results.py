@@ -74,8 +74,9 @@ CASES: list[tuple[str, list[str]]] = [
                        "--seeds", "2", "--search-epochs", "2", "--layers", "1", "--init-channels", "4",
                        "--retrain-epochs", "1", "--retrain-layers", "1", "--retrain-channels", "8", "--nb201-table",
                        TABLE]),
+    ("meta-darts", ["meta-train", "--space", "darts", "--meta-steps", "10"]),  # meta-train's default space is nb201
     ("compare-darts", ["compare", "--space", "darts", "--methods", "darts1", "published", "PC_DARTS", "random",
-                       "taskdarts-0", "--meta", "{meta-default}", "--seeds", "2", "--search-epochs", "1", "--layers",
+                       "taskdarts-0", "--meta", "{meta-darts}", "--seeds", "2", "--search-epochs", "1", "--layers",
                        "3", "--init-channels", "4", "--retrain-epochs", "1", "--retrain-layers", "3",
                        "--retrain-channels", "8"]),
     ("compare-default", ["compare"]),  # the README's default comparison: DARTS space, darts1 / gdas / random, 3 seeds
