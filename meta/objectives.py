@@ -1,6 +1,6 @@
 """The meta-objectives: what one meta-step of `train.py meta-train` optimises (equations in docs/meta.md).
 
-adapt (`AdaptRelaxed`):   per task i of a meta-batch, z_i = E(G(task_i)), (alpha0_i, W0_i) = (C(z_i),
+adapt (`Adapt`):   per task i of a meta-batch, z_i = E(G(task_i)), (alpha0_i, W0_i) = (C(z_i),
     I(z_i, W)); K inner DARTS steps give (W_i, alpha_i); g_i = grad of L_outer(W_i, alpha_i) w.r.t. (W_i, alpha_i),
     applied at (W0_i, alpha0_i) (first order). The outer split is read here only, never by the inner loop.
     It then takes an Adam step on encoder, graph builder, controller and initializer with the mean of the g_i, and
@@ -110,7 +110,8 @@ class StartUpdate:
 
 
 class Adapt(Objective):
-    """The meta-gradient through K inner steps, and Reptile on the base weights; the outer loss is the subclass's."""
+    """The meta-gradient through K inner steps, and Reptile on the base weights; the outer loss through the
+    relaxation, so its gradient reaches the start's logits directly."""
 
     score = "outer_acc"
 
@@ -130,11 +131,16 @@ class Adapt(Objective):
               batch: int) -> tuple[torch.Tensor, float, Sequence[torch.Tensor | None], list[torch.Tensor],
                                    list[torch.Tensor]]:
         """The adapted task scored on its outer split: (outer loss, accuracy, its gradient for the start's weights,
-        further (tensor, gradient) pairs for the meta-gradient)."""
-        raise NotImplementedError
-
-    def finish(self, tensors: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
-        """Add what the whole meta-batch contributes at once (the policy-gradient loss)."""
+        the start's logits and their gradients for the meta-gradient)."""
+        x, y = split_batch(task, "outer")  # the inner loop never read these images
+        alphas = list(adapted.logits.parameters())
+        outer_loss = F.cross_entropy(adapted.model(x, adapted.logits()), y)
+        out = torch.autograd.grad(outer_loss, params + alphas, allow_unused=True)
+        g_weights, g_logits = out[:len(params)], out[len(params):]
+        _, acc = split_metrics(adapted.model, adapted.logits(), task, split="outer")
+        # a cell type the network does not use (DARTS at --layers 1 has no normal cell) has no gradient: zero
+        g_logits = [torch.zeros_like(a) if g is None else g / batch for g, a in zip(g_logits, alphas)]
+        return outer_loss, acc, g_weights, list(start.logits.values()), g_logits
 
     def step(self, optimizer, rng, done):
         config, model = self.config, self.model
@@ -166,7 +172,6 @@ class Adapt(Objective):
             stats["outer_acc"] += acc / len(tasks)
             stats["entropy"] += sum(logits_entropy(start.logits).values()) / len(start.logits) / len(tasks)
         optimizer.zero_grad(set_to_none=True)
-        self.finish(tensors, grads)
         torch.autograd.backward(tensors, grads)
         torch.nn.utils.clip_grad_norm_(model.outer_parameters(), config.meta.grad_clip)
         optimizer.step()
@@ -177,21 +182,6 @@ class Adapt(Objective):
         return (f"meta-step {row['meta_step']}/{self.config.meta.meta_steps} outer_acc {row['outer_acc']:.3f} "
                 f"outer_loss {row['outer_loss']:.3f} entropy {row['entropy']:.3f} "
                 f"distinct genotypes {row['distinct_genotypes']}")
-
-
-class AdaptRelaxed(Adapt):
-    """The outer loss through the relaxation: its gradient reaches the start's logits directly."""
-
-    def outer(self, task, start, adapted, params, batch):
-        x, y = split_batch(task, "outer")  # the inner loop never read these images
-        alphas = list(adapted.logits.parameters())
-        outer_loss = F.cross_entropy(adapted.model(x, adapted.logits()), y)
-        out = torch.autograd.grad(outer_loss, params + alphas, allow_unused=True)
-        g_weights, g_logits = out[:len(params)], out[len(params):]
-        _, acc = split_metrics(adapted.model, adapted.logits(), task, split="outer")
-        # a cell type the network does not use (DARTS at --layers 1 has no normal cell) has no gradient: zero
-        g_logits = [torch.zeros_like(a) if g is None else g / batch for g, a in zip(g_logits, alphas)]
-        return outer_loss, acc, g_weights, list(start.logits.values()), g_logits
 
 
 class Imitate(Objective):
@@ -305,7 +295,7 @@ class Imitate(Objective):
                 + f"distinct genotypes {row['distinct_genotypes']}")
 
 
-OBJECTIVES: dict[str, type[Objective]] = {"adapt": AdaptRelaxed, "imitate": Imitate}
+OBJECTIVES: dict[str, type[Objective]] = {"adapt": Adapt, "imitate": Imitate}
 
 
 def create_objective(config: MetaConfig, model: TaskDARTS, meta_train, split: TaskSplit,
