@@ -17,11 +17,9 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from run_kit import InputError, RunDiverged
 from run_kit.config import flag as _flag
-from run_kit.config import merge
+from run_kit.config import merge, read_config_file
 from run_kit.device import PRECISIONS
 from supernet.export import EXPORT_FORMATS, UNTRAINED_FORMAT
 from supernet.latency import MEMORY_FORMATS
@@ -309,23 +307,10 @@ def build_parser() -> OneLineParser:
     return parser
 
 
-
-
 def resolve_config(args: argparse.Namespace, defaults_file: str | None):
     """Dataclass defaults < YAML file < explicit flags."""
     config_class = args.config_class
-    values: dict[str, Any] = {}
-    if defaults_file:
-        path = Path(defaults_file)
-        if not path.is_file():
-            raise InputError(f"config file {path} does not exist")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise InputError(f"malformed YAML in {path}: {str(err).splitlines()[0]}") from None
-        if not isinstance(loaded, dict):
-            raise InputError(f"config file {path} must hold a mapping of option: value")
-        values.update(_underscored(loaded))
+    values: dict[str, Any] = read_config_file(defaults_file) if defaults_file else {}
     options = config_class.option_paths()
     flags = {key: value for key, value in vars(args).items() if key in options and value is not None}
     values = merge(values, config_class.nest(flags))
@@ -335,12 +320,6 @@ def resolve_config(args: argparse.Namespace, defaults_file: str | None):
         resolved = config_class.from_dict(values)
         values = {**method_settings(method, resolved.epochs, resolved.candidates), **values}
     return config_class.from_dict(values)
-
-
-def _underscored(values: dict) -> dict:
-    """YAML keys may be written like flags (`init-channels`), in sections too."""
-    return {str(key).replace("-", "_"): _underscored(value) if isinstance(value, dict) else value
-            for key, value in values.items()}
 
 
 def _is_main_process() -> bool:

@@ -8,14 +8,20 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from run_kit import InputError
 from search_spaces.nb201 import NB201Genotype, NB201Space
+from supernet.costs import CellCosts, cost_terms, every_cell
 
 COLUMNS = {"cifar10": "CIFAR10TestAccuracy200Epochs", "cifar100": "CIFAR100TestAccuracy200Epochs",
            "imagenet16_120": "ImageNetTestAccuracy200Epochs"}
 ARCH_COLUMN = "ArchitectureString"
 TABLE_SPACE = NB201Space.name  # the space whose cells the table scores
 NUM_CELLS = 5 ** 6
+RESIDUAL_CONV = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+"""The all-3x3 + residual cell: the best constant cell a user would try first (every edge a 3x3 convolution but the
+input-to-output edge, a skip connection); the budget studies decode it as a constant proposal."""
 
 
 @dataclass(frozen=True)
@@ -77,3 +83,15 @@ class NB201Table:
     def best(self, dataset: str = "cifar10") -> tuple[NB201Genotype, float]:
         genotype = max(self.rows, key=lambda g: getattr(self.rows[g], dataset))
         return genotype, getattr(self.rows[genotype], dataset)
+
+
+def every_cell_accuracy(table: NB201Table, costs: CellCosts) -> tuple[list[NB201Genotype], torch.Tensor,
+                                                                      torch.Tensor]:
+    """(genotypes, FLOPs M, CIFAR-10 test accuracy) of all cells, in the budgeted decoding's enumeration order
+    (supernet/costs.every_cell): what the budget studies score a proposal against."""
+    space = NB201Space()
+    cells = every_cell(space.num_edges, len(space.ops))
+    genotypes = [space.with_edge_ops([space.ops[k] for k in row]) for row in cells.tolist()]
+    flops = cost_terms(costs)["flops_m"].of_cells(cells)
+    accuracy = torch.tensor([table.lookup(g).cifar10 for g in genotypes], dtype=torch.float64)
+    return genotypes, flops, accuracy

@@ -41,7 +41,7 @@ from supernet.spaces import create_supernet
 
 from .adapt import PIXEL_MEAN, PIXEL_STD, adapt, split_metrics
 from .model import TaskDARTS, load_meta
-from .tasks import match_format, search_task, whole_dataset_task
+from .tasks import Task, match_format, search_task, whole_dataset_task
 
 MAX_BUDGET_IMAGE_SIZE = 1024  # costing builds the evaluation network and runs one image of this size through it
 WARM_FIXED = ("space", "layers", "init_channels", "image_size", "precision")
@@ -110,6 +110,21 @@ def costing(config: MetaSearchConfig, space, num_classes: int, channels: int, de
     return Costing(costs, terms, profile)
 
 
+def told_budget(meta: TaskDARTS, task: Task, terms: dict | None, budget: Budget) -> Task:
+    """The task as the meta-model sees it under `budget`: a budget-aware model's z is told the share of cells the
+    budget lets through (counted under `terms`, the enumerated cost terms); any other model ignores budgets."""
+    if terms is None or not meta.config.model.budget_aware:
+        return task
+    return replace(task, budget_share=budget_share(meta.space, terms, budget))
+
+
+def zero_shot_logits(meta: TaskDARTS, task: Task) -> dict[str, torch.Tensor]:
+    """The controller's logits for the task's embedding: the zero-shot proposal before any adaptation or decoding."""
+    meta.eval()
+    with torch.no_grad():
+        return meta.start(meta.embed([task])[0]).logits
+
+
 def run_meta_search(config: MetaSearchConfig, run: RunDir, expect_space: str | None = None,
                     progress: bool = True) -> dict[str, Any]:
     if config.adapt_steps < 0:
@@ -127,8 +142,8 @@ def run_meta_search(config: MetaSearchConfig, run: RunDir, expect_space: str | N
     costing_started = time.perf_counter()  # the proposal's seconds include costing it (and profiling the device)
     costs = costing(config, meta.space, task.num_classes, mc.task.channels, device) if config.budget().active else None
     costing_seconds = time.perf_counter() - costing_started if costs is not None else 0.0
-    if costs is not None and costs.terms is not None and mc.model.budget_aware:  # z is told how tight the budget is
-        task = replace(task, budget_share=budget_share(meta.space, costs.terms, config.budget()))
+    if costs is not None:
+        task = told_budget(meta, task, costs.terms, config.budget())
     # a budget no candidate meets is found only once the logits are final: such bad input leaves nothing behind
     with run.claim(resume=False, discard_on_input_error=True):
         run.save_config({**asdict(config), "space": mc.space, "image_size": mc.task.image_size,

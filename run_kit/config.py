@@ -10,7 +10,10 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, is_dataclass
+from pathlib import Path
 from typing import Any, ClassVar
+
+import yaml
 
 from .errors import InputError
 
@@ -82,6 +85,26 @@ class RemovedOption:
         if self.kept is not None and value not in self.kept:
             raise InputError(f"{what} config key '{name}': {value!r} was removed ({self.why}); commit "
                              f"{self.last_commit} is the last with it and reproduces the studies that used it")
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A YAML file of options (a --config file, a run's config.yaml) as a dict, keys written like flags
+    (`init-channels`) read as the fields' names, in sections too; a missing or malformed file is one line."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"config file {path} does not exist")
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise InputError(f"malformed YAML in {path}: {str(err).splitlines()[0]}") from None
+    if not isinstance(loaded, dict):
+        raise InputError(f"config file {path} must hold a mapping of option: value")
+    return _underscored(loaded)
+
+
+def _underscored(values: dict) -> dict:
+    return {str(key).replace("-", "_"): _underscored(value) if isinstance(value, dict) else value
+            for key, value in values.items()}
 
 
 def merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:

@@ -124,3 +124,12 @@ def test_the_branch_checker_sees_a_branch(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text('def f(space):\n    if space.name == "darts":\n        return 1\n    return {"nb201": 2}["nb201"]\n')
     assert _space_name_branches(bad) == [2, 4, 4]
+
+
+def test_no_benchmark_imports_another():
+    """benchmarks/ are thin scripts over the library: what two of them share lives in a package, never in a script
+    that the other imports."""
+    scripts = {path.stem for path in (ROOT / "benchmarks").glob("*.py")}
+    sibling = [f"{path.name}:{line} imports {imported}" for path in sorted((ROOT / "benchmarks").glob("*.py"))
+               for imported, line in _imports(path, f"benchmarks.{path.stem}") if imported.split(".")[0] in scripts]
+    assert not sibling, "\n".join(sibling)

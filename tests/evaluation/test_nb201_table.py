@@ -8,7 +8,7 @@ from evaluation.nb201_table import NB201Table
 from run_kit import InputError
 from search_spaces.nb201 import NB201Genotype
 from supernet.spaces import get_space
-from tests.helpers import SHARED_DATA, load_benchmark, run_cli
+from tests.helpers import SHARED_DATA, run_cli
 
 TABLE = SHARED_DATA / "nb201" / "nats_bench.csv"
 HEADER = ["CIFAR10TestAccuracy200Epochs", "CIFAR100TestAccuracy200Epochs", "ImageNetTestAccuracy200Epochs",
@@ -81,19 +81,3 @@ def test_lookup_command(synthetic_table):
     assert code == 2 and "unknown op 'bogus'" in stderr
 
 
-def test_transfer_between_columns_by_hand(tmp_path):
-    """benchmarks/nb201_transfer.py on a table whose CIFAR columns rank the cells alike (k / 1000, k / 2000) and whose
-    ImageNet16-120 column ranks them the other way (-k / 3000): rho 1 and -1; the CIFAR best cell (k = K, the last)
-    loses K / 3000 on ImageNet16-120; the one cell for all balances (K - k) / 1000 against k / 3000: k = 3K / 4."""
-    nb201 = get_space("nb201")
-    cells = [NB201Genotype(ops) for ops in itertools.product(nb201.ops, repeat=6)]
-    last = len(cells) - 1
-    _write_table(tmp_path / "t.csv", ([k / 1000, k / 2000, -k / 3000, str(g), "x"] for k, g in enumerate(cells)))
-    result = load_benchmark("nb201_transfer").transfer(NB201Table.load(tmp_path / "t.csv"))
-    assert result["rho"] == {"cifar10/cifar100": 1.0, "cifar10/imagenet16_120": -1.0, "cifar100/imagenet16_120": -1.0}
-    assert result["rho_top"]["cifar10/cifar100"] == 1.0
-    assert result["best"]["cifar10"] == {"genotype": str(cells[last]),
-                                         "regret": {"cifar10": 0.0, "cifar100": 0.0,
-                                                    "imagenet16_120": round(last / 3000, 2)}}
-    assert result["best"]["imagenet16_120"]["genotype"] == str(cells[0])
-    assert result["one_cell"]["genotype"] == str(cells[round(3 * last / 4)])

@@ -7,6 +7,7 @@ import random
 import pytest
 import torch
 
+from evaluation.nb201_table import RESIDUAL_CONV
 from meta.config import MetaConfig
 from meta.model import TaskDARTS, load_meta
 from meta.tasks import EpisodeDistribution
@@ -201,7 +202,7 @@ def test_budget_aware_imitation_proposes_by_the_budget_and_the_blind_model_canno
 
 def test_the_random_residual_cells_of_the_budget_benchmark_keep_the_residual_edge():
     regret = load_benchmark("budget_regret")
-    constant = SPACE.edge_ops(SPACE.from_text(regret.RESIDUAL_CONV))  # the all-3x3 cell agrees with RESIDUAL_EDGE
+    constant = SPACE.edge_ops(SPACE.from_text(RESIDUAL_CONV))  # the all-3x3 cell agrees with RESIDUAL_EDGE
     assert constant[regret.RESIDUAL_EDGE] == "skip_connect"
     assert {op for k, op in enumerate(constant) if k != regret.RESIDUAL_EDGE} == {"nor_conv_3x3"}
     generator = torch.Generator().manual_seed(0)

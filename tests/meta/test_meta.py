@@ -2,7 +2,6 @@ import copy
 import csv
 import json
 import random
-import shutil
 
 import numpy as np
 import pytest
@@ -20,9 +19,9 @@ from meta.meta_train import MetaTrainJob
 from meta.model import TaskDARTS
 from meta.task_graph import ATTRIBUTES, TaskGraphBuilder
 from meta.tasks import SplitSizes, Task, build_distributions, whole_dataset_task
-from run_kit import InputError
+from meta.teacher_job import class_images
 from supernet.spaces import get_space
-from tests.helpers import ROOT, load_benchmark, run_cli
+from tests.helpers import ROOT, run_cli
 
 
 def _config(**options) -> MetaConfig:
@@ -447,8 +446,7 @@ def test_meta_bad_input_is_clear(meta_run, tmp_path):
 
 def test_held_out_classes_never_meet_meta_training_classes_for_any_training_seed():
     """The class split depends on --split-seed alone: meta-runs with training seeds 0, 1, 2 (as the benchmark runs
-    them) hold out the same classes, and the benchmark's held-out episodes come from exactly those."""
-    bench = load_benchmark("meta_zero_shot")
+    them) hold out the same classes, and the config's held-out pool of a data set holds exactly those."""
     splits = []
     for seed in (0, 1, 2):
         config = _config(space="nb201", layers=1, init_channels=4, seed=seed)
@@ -457,36 +455,14 @@ def test_held_out_classes_never_meet_meta_training_classes_for_any_training_seed
         assert train and test and not train & test
         for _ in range(20):
             assert {int(c) for c in job.meta_train.sample(job.task_rng).data.classes} <= train
-        data, labels = bench.held_out_data(config, "digits", 60)
-        assert {int(c) for c in data.classes} == set(labels) == test
+        _, meta_test, _ = config.distributions()
+        pool = next(pool for pool in meta_test.pools if "digits" in pool.spec)
+        data = class_images(pool, pool.labels(), 60, seed=0)
+        assert {int(c) for c in data.classes} == set(pool.labels()) == test
         splits.append(job.split.as_dict())
     assert splits[0] == splits[1] == splits[2]
     other = MetaTrainJob(_config(space="nb201", layers=1, init_channels=4, split_seed=1), torch.device("cpu"))
     assert other.split.as_dict() != splits[0]
-
-
-def test_the_zero_shot_benchmark_refuses_a_bad_retrain_count_before_any_work(tmp_path, monkeypatch, capsys):
-    bench = load_benchmark("meta_zero_shot")
-    monkeypatch.setattr("sys.argv", ["meta_zero_shot.py", "--retrain-seeds", "0", "--out", str(tmp_path / "b")])
-    with pytest.raises(SystemExit) as stopped:
-        bench.main()
-    stderr = capsys.readouterr().err.strip()
-    assert stopped.value.code == 2 and stderr.splitlines() == [stderr]
-    assert "--retrain-seeds must be at least 1" in stderr
-    assert not (tmp_path / "b").exists()
-
-
-def test_proxy_alignment_reads_only_the_validation_familys_held_out_classes(tmp_path):
-    """benchmarks/proxy_alignment.py: its images are held-out classes of the config's split; its rank correlation
-    handles ties (hand-computed: ranks (0.5, 0.5, 2) against (0, 1, 2) give 1.5 / sqrt(1.5 * 2))."""
-    bench = load_benchmark("proxy_alignment")
-    config = tmp_path / "meta.yaml"
-    config.write_text(yaml.safe_dump({"space": "nb201", "task": {"tasks": ["digits"], "split_seed": 0}}))
-    split = MetaTrainJob(_config(space="nb201", layers=1, init_channels=4), torch.device("cpu")).split
-    data = bench.validation_images(str(config), "digits", 3, 60, seed=0)
-    assert {int(c) for c in data.classes} <= set(split.meta_test["digits"]) and data.num_classes == 3
-    assert bench.spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
-    assert bench.spearman([1, 1, 2], [1, 2, 3]) == pytest.approx(1.5 / (1.5 * 2) ** 0.5)
 
 
 def test_the_inner_loop_never_reads_the_outer_split(digits_tasks):
@@ -628,64 +604,6 @@ def test_beta_regularizer_adds_exactly_its_gradient_to_the_proposal():
         alpha0 = before.controller(z.detach())[ct]  # [B, edges, ops]
         expected = (7.0 * torch.softmax(alpha0, -1) / alpha0.shape[1]).mean(0).reshape(g.shape)
         torch.testing.assert_close(g - grads["none"][ct], expected.detach(), rtol=1e-4, atol=1e-6)
-
-
-def test_validation_cells_come_from_the_runs_held_out_classes_and_the_split_is_checked(meta_run, tmp_path):
-    bench = load_benchmark("meta_validation")
-    split = json.loads((meta_run / "task_split.json").read_text())
-    cells = bench.validation_cells(str(meta_run), "digits", 4)
-    assert len(cells) == 4
-    for name, genotype, named in cells:
-        assert named is None  # the run has no --dataset-loss head
-        classes = {int(c) for c in name.split("[", 1)[1].rstrip("]").split(",")}
-        assert classes <= set(split["meta_test"]["digits"])
-        assert get_space("nb201").to_text(genotype).startswith("|")
-    held_out = split["meta_test"]["digits"]
-    for name, _, _ in bench.validation_cells(str(meta_run), "digits", 3, ways=len(held_out)):  # deployment-sized
-        assert sorted(int(c) for c in name.split("[", 1)[1].rstrip("]").split(",")) == sorted(held_out)
-    with pytest.raises(InputError, match="--ways must lie between 1 and the family's 3 held-out classes, got 4"):
-        bench.validation_cells(str(meta_run), "digits", 1, ways=4)
-    with pytest.raises(InputError, match="no held-out classes"):
-        bench.validation_cells(str(meta_run), "tinyimagenet", 1)
-    tampered = tmp_path / "tampered"
-    shutil.copytree(meta_run, tampered)
-    split["meta_test"]["digits"] = split["meta_test"]["digits"][:-1]
-    (tampered / "task_split.json").write_text(json.dumps(split))
-    with pytest.raises(InputError, match="differs from its task_split.json"):
-        bench.validation_cells(str(tampered), "digits", 1)
-    cell = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
-    (tmp_path / "genotype.json").write_text(get_space("nb201").dumps(get_space("nb201").from_text(cell)))
-    (tmp_path / "probe.json").write_text(json.dumps({"searched": "x", "genotype": cell}))
-    assert bench.search_end(str(tmp_path / "genotype.json")) == bench.search_end(str(tmp_path / "probe.json")) == cell
-    with pytest.raises(InputError, match="not a genotype.json or skip-probe record"):
-        bench.search_end(str(meta_run / "task_split.json"))
-    with pytest.raises(InputError, match="was not meta-trained by imitation"):  # a diagnostic of imitation runs only
-        load_benchmark("imitation_fit").imitation_fit(str(meta_run), 1)
-
-
-def test_validation_retrains_each_distinct_cell_on_the_held_out_classes_and_reuses_finished_ones(meta_run, tmp_path):
-    """The validation score reads no table: each distinct proposed cell is trained on the family's held-out classes
-    and tested on a fifth of their images; finished retrainings are reused, one of another recipe is redone."""
-    bench = load_benchmark("meta_validation")
-    space = get_space("nb201")
-    cells = [space.to_text(g) for _, g, _ in bench.validation_cells(str(meta_run), "digits", 3)]
-    out = tmp_path / "validation"
-    scores = bench.retrain_scores(str(meta_run), "digits", cells, out, epochs=1, seeds=1, images_per_class=20)
-    assert set(scores) == set(cells) and all(0 <= acc <= 1 for acc in scores.values())
-    runs = sorted(out.iterdir())
-    assert len(runs) == len(set(cells))
-    for run in runs:
-        saved = yaml.safe_load((run / "config.yaml").read_text())
-        assert saved["epochs"] == 1 and "held-out classes" in saved["dataset"]
-        assert str(sorted(json.loads((meta_run / "task_split.json").read_text())["meta_test"]["digits"])) in \
-            saved["dataset"]
-    made = {run.name: (run / "result.json").stat().st_mtime_ns for run in runs}
-    assert bench.retrain_scores(str(meta_run), "digits", cells, out, 1, 1, 20) == scores
-    assert {run.name: (run / "result.json").stat().st_mtime_ns for run in runs} == made
-    bench.retrain_scores(str(meta_run), "digits", cells[:1], out, 2, 1, 20)
-    assert yaml.safe_load((out / "cell0-s0" / "config.yaml").read_text())["epochs"] == 2
-    with pytest.raises(InputError, match="--retrain-epochs and --retrain-seeds must be at least 1"):
-        bench.retrain_scores(str(meta_run), "digits", cells, out, 0, 1, 20)
 
 
 def test_search_meta_takes_a_data_set_of_any_size(meta_run, tmp_path):

@@ -20,7 +20,7 @@ from meta.teacher_bank import op_frequencies, pooled_targets
 from meta.teacher_job import top_cell_frequencies
 from run_kit import InputError
 from supernet.spaces import get_space
-from tests.helpers import load_benchmark, run_cli
+from tests.helpers import run_cli
 
 TINY = ["--space", "nb201", "--layers", "1", "--init-channels", "4", "--no-progress"]
 TINY_TEACHERS = [*TINY, "--teachers-per-dataset", "2", "--teacher-epochs", "1", "--teacher-images", "120"]
@@ -178,19 +178,14 @@ def test_imitation_gives_each_kind_of_task_its_teachers_cell_and_the_ablation_on
             cells = {space.to_text(space.derive(meta.start(meta.embed([episodes.sample(rng)])[0]).logits))
                      for _ in range(4)}
         proposed[pool.spec] = cells
-    fit = load_benchmark("imitation_fit").imitation_fit(str(out), 2)  # on the training classes, by data set
     if encoder:
         assert proposed == {"digits": {CONV_CELL}, stripes: {POOL_CELL}}
-        assert all(f["cell_fit"] == f["edge_fit"] == 1.0 for f in fit.values())
-        # each kind's target: its teacher's cell, or pooled, its majority's
-        assert fit["digits"]["targets"] == [CONV_CELL] and fit[stripes]["targets"] == [POOL_CELL]
         # and the command line proposes from the imitation checkpoint, zero-shot or after adaptation
         code, _, stderr = run_cli("search", "--meta", str(out), "--dataset", "digits", "--adapt-steps", "2", "--out",
                                   str(tmp_path / "proposal"), "--no-progress")
         assert code == 0, stderr
     else:  # one cell for both kinds: it fits one kind's target, not the other's
         assert len(proposed["digits"] | proposed[stripes]) == 1
-        assert sorted(f["cell_fit"] for f in fit.values()) == [0.0, 1.0]
 
 
 @pytest.mark.parametrize("encoder", [True, False])
@@ -234,49 +229,6 @@ def test_the_dataset_loss_makes_z_name_the_data_set_of_held_out_classes(tmp_path
     resembles = json.loads((tmp_path / "zs" / "embedding.json").read_text())["resembles"]
     assert set(resembles) == {"digits", stripes} and resembles[stripes] > 0.5
     assert abs(sum(resembles.values()) - 1) < 1e-3
-
-
-def test_the_benchmark_reuses_a_meta_run_of_the_same_design_and_redoes_one_of_another(tmp_path):
-    """benchmarks/meta_zero_shot.py ensure_meta: a finished imitation is reused, also when its checkpoint predates an
-    option (saved without the key, read with the default); a run made with other values is redone, and the proposals
-    made with it are removed."""
-    import argparse
-
-    bench = load_benchmark("meta_zero_shot")
-    stripes = _stripes_npz(tmp_path / "stripes.npz")
-    bank_dir = _hand_made_bank(tmp_path, stripes, [CONV_CELL, POOL_CELL])
-    config = tmp_path / "meta.yaml"
-    config.write_text(json.dumps(MetaConfig.nest({"space": "nb201", "layers": 1, "init_channels": 4, "ways": 3,
-                                                  "tasks": ["digits", stripes], "meta_steps": 4, "log_every": 2})))
-    args = argparse.Namespace(config=str(config), **{name: None for name in bench.CONFIG_OVERRIDES})
-    out = tmp_path / "bench"
-    run = bench.ensure_meta(args, 0, "taskdarts", bank_dir, out)
-    checkpoint = run / "checkpoint.pt"
-    state = torch.load(checkpoint, weights_only=True)
-    del state["config"]["imitate"]["dataset_loss"]  # as saved before --dataset-loss existed
-    torch.save(state, checkpoint)
-    made = checkpoint.stat().st_mtime_ns
-    assert bench.ensure_meta(args, 0, "taskdarts", bank_dir, out) == run and checkpoint.stat().st_mtime_ns == made
-    proposal = out / "seed0" / "cifar10" / "taskdarts-0"
-    proposal.mkdir(parents=True)
-    args.dataset_loss = 1.0
-    bench.ensure_meta(args, 0, "taskdarts", bank_dir, out)
-    redone = torch.load(checkpoint, weights_only=True)
-    assert redone["config"]["imitate"]["dataset_loss"] == 1.0 and redone["step"] == 4 and not proposal.exists()
-
-
-def test_the_benchmark_redoes_a_retraining_of_another_length(tmp_path):
-    """meta_zero_shot.py (b) reuses a finished retraining only of the asked --retrain-epochs; one of another length,
-    finished or interrupted, is removed so that it is redone."""
-    bench = load_benchmark("meta_zero_shot")
-    run = tmp_path / "retrain"
-    nb201 = ["--genotype", CONV_CELL, "--layers", "1", "--init-channels", "4", "--no-progress"]
-    assert run_cli("retrain", *nb201, "--epochs", "1", "--out", str(run))[0] == 0
-    assert bench.retrained_with(run, 1) and (run / "result.json").is_file()
-    assert not bench.retrained_with(run, 2) and not run.exists()
-    assert run_cli("retrain", *nb201, "--epochs", "2", "--stop-after-epoch", "1", "--out", str(run))[0] == 0
-    assert not bench.retrained_with(run, 2) and run.exists()  # interrupted, same length: kept to resume
-    assert not bench.retrained_with(run, 3) and not run.exists()
 
 
 def test_op_profiles_and_their_distances_by_hand():
@@ -336,36 +288,6 @@ def test_leave_one_out_credits_the_data_sets_vote_only_where_data_sets_differ():
     assert shared[0.0]["edge_agreement"] == shared[math.inf]["edge_agreement"] == pytest.approx(2 / 3, abs=1e-4)
     alone = leave_one_out(space, ["a", "a", "a", "b"], [CONV_CELL] * 3 + [POOL_CELL], [0.0])  # b's teacher: no vote
     assert alone[0.0]["teachers"] == 3
-
-
-def test_teacher_signal_reports_a_hand_made_bank_and_refuses_bad_input(tmp_path, monkeypatch, capsys):
-    """benchmarks/teacher_signal.py on a bank whose digit teachers ended at conv cells and stripe teachers at pooling:
-    p < 0.05 and the data set's own vote (w = 0) predicts every left-out teacher; bad input is one line, exit 2."""
-    stripes = _stripes_npz(tmp_path / "stripes.npz")
-    bank_dir = _hand_made_bank(tmp_path, stripes, [CONV_CELL] * 5 + [POOL_CELL] * 5)
-    bench = load_benchmark("teacher_signal")
-    signal = bench.bank_signal(bench.read_banks([str(bank_dir)]), [0.0, math.inf], shuffles=300)
-    assert signal["dependence"]["p_value"] < 0.05
-    assert signal["dependence"]["teachers_per_dataset"] == {"digits": 5, "stripes": 5}
-    assert signal["leave_one_out"][0.0]["cell_agreement"] == 1.0
-    assert signal["leave_one_out"][math.inf]["cell_agreement"] == 0.0
-    monkeypatch.setattr("sys.argv", ["teacher_signal.py", str(bank_dir), str(bank_dir), "--shuffles", "50"])
-    bench.main()
-    out = capsys.readouterr().out
-    assert "| all 2 banks | 10 |" in out and out.count("\n") == 5  # header, rule, 2 banks, both
-    other = json.loads((bank_dir / "teachers.json").read_text())
-    other["split"] = {"seed": 1}
-    (tmp_path / "other.json").write_text(json.dumps(other))
-    for argv, message in [([str(tmp_path / "none")], "no teachers.json"),
-                          ([str(bank_dir), "--shuffles", "0"], "--shuffles must be at least 1"),
-                          ([str(bank_dir), "--priors", "-1"], "--priors must be non-negative"),
-                          ([str(bank_dir), str(tmp_path / "other.json")], "another space or class split"),
-                          ([stripes.split(":", 1)[1]], "is not a teacher bank")]:
-        monkeypatch.setattr("sys.argv", ["teacher_signal.py", *argv])
-        with pytest.raises(SystemExit) as stopped:
-            bench.main()
-        stderr = capsys.readouterr().err.strip()
-        assert stopped.value.code == 2 and stderr.splitlines() == [stderr] and message in stderr, stderr
 
 
 def test_a_bank_made_with_another_split_is_refused(bank, tmp_path):

@@ -7,12 +7,12 @@ import pytest
 import torch
 import yaml
 
-from image_sets import ImageData, channel_stats, load_dataset
+from image_sets import channel_stats, load_dataset
 from meta.meta_search import task_start
 from meta.model import load_meta
 from meta.tasks import match_format
 from supernet.search import SearchConfig, SearchJob
-from tests.helpers import load_benchmark, run_cli
+from tests.helpers import run_cli
 from tests.meta.test_teachers import CONV_CELL, POOL_CELL, _hand_made_bank, _stripes_npz
 
 # Meta-training runs small enough for tests: 8 px digits, 2 tasks a meta-step, 2 inner steps.
@@ -236,24 +236,3 @@ def test_a_search_from_the_logits_alone_runs_and_records_its_option(imitation, t
     assert "its own random weights" in (out / "log.txt").read_text()
 
 
-def test_the_warm_start_benchmark_sets_test_images_aside_and_chooses_on_validation_only():
-    bench = load_benchmark("warm_start")
-    y = torch.tensor([0] * 10 + [1] * 23 + [2] * 3)
-    data = ImageData(torch.arange(len(y), dtype=torch.uint8).view(-1, 1, 1, 1).expand(-1, 3, 2, 2).clone(), y,
-                     ["a", "b", "c"], "toy")
-    search, test = bench.set_aside(data, per_class=8)
-    searched, tested = set(search.x[:, 0, 0, 0].tolist()), set(test.x[:, 0, 0, 0].tolist())
-    assert not searched & tested
-    assert [int((test.y == c).sum()) for c in range(3)] == [2, 4, 1]  # a fifth of every class, at least one
-    assert [int((search.y == c).sum()) for c in range(3)] == [8, 8, 2]  # up to per_class of the rest
-    assert bench.set_aside(data, per_class=8)[1].x.equal(test.x)  # seeded
-
-    def runs(*reached):
-        return [{"steps_to_scratch_final": r, "total_steps": 100} for r in reached]
-    results = {bench.VALIDATION: {"conditioned": runs(10, None, 10), "conditioned-base": runs(50, 60, 70),
-                                  "logits-only": runs(90, 95, 99)},
-               "cifar10": {"conditioned": runs(1, 1, 1), "conditioned-base": runs(None, None, None),
-                           "logits-only": runs(None, None, None)}}
-    assert bench.choose_on_validation(results) == "conditioned-base"  # never reaching counts first; cifar10 unread
-    rows = [{"epoch": str(e), "val_acc": str(a)} for e, a in enumerate([0.2, 0.5, 0.4, 0.7], start=1)]
-    assert bench.steps_to_reach(rows, 0.45, 10) == 20 and bench.steps_to_reach(rows, 0.8, 10) is None
