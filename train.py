@@ -17,17 +17,14 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
+from image_sets import DataOptions
 from run_kit import InputError, RunDiverged
+from run_kit.cli import add_config_flags, config_fields
 from run_kit.config import flag as _flag
 from run_kit.config import merge, read_config_file
-from run_kit.device import PRECISIONS
 from supernet.export import EXPORT_FORMATS, UNTRAINED_FORMAT
-from supernet.latency import MEMORY_FORMATS
 from supernet.methods import method_names, method_settings, require_method
-from supernet.regularizers import REGULARIZERS
-from supernet.relaxation import RELAXATIONS
 from supernet.spaces import entry_of, get_space, load_genotype, space_names
-from supernet.training_free import PROXIES
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
@@ -40,173 +37,69 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
 
 
-def _add_data_args(group) -> None:
-    group.add_argument("--dataset", help="digits | mnist | fashion_mnist | kmnist | cifar10 | cifar100 | svhn | "
-                                         "folder:PATH | npz:PATH")
-    group.add_argument("--data-root", help="where torchvision data sets live")
-    group.add_argument("--download", action=argparse.BooleanOptionalAction, help="let torchvision download the set")
-    group.add_argument("--image-size", type=int, help="resize images to this square size (default: native)")
-
-
-def _add_run_args(group, unit: str = "epoch") -> None:
-    group.add_argument("--seed", type=int)
-    group.add_argument("--device", help="auto (CUDA if available), cpu, cuda, cuda:N")
+def _add_run_args(group, unit: str = "epoch", stoppable: bool = True) -> None:
+    """The run's plumbing, which no config holds: where it writes, resuming, stopping, progress bars."""
     group.add_argument("--out", help="run directory (default: runs/<command>-<dataset>-<time>)")
     group.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    group.add_argument("--stop-after-epoch", type=int, metavar=unit.upper().replace("-", "_"),
-                       help=f"stop cleanly after this {unit} (continue with --resume)")
+    if stoppable:
+        group.add_argument("--stop-after-epoch", type=int, metavar=unit.upper().replace("-", "_"),
+                           help=f"stop cleanly after this {unit} (continue with --resume)")
     group.add_argument("--no-progress", action="store_true", help="no progress bars")
-    group.add_argument("--precision", choices=PRECISIONS, help="bf16: bfloat16 autocast of the forward pass "
-                                                                   "(for GPUs; slower than fp32 on this CPU)")
+
+
+DATA_OPTIONS = tuple(f.name for f in fields(DataOptions))
+RUN_OPTIONS = ("seed", "device", "precision")  # config options listed with the run's plumbing
+
+
+def _add_config(parser, config_class, sections: dict[str, Any], unit: str = "epoch", stoppable: bool = True,
+                seen: set[str] | None = None, exclude: tuple[str, ...] = ()) -> set[str]:
+    """--config FILE and every option of `config_class` as a flag (run_kit/cli.py), grouped: `sections` maps a group
+    title to the options listed in it (None: all the rest); the run's options and plumbing last."""
+    parser.add_argument("--config", help="YAML file of defaults (keys as in the saved config.yaml)")
+    seen = set() if seen is None else seen
+    seen.update(exclude)
+    for title, names in sections.items():
+        if names is not None:
+            add_config_flags(parser.add_argument_group(title), config_class, only=names, seen=seen)
+    rest = [title for title, names in sections.items() if names is None]
+    listed_last = set(RUN_OPTIONS)
+    add_config_flags(parser.add_argument_group(rest[0] if rest else "options"), config_class,
+                     exclude=tuple(listed_last), seen=seen)
+    run = parser.add_argument_group("run")
+    add_config_flags(run, config_class, only=[n for n in RUN_OPTIONS if n in config_fields(config_class)], seen=seen)
+    _add_run_args(run, unit, stoppable)
+    return seen
 
 
 def _add_meta_args(parser, unit: str) -> None:
     """The options of meta-train; `teachers` takes the same config, so both see one set of tasks and one split."""
-    from meta.objectives import OBJECTIVES
+    from meta.config import MetaConfig
 
-    parser.add_argument("--config", help="YAML file of defaults")
-    group = parser.add_argument_group("tasks")
-    group.add_argument("--space", choices=space_names())
-    group.add_argument("--tasks", nargs="+", metavar="SPEC",
-                       help="DATASET (N-way episodes from a seeded part of its classes) or whole:DATASET")
-    group.add_argument("--test-tasks", nargs="*", metavar="SPEC", help="held-out data sets for meta-testing")
-    for name in ("ways", "max_ways", "shots", "queries", "outers", "tests", "image_size", "channels", "max_classes"):
-        group.add_argument(_flag(name), type=int)
-    group.add_argument("--split-seed", type=int, help="seed of the meta-train / meta-test class split alone "
-                                                      "(default 0; --seed does not change the split)")
-    group.add_argument("--meta-test-fraction", type=float)
-    group.add_argument("--data-root")
-    group.add_argument("--download", action=argparse.BooleanOptionalAction)
-    group = parser.add_argument_group("meta-learning")
-    for name in ("meta_steps", "meta_batch", "inner_steps", "inner_batch", "layers", "init_channels", "embed_dim",
-                 "log_every"):
-        group.add_argument(_flag(name), type=int)
-    for name in ("meta_lr", "reptile_lr", "inner_w_lr", "inner_logit_lr"):
-        group.add_argument(_flag(name), type=float)
-    group.add_argument("--logit-regularizer", choices=("none", *REGULARIZERS),
-                       help="beta: beta-decay on the inner logit steps and the controller's proposal")
-    group.add_argument("--regularizer-weight", type=float, help="its lambda at the last meta-step (default 50)")
-    group.add_argument("--no-initializer", dest="use_initializer", action="store_const", const=False)
-    group.add_argument("--no-encoder", dest="use_encoder", action="store_const", const=False,
-                       help="MetaNAS-style ablation: one set of logits and one initialization for all tasks")
-    group.add_argument("--budget-aware", dest="budget_aware", action="store_const", const=True,
-                       help="the task embedding carries how tight a task's budget is (the share of cells it lets "
-                            "through); meta-train it on a bank made with --teacher-budgets")
-    group = parser.add_argument_group("teachers (the imitate objective)")
-    group.add_argument("--objective", choices=tuple(OBJECTIVES),
-                       help="adapt: meta-gradient through the inner loop; imitate: fit the controller to --teachers")
-    group.add_argument("--teachers", metavar="TEACHER_RUN", help="run directory of `train.py teachers`")
-    group.add_argument("--imitate-pool", choices=("teacher", "dataset"),
-                       help="teacher: an episode's target is its own teacher's (default); dataset: the mean target "
-                            "of all teachers of its data set")
-    group.add_argument("--imitate-prior", type=float,
-                       help="with --imitate-pool dataset: this many pseudo-teachers per data set at the bank's mean "
-                            "target (default 0; unused with --imitate-pool teacher)")
-    group.add_argument("--dataset-loss", type=float,
-                       help="weight of an auxiliary loss that names each episode's data set from its embedding z "
-                            "(imitate objective; default 0: off; ignored with --no-encoder)")
-    group.add_argument("--imitate-weight-steps", type=int,
-                       help="imitate: inner weight steps per episode, under its proposal, that meta-learn the start "
-                            "weights (base by Reptile, initializer by the outer gradient; default 5, 0: none)")
-    group.add_argument("--teacher-method", metavar="METHOD",
-                       help=f"the teachers' search: {method_names()} (default pcdarts)")
-    for name in ("teacher_epochs", "teachers_per_dataset", "teacher_classes", "teacher_images"):
-        group.add_argument(_flag(name), type=int)
-    group.add_argument("--teacher-logit-lr", type=float, help="the teachers' logit lr (default: the method's, 3e-4)")
-    group.add_argument("--teacher-probe-epochs", type=int,
-                       help="after each teacher search, train its cell and each one-skip variant this many epochs "
-                            "and keep the best (nb201; default 0: no probe)")
-    group.add_argument("--teacher-probe-layers", type=int, help="cells per stage of the probe's trainings (default 5)")
-    group.add_argument("--teacher-budgets", type=int, metavar="K",
-                       help="per teacher's classes, K more training-free searches, each among the cells within a "
-                            "FLOPs budget drawn by tightness (nb201; default 0)")
-    _add_run_args(parser.add_argument_group("run"), unit=unit)
+    sections = {name: [f.name for f in fields(section)] for name, section in MetaConfig.sections().items()}
+    sections["task"].insert(0, "space")
+    _add_config(parser, MetaConfig, sections, unit=unit)
 
 
 def build_parser() -> OneLineParser:
-    from evaluation.compare import CompareConfig, method_help
+    from evaluation.compare import CompareConfig
     from meta.config import MetaConfig
+    from meta.meta_search import MetaSearchConfig
     from supernet.retrain import RetrainConfig
-    from supernet.search import WARM_START_WEIGHTS, SearchConfig
+    from supernet.search import SearchConfig
 
     parser = OneLineParser(prog="train.py", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     search = commands.add_parser("search", help="DARTS search; writes genotype.json and a resumable checkpoint")
-    search.add_argument("--config", help="YAML file of defaults (keys as in the saved config.yaml)")
-    group = search.add_argument_group("search")
-    group.add_argument("--method", metavar="METHOD",
-                       help=f"a method's published settings as defaults ({method_names()}); --config and flags win")
-    group.add_argument("--space", choices=space_names())
-    group.add_argument("--epochs", type=int)
-    group.add_argument("--order", type=int, choices=(1, 2), help="1: first-order, 2: unrolled second-order")
-    group.add_argument("--relax", choices=tuple(RELAXATIONS),
-                       help="softmax (DARTS), hard Gumbel (GDAS) or Dirichlet (DrNAS)")
-    group.add_argument("--layers", type=int, help="cells (darts) or cells per stage (nb201)")
-    group.add_argument("--init-channels", type=int)
-    group.add_argument("--batch-size", type=int)
-    group.add_argument("--augment", action=argparse.BooleanOptionalAction)
-    group.add_argument("--channels-last", action=argparse.BooleanOptionalAction, help="NHWC layout (default on)")
-    group.add_argument("--recompute", action=argparse.BooleanOptionalAction,
-                       help="recompute each cell's inside during backward: a third of the memory, ~1.5x the time")
-    group.add_argument("--partial-channels", type=int, metavar="K", help="PC-DARTS: 1/K of the channels through the "
-                                                                         "mixed ops (default 1: all)")
-    group.add_argument("--edge-normalization", action=argparse.BooleanOptionalAction,
-                       help="PC-DARTS: per-edge weights, softmax over each node's inputs")
-    group.add_argument("--logit-warmup-epochs", type=int, help="train weights only for this many epochs first")
-    group.add_argument("--logit-lr-schedule", choices=("constant", "cosine"),
-                       help="cosine: anneal the logit lr to 0 over the run, so a short search settles")
-    group.add_argument("--logit-regularizer", choices=("none", *REGULARIZERS), help="beta: beta-DARTS's beta-decay")
-    group.add_argument("--regularizer-weight", type=float, help="beta-decay lambda at the last epoch (default 50)")
-    group.add_argument("--proxy", choices=tuple(PROXIES),
-                       help="training-free search: score --candidates random cells at initialisation, keep the best")
-    group.add_argument("--candidates", type=int, help="cells a training-free search scores (default 100)")
-    opt = search.add_argument_group("optimisers (DARTS defaults)")
-    for name in ("w_lr", "w_lr_min", "w_momentum", "w_weight_decay", "grad_clip", "logit_lr", "logit_weight_decay",
-                 "logit_init_std", "tau_max", "tau_min"):
-        opt.add_argument(_flag(name), type=float)
-    meta = search.add_argument_group("task-conditioned start (TaskDARTS)")
-    meta.add_argument("--meta", metavar="META_CKPT", help="meta-train checkpoint or run directory, or `pretrained`: "
-                                                          "the meta-model that ships (nb201; no meta-run needed)")
-    meta.add_argument("--adapt-steps", type=int, default=0, help="0: zero-shot; K: K adaptation steps")
-    meta.add_argument("--probe-accuracies", metavar="FILE",
-                      help="with --meta pretrained: a CSV arch,accuracy of cells trained on the task (any scale where "
-                           "higher is better); they condition the proposal")
-    meta.add_argument("--verify", type=int, metavar="K",
-                      help="with --meta pretrained --dataset: train the K best predicted cells that fit for "
-                           "--verify-epochs on 80 %% of the training images, keep the best on the other 20 %%")
-    meta.add_argument("--verify-epochs", type=int, metavar="E", help="with --verify (default 5)")
-    meta.add_argument("--exclude-ops", nargs="+", metavar="OP",
-                      help="ops the derived cell may not use, in every method (e.g. a deployment target without a "
-                           "pooling kernel: avg_pool_3x3)")
+    search.add_argument("--method", metavar="METHOD",
+                        help=f"a method's published settings as defaults ({method_names()}); --config and flags win")
+    seen = _add_config(search, SearchConfig, {"data": list(DATA_OPTIONS), "search": None},
+                       exclude=("warm_start_from",))  # set by --meta RUN --warm-start
+    meta = search.add_argument_group("task-conditioned start (TaskDARTS): --meta RUN, with or without --warm-start")
     meta.add_argument("--warm-start", action="store_true",
                       help="with --meta: a full search (any gradient method, --epochs) from the task-conditioned "
                            "weights and logits; the meta-checkpoint fixes the supernet shape and image format")
-    meta.add_argument("--max-params-m", type=float, metavar="P",
-                      help="with --meta: the proposal's evaluation network (nb201: C=16, N=5) has at most P M "
-                           "parameters (the most likely cell that fits; exit 2 when none does)")
-    meta.add_argument("--max-flops-m", type=float, metavar="F", help="with --meta: at most F M multiply-adds")
-    meta.add_argument("--max-latency-ms", type=float, metavar="L",
-                      help="with --meta: at most L ms latency, predicted from --device-profile")
-    meta.add_argument("--device-profile", metavar="auto|FILE",
-                      help="with --max-latency-ms: a CSV arch,latency_ms of measured cells, or auto (default): the "
-                           "reference cells measured on this machine")
-    meta.add_argument("--latency-confidence", type=float, metavar="Q",
-                      help="with --max-latency-ms: the budget bounds the prediction times a guard chosen from the "
-                           "profile so that a cell meets it as measured with probability ~Q (default 0.95, needs 19 "
-                           "profile cells; 0: the bare prediction)")
-    meta.add_argument("--latency-threads", type=int, metavar="N",
-                      help="with --device-profile auto: time cells with N CPU threads (default 0: PyTorch's count "
-                           "here; recorded in metrics.csv)")
-    meta.add_argument("--latency-memory-format", choices=tuple(MEMORY_FORMATS),
-                      help="with --device-profile auto: the memory format cells are timed in (default contiguous)")
-    meta.add_argument("--budget-image-size", type=int, metavar="PX",
-                      help="with a budget: the image size the evaluation network is costed at (default 32)")
-    meta.add_argument("--warm-start-weights", choices=tuple(WARM_START_WEIGHTS),
-                      help="with --warm-start: " + "; ".join(f"{k}: {v}" for k, v in WARM_START_WEIGHTS.items())
-                           + " (default task)")
-    _add_data_args(search.add_argument_group("data"))
-    _add_run_args(search.add_argument_group("run"))
+    add_config_flags(meta, MetaSearchConfig, seen=seen)
     search.set_defaults(handler=cmd_search, config_class=SearchConfig)
 
     meta_train = commands.add_parser("meta-train", help="learn across tasks how to start a search")
@@ -219,23 +112,7 @@ def build_parser() -> OneLineParser:
     teachers.set_defaults(handler=cmd_teachers, config_class=MetaConfig)
 
     retrain = commands.add_parser("retrain", help="train a genotype's network from scratch; reports test accuracy")
-    retrain.add_argument("--config", help="YAML file of defaults")
-    group = retrain.add_argument_group("network and recipe")
-    group.add_argument("--genotype", help="genotype.json, run directory, published name (DARTS_V2), "
-                                          "Genotype(...) string or NAS-Bench-201 string")
-    group.add_argument("--epochs", type=int)
-    group.add_argument("--layers", type=int)
-    group.add_argument("--init-channels", type=int)
-    group.add_argument("--batch-size", type=int)
-    group.add_argument("--auxiliary", action=argparse.BooleanOptionalAction, help="DARTS auxiliary head (weight 0.4)")
-    group.add_argument("--cutout", action=argparse.BooleanOptionalAction)
-    group.add_argument("--cutout-length", type=int)
-    group.add_argument("--augment", action=argparse.BooleanOptionalAction)
-    group.add_argument("--channels-last", action=argparse.BooleanOptionalAction, help="NHWC layout (default on)")
-    for name in ("lr", "lr_min", "momentum", "weight_decay", "grad_clip", "auxiliary_weight", "drop_path_prob"):
-        group.add_argument(_flag(name), type=float)
-    _add_data_args(retrain.add_argument_group("data"))
-    _add_run_args(retrain.add_argument_group("run"))
+    _add_config(retrain, RetrainConfig, {"data": list(DATA_OPTIONS), "network and recipe": None})
     retrain.set_defaults(handler=cmd_retrain, config_class=RetrainConfig)
 
     export = commands.add_parser("export", help="export a retrained network (or, --untrained, a genotype's) for "
@@ -274,24 +151,7 @@ def build_parser() -> OneLineParser:
     inspect.set_defaults(handler=cmd_inspect)
 
     compare = commands.add_parser("compare", help="search, retrain and tabulate several methods over several seeds")
-    compare.add_argument("--config", help="YAML file of defaults")
-    group = compare.add_argument_group("methods")
-    group.add_argument("--space", choices=space_names())
-    group.add_argument("--methods", nargs="+", metavar="METHOD", help=method_help())
-    group.add_argument("--meta", metavar="META_CKPT", help="meta-checkpoint for the taskdarts-K methods")
-    group.add_argument("--nb201-table", metavar="PATH", help="NATS-Bench topology CSV: add benchmark accuracies")
-    for name in ("seeds", "search_epochs", "candidates", "layers", "init_channels", "batch_size", "retrain_epochs",
-                 "retrain_layers", "retrain_channels", "retrain_batch_size"):
-        group.add_argument(_flag(name), type=int)
-    group.add_argument("--auxiliary", action=argparse.BooleanOptionalAction)
-    group.add_argument("--cutout", action=argparse.BooleanOptionalAction)
-    group.add_argument("--exclude-ops", nargs="+", metavar="OP", help="ops no method's cell may use")
-    _add_data_args(compare.add_argument_group("data"))
-    group = compare.add_argument_group("run")
-    group.add_argument("--device")
-    group.add_argument("--out", help="output directory (default: runs/compare-<dataset>-<time>)")
-    group.add_argument("--resume", action="store_true", help="continue; finished method/seed pairs are kept")
-    group.add_argument("--no-progress", action="store_true")
+    _add_config(compare, CompareConfig, {"data": list(DATA_OPTIONS), "methods": None}, stoppable=False)
     compare.set_defaults(handler=cmd_compare, config_class=CompareConfig)
 
     lookup = commands.add_parser("nb201-lookup", help="NAS-Bench-201 test accuracies of a cell (200-epoch training)")
@@ -385,52 +245,17 @@ def _refuse_changed_flags(args: argparse.Namespace, saved: dict, config: Any) ->
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    """A search, a search warm-started from --meta's start (--warm-start), or --meta's proposal; which flags apply in
+    which is checked first (meta/meta_search.check_search_flags), one line for the first that does not."""
+    from meta.meta_search import check_search_flags
     from supernet.search import run_search
 
-    if args.warm_start_weights is not None and not args.warm_start:
-        raise InputError("--warm-start-weights needs --meta META_CKPT --warm-start: it chooses the weights a "
-                         "warm-started search begins from")
-    budgets = [_flag(name) for name in ("max_params_m", "max_flops_m", "max_latency_ms", "device_profile",
-                                        "latency_confidence", "latency_threads", "latency_memory_format",
-                                        "budget_image_size") if getattr(args, name) is not None]
-    if args.device_profile is not None and args.max_latency_ms is None:
-        raise InputError("--device-profile needs --max-latency-ms: the profile predicts the latency it bounds")
-    if args.latency_confidence is not None and args.max_latency_ms is None:
-        raise InputError("--latency-confidence needs --max-latency-ms: it guards the latency prediction a budget "
-                         "bounds")
-    timing = [_flag(name) for name in ("latency_threads", "latency_memory_format") if getattr(args, name) is not None]
-    if timing and (args.max_latency_ms is None or (args.device_profile or "auto") != "auto"):
-        raise InputError(f"{', '.join(timing)} need(s) --max-latency-ms with --device-profile auto: they set how this "
-                         f"machine times cells")
-    if budgets and (not args.meta or args.warm_start):
-        raise InputError(f"{', '.join(budgets)} need(s) --meta META_CKPT without --warm-start: a budget constrains "
-                         f"the meta-model's proposal")
-    pretrained_only = [_flag(name) for name in ("probe_accuracies", "verify", "verify_epochs")
-                       if getattr(args, name) is not None]
-    if pretrained_only and args.meta != "pretrained":
-        raise InputError(f"{', '.join(pretrained_only)} need(s) --meta pretrained")
-    if args.meta == "pretrained" and args.warm_start:
-        raise InputError("--warm-start needs a meta-run (--meta RUN): the pretrained model has no supernet to start "
-                         "from")
+    check_search_flags(_given(args))
     if args.meta and not args.warm_start:
         return cmd_meta_search(args)
-    if args.adapt_steps:
-        raise InputError("--adapt-steps needs --meta META_CKPT" + (" and no --warm-start: a warm-started search runs "
-                                                                   "--epochs of its method" if args.meta else ""))
-    if args.warm_start and not args.meta:
-        raise InputError("--warm-start needs --meta META_CKPT, the meta-checkpoint whose start the search begins at")
-    if args.warm_start:
-        from meta.meta_search import WARM_FIXED
-
-        fixed = [_flag(name) for name in WARM_FIXED if getattr(args, name, None) is not None]
-        if fixed:
-            raise InputError(f"{', '.join(fixed)} do(es) not apply to --warm-start: the meta-checkpoint fixes the "
-                             f"supernet shape and image format")
+    if args.warm_start and not args.resume:
+        args.warm_start_from = args.meta  # the one search option without a flag of its own
     config, run = _prepare(args)
-    if args.meta and not args.resume:
-        config.warm_start_from = args.meta
-    if config.warm_start_from is None and config.warm_start_weights != "task":
-        raise InputError("warm_start_weights (in --config) needs --meta META_CKPT --warm-start")
     if config.warm_start_from is not None:
         from meta.meta_search import run_warm_search
 
@@ -443,37 +268,29 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _given(args: argparse.Namespace) -> dict[str, Any]:
+    """The search command's options and mode flags typed on the command line, with their values, in the parser's
+    order (its generated flags are None when not typed)."""
+    from meta.meta_search import MetaSearchConfig
+
+    options = {**config_fields(args.config_class), **config_fields(MetaSearchConfig)}
+    return {name: value for name, value in vars(args).items()
+            if (name in options and value is not None) or (name in ("config", "method", "resume", "warm_start")
+                                                            and value)}
+
+
 def cmd_meta_search(args: argparse.Namespace) -> int:
     from meta.meta_search import MetaSearchConfig, run_meta_search
 
-    meta_flags = {"meta", "adapt_steps", "dataset", "data_root", "download", "seed", "device", "space", "config",
-                  "probe_accuracies", "exclude_ops", "verify", "verify_epochs"}
-    ignored = [_flag(name) for name, value in vars(args).items()
-               if name in {f.name for f in fields(args.config_class)} - meta_flags and value is not None]
-    if args.resume:
-        ignored.append("--resume")
-    if args.method:
-        ignored.append("--method")
-    if args.config:
-        ignored.append("--config")
-    if ignored:
-        raise InputError(f"{', '.join(sorted(ignored))} do(es) not apply to --meta searches: the meta-checkpoint "
-                         f"fixes the supernet, image format and adaptation settings")
     pretrained = args.meta == "pretrained"
     if not pretrained and not Path(args.meta).exists():
         raise InputError(f"--meta {args.meta}: no such meta-run or checkpoint; name a meta-train run directory, its "
                          f"checkpoint.pt, or `pretrained` (the meta-model that ships)")
-    dataset = args.dataset or (None if pretrained else "digits")
-    costed_at = {name: getattr(args, name) for name in ("budget_image_size", "device_profile", "latency_confidence",
-                                                        "latency_threads", "latency_memory_format")
-                 if getattr(args, name) is not None}
-    config = MetaSearchConfig(meta=args.meta, dataset=dataset, adapt_steps=args.adapt_steps,
-                              seed=args.seed if args.seed is not None else 0, data_root=args.data_root or "data",
-                              download=bool(args.download), max_params_m=args.max_params_m,
-                              max_flops_m=args.max_flops_m, max_latency_ms=args.max_latency_ms,
-                              device=args.device or "auto", probe_accuracies=args.probe_accuracies,
-                              exclude_ops=tuple(args.exclude_ops or ()), verify=args.verify or 0,
-                              verify_epochs=args.verify_epochs or 5, **costed_at)
+    values = {f.name: getattr(args, f.name) for f in fields(MetaSearchConfig) if getattr(args, f.name) is not None}
+    values.setdefault("dataset", None if pretrained else "digits")
+    values["exclude_ops"] = tuple(values.get("exclude_ops", ()))
+    config = MetaSearchConfig(**values)
+    dataset = config.dataset
     run = _run_dir(args, dataset or "probes")
     if pretrained:
         from meta.experience import SPACE

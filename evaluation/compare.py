@@ -16,7 +16,7 @@ import io
 import json
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +25,14 @@ from tqdm import tqdm
 import meta.proposers  # noqa: F401  (registers the meta-learned proposers)
 from image_sets import DataOptions
 from run_kit import InputError
+from run_kit.cli import option
 from run_kit.config import Config, require_at_least
 from run_kit.files import atomic_write_text
 from run_kit.run_dir import RunDir
 from search_spaces.plot import plot_genotype
 from supernet.proposers import ProposalRequest, create_proposer, proposer_names
 from supernet.retrain import RetrainConfig, run_retrain
-from supernet.spaces import get_space
+from supernet.spaces import get_space, space_names
 
 from .nb201_table import TABLE_SPACE, NB201Table
 
@@ -45,24 +46,25 @@ def method_help() -> str:
 class CompareConfig(DataOptions, Config):
     kind = "compare"
 
-    space: str = "darts"
-    methods: list[str] = field(default_factory=lambda: ["darts1", "gdas", "random"])
-    seeds: int = 3
-    search_epochs: int = 8
-    candidates: int = 100  # cells the training-free methods (naswot, synflow) score
-    layers: int = 5
-    init_channels: int = 8
-    batch_size: int = 64
-    retrain_epochs: int = 10
-    retrain_layers: int = 8
-    retrain_channels: int = 16
-    retrain_batch_size: int | None = None  # None: the space's recipe (DARTS 96, NAS-Bench-201 256)
-    auxiliary: bool = False
-    cutout: bool = False
-    meta: str | None = None
-    exclude_ops: list[str] = field(default_factory=list)  # ops no method's cell may use
-    nb201_table: str | None = None
-    device: str = "auto"
+    space: str = option("darts", choices=space_names)
+    methods: list[str] = option(default_factory=lambda: ["darts1", "gdas", "random"], help=method_help,
+                                metavar="METHOD")
+    seeds: int = option(3)
+    search_epochs: int = option(8)
+    candidates: int = option(100, "cells the training-free methods (naswot, synflow) score")
+    layers: int = option(5, "the searches' supernet: cells (darts) or cells per stage (nb201)")
+    init_channels: int = option(8)
+    batch_size: int = option(64)
+    retrain_epochs: int = option(10)
+    retrain_layers: int = option(8)
+    retrain_channels: int = option(16)
+    retrain_batch_size: int | None = option(None, "None: the space's recipe (DARTS 96, NAS-Bench-201 256)")
+    auxiliary: bool = option(False)
+    cutout: bool = option(False)
+    meta: str | None = option(None, "meta-checkpoint for the taskdarts-K methods", metavar="META_CKPT")
+    exclude_ops: list[str] = option(default_factory=list, help="ops no method's cell may use", metavar="OP")
+    nb201_table: str | None = option(None, "NATS-Bench topology CSV: add benchmark accuracies", metavar="PATH")
+    device: str = option("auto", "auto (CUDA if available), cpu, cuda, cuda:N")
 
 
     def validate(self) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from run_kit import InputError
+from run_kit.cli import option
 
 from .data import IN_MEMORY, ImageData, check_image_size, resize, stratified_holdout
 
@@ -201,10 +202,11 @@ def load_dataset(spec: str, split: str = "train", root: str = "data", download: 
 class DataOptions:
     """Which data set a run reads: the options search, retrain and compare share (a base of their configs)."""
 
-    dataset: str = "digits"
-    data_root: str = "data"
-    download: bool = False
-    image_size: int | None = None  # None keeps the data set's own size
+    dataset: str = option("digits", "digits | mnist | fashion_mnist | kmnist | cifar10 | cifar100 | svhn | "
+                                    "folder:PATH | npz:PATH")
+    data_root: str = option("data", "where torchvision data sets live")
+    download: bool = option(False, "let torchvision download the set")
+    image_size: int | None = option(None, "resize images to this square size (None: native)")
 
     def validate(self) -> None:
         if self.image_size is not None:

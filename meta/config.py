@@ -19,6 +19,7 @@ from typing import Any
 
 from image_sets.data import check_image_size
 from run_kit import InputError
+from run_kit.cli import option
 from run_kit.config import (
     Config,
     RemovedOption,
@@ -29,9 +30,9 @@ from run_kit.config import (
 )
 from run_kit.device import PRECISIONS
 from supernet.methods import method_names, method_settings
-from supernet.regularizers import create_regularizer
+from supernet.regularizers import REGULARIZERS, create_regularizer
 from supernet.search import SearchConfig
-from supernet.spaces import get_space
+from supernet.spaces import get_space, space_names
 
 from .objectives import OBJECTIVES
 from .tasks import SplitSizes, build_distributions
@@ -41,21 +42,25 @@ from .tasks import SplitSizes, build_distributions
 class TaskSection(Config):
     kind = "meta-train task"
 
-    tasks: list[str] = field(default_factory=lambda: ["digits"])
-    test_tasks: list[str] = field(default_factory=list)
-    ways: int = 3
-    max_ways: int | None = None  # episodes of ways..max_ways classes (None: always `ways`)
-    shots: int = 10
-    queries: int = 10
-    outers: int = 10  # images per class scoring the adapted task for the meta-gradient (inner loop never reads them)
-    tests: int = 10
-    meta_test_fraction: float = 0.3
-    split_seed: int = 0  # draws the meta-train / meta-test class split, independently of the training seed
-    image_size: int = 8
-    channels: int = 1
-    max_classes: int = 10
-    data_root: str = "data"
-    download: bool = False
+    tasks: list[str] = option(default_factory=lambda: ["digits"], metavar="SPEC",
+                              help="DATASET (N-way episodes from a seeded part of its classes) or whole:DATASET")
+    test_tasks: list[str] = option(default_factory=list, help="held-out data sets for meta-testing", metavar="SPEC",
+                                   nargs="*")
+    ways: int = option(3, "classes per episode")
+    max_ways: int | None = option(None, "episodes of --ways..--max-ways classes (None: always --ways)")
+    shots: int = option(10, "support images per class (the inner loop's weight steps)")
+    queries: int = option(10, "query images per class (the inner loop's logit steps)")
+    outers: int = option(10, "images per class scoring the adapted task for the meta-gradient (the inner loop never "
+                             "reads them)")
+    tests: int = option(10, "meta-test images per class")
+    meta_test_fraction: float = option(0.3, "share of each data set's classes held out for meta-testing")
+    split_seed: int = option(0, "seed of the meta-train / meta-test class split alone (--seed does not change the "
+                                "split)")
+    image_size: int = option(8, "every task's images at this square size")
+    channels: int = option(1, "... and this many channels")
+    max_classes: int = option(10, "the classifier's width")
+    data_root: str = option("data", "where torchvision data sets live")
+    download: bool = option(False, "let torchvision download the sets")
 
     def validate(self) -> None:
         require_at_least(self, 1, "ways", "shots", "queries", "outers")
@@ -84,18 +89,22 @@ class TaskSection(Config):
 class ModelSection(Config):
     kind = "meta-train model"
 
-    layers: int = 3
-    init_channels: int = 4
-    embed_dim: int = 32
-    hidden: int = 64
-    gcn_layers: int = 2
-    features: int = 32
-    knn: int = 3
-    graph_images_per_class: int = 20
-    use_encoder: bool = True
-    use_initializer: bool = True
-    budget_aware: bool = False  # z carries the budget's tightness (train on a bank with budgets)
-    precision: str = "fp32"  # "bf16": bfloat16 autocast of the supernets' forward passes
+    layers: int = option(3, "the supernet's cells (darts) or cells per stage (nb201)")
+    init_channels: int = option(4)
+    embed_dim: int = option(32, "size of the task embedding z")
+    hidden: int = option(64, "hidden width of the encoder, controller and initializer")
+    gcn_layers: int = option(2, "graph convolutions of the task encoder")
+    features: int = option(32, "image features per node of the task graph")
+    knn: int = option(3, "each image node's neighbours in the task graph")
+    graph_images_per_class: int = option(20, "images per class the task graph is built from")
+    use_encoder: bool = option(True, "MetaNAS-style ablation: one set of logits and one initialization for all "
+                                     "tasks", switch="--no-encoder")
+    use_initializer: bool = option(True, "no task-conditioned start weights", switch="--no-initializer")
+    budget_aware: bool = option(False, "the task embedding carries how tight a task's budget is (the share of cells "
+                                       "it lets through); meta-train it on a bank made with --teacher-budgets",
+                                switch="--budget-aware")
+    precision: str = option("fp32", "bf16: bfloat16 autocast of the supernets' forward passes (for GPUs)",
+                            choices=PRECISIONS)
 
     def validate(self) -> None:
         require_at_least(self, 1, "layers", "init_channels")
@@ -106,15 +115,17 @@ class ModelSection(Config):
 class MetaSection(Config):
     kind = "meta-train meta"
 
-    objective: str = "adapt"  # "imitate": fit pi(a | z) to the end points of the teacher searches (imitate section)
-    meta_steps: int = 40
-    meta_batch: int = 3
-    meta_lr: float = 1e-3
-    grad_clip: float = 5.0
-    logit_regularizer: str = "none"  # "beta": beta-decay on the inner logit steps and on the controller's alpha0
-    regularizer_weight: float = 50.0  # its lambda at the last meta-step (ramped linearly from 0)
-    probe_tasks: int = 8
-    log_every: int = 5
+    objective: str = option("adapt", "adapt: meta-gradient through the inner loop; imitate: fit the controller to "
+                                     "--teachers", choices=lambda: tuple(OBJECTIVES))
+    meta_steps: int = option(40)
+    meta_batch: int = option(3, "episodes per meta-step")
+    meta_lr: float = option(1e-3, "the meta-model's Adam learning rate")
+    grad_clip: float = option(5.0, "the meta-gradient's norm clip")
+    logit_regularizer: str = option("none", "beta: beta-decay on the inner logit steps and the controller's proposal",
+                                    choices=lambda: ("none", *REGULARIZERS))
+    regularizer_weight: float = option(50.0, "its lambda at the last meta-step (ramped linearly from 0)")
+    probe_tasks: int = option(8, "fixed tasks whose proposals the log follows (how many distinct cells)")
+    log_every: int = option(5, "meta-steps between log lines, metrics rows and checkpoints")
 
     def validate(self) -> None:
         require_choice(self, "objective", tuple(OBJECTIVES))
@@ -136,13 +147,13 @@ class AdaptSection(Config):
                for name, kept in (("mode", ("relaxed",)), ("samples", None), ("entropy_weight", None),
                                   ("baseline_momentum", None))}
 
-    inner_steps: int = 3
-    inner_batch: int = 32
-    inner_w_lr: float = 0.05
-    inner_w_momentum: float = 0.9
-    inner_w_weight_decay: float = 3e-4
-    inner_logit_lr: float = 0.05
-    reptile_lr: float = 0.5
+    inner_steps: int = option(3, "adaptation steps per episode")
+    inner_batch: int = option(32)
+    inner_w_lr: float = option(0.05)
+    inner_w_momentum: float = option(0.9)
+    inner_w_weight_decay: float = option(3e-4)
+    inner_logit_lr: float = option(0.05)
+    reptile_lr: float = option(0.5, "step of the base weights toward the adapted ones (Reptile)")
 
     def validate(self) -> None:
         require_at_least(self, 1, "inner_batch")
@@ -159,11 +170,16 @@ class ImitateSection(Config):
     removed = {"imitate_target": RemovedOption(("cell",), "imitating each teacher's final op weights instead of its "
                                                           "cell", LAST_WITH_SUPERSEDED_OPTIONS)}
 
-    teachers: str | None = None  # teacher bank (run directory of `train.py teachers`)
-    imitate_pool: str = "teacher"  # "dataset": an episode's target is the mean over its data set's teachers
-    imitate_prior: float = 0.0  # with imitate_pool dataset: pseudo-teachers at the bank's mean target per data set
-    dataset_loss: float = 0.0  # weight of the auxiliary loss that names an episode's data set from z
-    imitate_weight_steps: int = 5  # inner weight steps per episode that meta-learn the start weights (0: none)
+    teachers: str | None = option(None, "run directory of `train.py teachers`", metavar="TEACHER_RUN")
+    imitate_pool: str = option("teacher", "teacher: an episode's target is its own teacher's; dataset: the mean "
+                                          "target of all teachers of its data set", choices=("teacher", "dataset"))
+    imitate_prior: float = option(0.0, "with --imitate-pool dataset: this many pseudo-teachers per data set at the "
+                                       "bank's mean target (unused with --imitate-pool teacher)")
+    dataset_loss: float = option(0.0, "weight of an auxiliary loss that names each episode's data set from its "
+                                      "embedding z (imitate objective; 0: off; ignored with --no-encoder)")
+    imitate_weight_steps: int = option(5, "imitate: inner weight steps per episode, under its proposal, that "
+                                          "meta-learn the start weights (base by Reptile, initializer by the outer "
+                                          "gradient; 0: none)")
 
     def validate(self) -> None:
         require_choice(self, "imitate_pool", ("teacher", "dataset"))
@@ -174,16 +190,17 @@ class ImitateSection(Config):
 class TeacherSection(Config):
     kind = "meta-train teacher"
 
-    teacher_method: str = "pcdarts"  # the teachers' search (supernet/methods.py)
-    teacher_epochs: int = 20
-    teacher_logit_lr: float | None = None  # None: the method's published logit lr (3e-4)
-    teachers_per_dataset: int = 4
-    teacher_classes: int = 20  # classes per teacher (fewer if the data set's meta-train split has fewer)
-    teacher_images: int = 2000  # images per teacher search, split evenly over its classes
-    teacher_probe_epochs: int = 0  # > 0: after each search, the skip probe (meta/skip_probe.py), this many epochs
-    teacher_probe_layers: int = 5  # cells per stage of the probe's trainings (NAS-Bench-201's own depth)
-    teacher_budgets: int = 0  # per teacher's classes, this many more searches, each under a FLOPs budget drawn by
-    # the share of cells it lets through (a training-free method, a space with costs: nb201)
+    teacher_method: str = option("pcdarts", lambda: f"the teachers' search: {method_names()}", metavar="METHOD")
+    teacher_epochs: int = option(20)
+    teacher_logit_lr: float | None = option(None, "the teachers' logit lr (None: the method's, 3e-4)")
+    teachers_per_dataset: int = option(4)
+    teacher_classes: int = option(20, "classes per teacher (fewer if the data set's meta-train split has fewer)")
+    teacher_images: int = option(2000, "images per teacher search, split evenly over its classes")
+    teacher_probe_epochs: int = option(0, "after each teacher search, train its cell and each one-skip variant this "
+                                          "many epochs and keep the best (nb201; 0: no probe)")
+    teacher_probe_layers: int = option(5, "cells per stage of the probe's trainings (NAS-Bench-201's own depth)")
+    teacher_budgets: int = option(0, "per teacher's classes, K more training-free searches, each among the cells "
+                                     "within a FLOPs budget drawn by tightness (nb201)", metavar="K")
 
     def validate(self) -> None:
         require_at_least(self, 1, "teacher_epochs", "teachers_per_dataset", "teacher_classes", "teacher_images")
@@ -208,9 +225,9 @@ class MetaConfig(Config):
 
     kind = "meta-train"
 
-    space: str = "nb201"
-    seed: int = 0
-    device: str = "auto"
+    space: str = option("nb201", choices=space_names)
+    seed: int = option(0)
+    device: str = option("auto", "auto (CUDA if available), cpu, cuda, cuda:N")
     task: TaskSection = field(default_factory=TaskSection)
     model: ModelSection = field(default_factory=ModelSection)
     meta: MetaSection = field(default_factory=MetaSection)

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, NamedTuple
 
 import torch
 
 from image_sets import ImageData
 from run_kit import InputError
+from run_kit.cli import option
+from run_kit.config import flag
 from run_kit.device import pick_device, seed_everything
 from run_kit.files import atomic_write_text, save_checkpoint
 from run_kit.run_dir import RunDir
@@ -28,6 +31,7 @@ from supernet.costs import (
 )
 from supernet.latency import (
     DEFAULT_CONFIDENCE,
+    MEMORY_FORMATS,
     DeviceProfile,
     TimingProtocol,
     check_confidence,
@@ -50,26 +54,41 @@ WARM_FIXED = ("space", "layers", "init_channels", "image_size", "precision")
 
 @dataclass
 class MetaSearchConfig:
-    meta: str  # a meta-checkpoint or run directory, or `pretrained` (meta/pretrained_search.py)
-    dataset: str | None = "digits"  # None: only with `pretrained`, the task then described by its probes
-    adapt_steps: int = 0
-    seed: int = 0
-    data_root: str = "data"
-    download: bool = False
-    max_images_per_class: int | None = None
-    max_params_m: float | None = None  # budgets on the proposal's evaluation network (supernet/costs.py)
-    max_flops_m: float | None = None
-    max_latency_ms: float | None = None  # predicted from a device profile (supernet/latency.py)
-    device_profile: str = "auto"  # a CSV arch,latency_ms, or auto: the reference cells measured here
-    latency_confidence: float = DEFAULT_CONFIDENCE  # the guard on the prediction a latency budget bounds; 0: none
-    latency_threads: int = 0  # `auto` times cells with this many CPU threads; 0: PyTorch's count here (recorded)
-    latency_memory_format: str = "contiguous"  # ... and inputs and weights in this memory format (or channels_last)
-    budget_image_size: int = 32  # the image size that network is costed at
-    device: str = "auto"
-    probe_accuracies: str | None = None  # `pretrained`: a CSV arch,accuracy of cells trained on the task
-    exclude_ops: tuple[str, ...] = ()  # ops the proposal may not use
-    verify: int = 0  # `pretrained`: train the K best predicted cells briefly on the task's images, keep the best
-    verify_epochs: int = 5
+    meta: str = option(help="meta-train checkpoint or run directory, or `pretrained`: the meta-model that ships "
+                            "(nb201; no meta-run needed)", metavar="META_CKPT")
+    dataset: str | None = option("digits", "the task's data set (None: only with `pretrained`, the task then "
+                                           "described by its probes)")
+    adapt_steps: int = option(0, "0: zero-shot; K: K adaptation steps")
+    seed: int = option(0)
+    data_root: str = option("data", "where torchvision data sets live")
+    download: bool = option(False, "let torchvision download the set")
+    max_images_per_class: int | None = option(None, "the task's images per class at most (None: all)")
+    max_params_m: float | None = option(None, "the proposal's evaluation network (nb201: C=16, N=5) has at most P M "
+                                              "parameters (the most likely cell that fits; exit 2 when none does)",
+                                        metavar="P")
+    max_flops_m: float | None = option(None, "at most F M multiply-adds", metavar="F")
+    max_latency_ms: float | None = option(None, "at most L ms latency, predicted from --device-profile", metavar="L")
+    device_profile: str = option("auto", "with --max-latency-ms: a CSV arch,latency_ms of measured cells, or auto: "
+                                         "the reference cells measured on this machine", metavar="auto|FILE")
+    latency_confidence: float = option(DEFAULT_CONFIDENCE, "with --max-latency-ms: the budget bounds the prediction "
+                                       "times a guard chosen from the profile so that a cell meets it as measured "
+                                       "with probability ~Q (needs 19 profile cells; 0: the bare prediction)",
+                                       metavar="Q")
+    latency_threads: int = option(0, "with --device-profile auto: time cells with N CPU threads (0: PyTorch's count "
+                                     "here; recorded in metrics.csv)", metavar="N")
+    latency_memory_format: str = option("contiguous", "with --device-profile auto: the memory format cells are timed "
+                                                      "in", choices=tuple(MEMORY_FORMATS))
+    budget_image_size: int = option(32, "with a budget: the image size the evaluation network is costed at",
+                                    metavar="PX")
+    device: str = option("auto", "auto (CUDA if available), cpu, cuda, cuda:N")
+    probe_accuracies: str | None = option(None, "with --meta pretrained: a CSV arch,accuracy of cells trained on the "
+                                                "task (any scale where higher is better); they condition the proposal",
+                                          metavar="FILE")
+    exclude_ops: tuple[str, ...] = option((), "ops the proposal may not use", metavar="OP")
+    verify: int = option(0, "with --meta pretrained --dataset: train the K best predicted cells that fit for "
+                            "--verify-epochs on 80 % of the training images, keep the best on the other 20 %",
+                         metavar="K")
+    verify_epochs: int = option(5, "with --verify", metavar="E")
 
     def budget(self) -> Budget:
         return Budget(self.max_params_m, self.max_flops_m, self.max_latency_ms)
@@ -80,6 +99,65 @@ class MetaSearchConfig:
             raise InputError(f"--budget-image-size must lie between 1 and {MAX_BUDGET_IMAGE_SIZE}, got "
                              f"{self.budget_image_size}")
         check_confidence(self.latency_confidence)
+
+
+BUDGET_OPTIONS = ("max_params_m", "max_flops_m", "max_latency_ms", "device_profile", "latency_confidence",
+                  "latency_threads", "latency_memory_format", "budget_image_size")
+PRETRAINED_OPTIONS = ("probe_accuracies", "verify", "verify_epochs")
+
+
+def check_search_flags(given: Mapping[str, Any]) -> None:
+    """The `search` command's cross-flag rules, before any work: which options apply in which of its three modes (a
+    search; `--meta RUN --warm-start`, a search from the meta-model's start; `--meta`, the meta-model's proposal).
+    `given`: the options typed (SearchConfig's and MetaSearchConfig's) and the mode flags `config`, `method`,
+    `resume`, `warm_start` where set, with their values. One line for the first rule broken."""
+    def named(names) -> str:
+        return ", ".join(flag(name) for name in names)
+
+    meta, warm = given.get("meta"), "warm_start" in given
+    proposal = meta is not None and not warm
+    if "warm_start_weights" in given and not (meta and warm):
+        raise InputError("--warm-start-weights needs --meta META_CKPT --warm-start: it chooses the weights a "
+                         "warm-started search begins from")
+    if "device_profile" in given and "max_latency_ms" not in given:
+        raise InputError("--device-profile needs --max-latency-ms: the profile predicts the latency it bounds")
+    if "latency_confidence" in given and "max_latency_ms" not in given:
+        raise InputError("--latency-confidence needs --max-latency-ms: it guards the latency prediction a budget "
+                         "bounds")
+    timing = [name for name in ("latency_threads", "latency_memory_format") if name in given]
+    if timing and ("max_latency_ms" not in given or given.get("device_profile", "auto") != "auto"):
+        raise InputError(f"{named(timing)} need(s) --max-latency-ms with --device-profile auto: they set how this "
+                         f"machine times cells")
+    budgets = [name for name in BUDGET_OPTIONS if name in given]
+    if budgets and not proposal:
+        raise InputError(f"{named(budgets)} need(s) --meta META_CKPT without --warm-start: a budget constrains the "
+                         f"meta-model's proposal")
+    pretrained_only = [name for name in PRETRAINED_OPTIONS if name in given]
+    if pretrained_only and meta != "pretrained":
+        raise InputError(f"{named(pretrained_only)} need(s) --meta pretrained")
+    if meta == "pretrained" and warm:
+        raise InputError("--warm-start needs a meta-run (--meta RUN): the pretrained model has no supernet to start "
+                         "from")
+    proposal_options = {f.name for f in fields(MetaSearchConfig)} | {"space"}
+    if proposal:
+        ignored = sorted(flag(name) for name in given if name not in proposal_options | {"meta"})
+        if ignored:
+            raise InputError(f"{', '.join(ignored)} do(es) not apply to --meta searches: the meta-checkpoint fixes "
+                             f"the supernet, image format and adaptation settings")
+        return
+    if "adapt_steps" in given:
+        raise InputError("--adapt-steps needs --meta META_CKPT" + (" and no --warm-start: a warm-started search runs "
+                                                                   "--epochs of its method" if meta else ""))
+    if warm and not meta:
+        raise InputError("--warm-start needs --meta META_CKPT, the meta-checkpoint whose start the search begins at")
+    fixed = [name for name in WARM_FIXED if name in given]
+    if warm and fixed:
+        raise InputError(f"{named(fixed)} do(es) not apply to --warm-start: the meta-checkpoint fixes the supernet "
+                         f"shape and image format")
+    searching = {f.name for f in fields(SearchConfig)}
+    proposal_only = [name for name in given if name in proposal_options - searching - {"meta"}]
+    if proposal_only:
+        raise InputError(f"{named(proposal_only)} appl(ies) to --meta proposals only")
 
 
 class Costing(NamedTuple):

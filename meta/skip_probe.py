@@ -2,8 +2,9 @@
 
 A training-free search cannot see a parameter-free path: on the validation family NASWOT and synflow score a skip
 connection from the cell's input to its output below a convolution in 32 of 32 conv-only cells, where the table's
-columns rank it first in 27-31 (benchmarks/proxy_alignment.py, at commit 94710b7; a withdrawn study). The probe trains the cell and each variant with one
-edge turned into a skip connection for E epochs at the space's full depth on the teacher's images and keeps the best.
+columns rank it first in 27-31 (benchmarks/proxy_alignment.py, at commit 94710b7; a withdrawn study). The probe trains
+the cell and each variant with one edge turned into a skip connection for E epochs at the space's full depth on the
+teacher's images and keeps the best.
 It works in spaces whose cells are one op per edge (`SearchSpace.one_op_per_edge`: NAS-Bench-201).
 """
 from __future__ import annotations

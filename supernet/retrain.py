@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from image_sets import Augment, BatchStream, DataOptions, ImageData, Preprocess, channel_stats, ordered_batches
 from run_kit import InputError
+from run_kit.cli import option
 from run_kit.config import Config, require_at_least, require_choice, require_fraction, require_positive
 from run_kit.device import PRECISIONS, pick_device, require_memory, require_model_fits, seed_everything
 from run_kit.distributed import SINGLE, DistContext, init_distributed
@@ -37,27 +38,29 @@ class RetrainConfig(DataOptions, Config):
 
     kind = "retrain"
 
-    genotype: str = "DARTS_V2"
-    epochs: int = 10
-    layers: int = 8
-    init_channels: int = 16
-    batch_size: int | None = None
-    eval_batch_size: int = 256
-    seed: int = 0
-    lr: float | None = None
-    lr_min: float = 0.0
-    momentum: float = 0.9
-    weight_decay: float | None = None
-    grad_clip: float | None = None
-    auxiliary: bool = False
-    auxiliary_weight: float = 0.4
-    drop_path_prob: float | None = None
-    cutout: bool = False
-    cutout_length: int | None = None  # None: 16 at 32 px, scaled with the image
-    augment: bool = True
-    channels_last: bool = True
-    precision: str = "fp32"  # "bf16": bfloat16 autocast of the network's forward pass
-    device: str = "auto"
+    genotype: str = option("DARTS_V2", "genotype.json, run directory, published name (DARTS_V2), Genotype(...) "
+                                       "string or NAS-Bench-201 string")
+    epochs: int = option(10)
+    layers: int = option(8)
+    init_channels: int = option(16)
+    batch_size: int | None = option(None, "None: the space's recipe (DARTS 96, NAS-Bench-201 256)")
+    eval_batch_size: int = option(256, "batch size of the test passes")
+    seed: int = option(0)
+    lr: float | None = option(None, "SGD learning rate, cosine-annealed to --lr-min (None: the space's recipe)")
+    lr_min: float = option(0.0)
+    momentum: float = option(0.9)
+    weight_decay: float | None = option(None, "None: the space's recipe")
+    grad_clip: float | None = option(None, "None: the space's recipe")
+    auxiliary: bool = option(False, "DARTS auxiliary head")
+    auxiliary_weight: float = option(0.4)
+    drop_path_prob: float | None = option(None, "None: the space's recipe")
+    cutout: bool = option(False)
+    cutout_length: int | None = option(None, "None: 16 at 32 px, scaled with the image")
+    augment: bool = option(True, "random crop and, for natural images, horizontal flips")
+    channels_last: bool = option(True, "NHWC layout")
+    precision: str = option("fp32", "bf16: bfloat16 autocast of the network's forward pass (for GPUs)",
+                            choices=PRECISIONS)
+    device: str = option("auto", "auto (CUDA if available), cpu, cuda, cuda:N")
 
 
     def validate(self) -> None:

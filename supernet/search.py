@@ -25,6 +25,7 @@ from image_sets import (
 )
 from image_sets.data import IN_MEMORY
 from run_kit import InputError
+from run_kit.cli import option
 from run_kit.config import Config, require_at_least, require_choice, require_fraction, require_positive
 from run_kit.device import PRECISIONS, pick_device, require_memory, require_model_fits, seed_everything
 from run_kit.distributed import SINGLE, DistContext, init_distributed
@@ -36,9 +37,9 @@ from search_spaces.operations import PARAMETER_FREE_OPS
 from .accuracy import evaluate
 from .bilevel import BilevelOptimizer
 from .model import ArchLogits, load_weights
-from .regularizers import create_regularizer
-from .relaxation import create_relaxation, gumbel_tau
-from .spaces import activation_bytes_lower_bound, create_supernet, get_space
+from .regularizers import REGULARIZERS, create_regularizer
+from .relaxation import RELAXATIONS, create_relaxation, gumbel_tau
+from .spaces import activation_bytes_lower_bound, create_supernet, get_space, space_names
 from .training_free import PROXIES, TrainingFreeJob
 
 WARM_START_WEIGHTS = {
@@ -59,42 +60,52 @@ class SearchConfig(DataOptions, Config):
 
     kind = "search"
 
-    space: str = "nb201"
-    epochs: int = 50
-    order: int = 1
-    relax: str = "softmax"
-    layers: int = 2
-    init_channels: int = 8
-    batch_size: int = 64
-    eval_batch_size: int = 256
-    seed: int = 0
-    augment: bool = True  # random crop (padding = size/8), and horizontal flips for natural images
-    w_lr: float = 0.025
-    w_lr_min: float = 0.001
-    w_momentum: float = 0.9
-    w_weight_decay: float = 3e-4
-    grad_clip: float = 5.0
-    logit_lr: float = 0.3
-    logit_betas: tuple[float, float] = (0.5, 0.999)
-    logit_weight_decay: float = 1e-3
-    logit_init_std: float = 1e-3
-    logit_lr_schedule: str = "cosine"  # logit lr annealed to 0 over the epochs so a short run settles; or "constant"
-    tau_max: float = 10.0
-    tau_min: float = 0.1
-    partial_channels: int = 1  # PC-DARTS's K: 1/K of the channels through the mixed ops (1 = all, plain DARTS)
-    edge_normalization: bool = False  # PC-DARTS: per-edge weights, softmax over a node's inputs
-    logit_warmup_epochs: int = 0  # epochs of weight training before the logits move (PC-DARTS: 15 of 50)
-    logit_regularizer: str = "none"  # "beta": beta-DARTS's beta-decay
-    regularizer_weight: float = 50.0  # its lambda at the last epoch (ramped linearly from 0)
-    proxy: str | None = None  # training-free search instead: "naswot" or "synflow"
-    candidates: int = 100  # cells a training-free search scores
-    channels_last: bool = True  # NHWC convolutions: 1.2-1.9x faster search steps on CPU (benchmarks/search_step.py)
-    recompute: bool = False  # keep only cell inputs for backward, recompute the rest: far less memory, more time
-    precision: str = "fp32"  # "bf16": bfloat16 autocast of the supernet's forward pass
-    warm_start_from: str | None = None  # a meta-checkpoint whose task-conditioned start the search begins at
-    warm_start_weights: str = "task"  # its weights: the task's ("task"), the base's ("base"), random ("none")
-    exclude_ops: list[str] = field(default_factory=list)  # ops the derived cell may not use (a deployment target's)
-    device: str = "auto"
+    space: str = option("nb201", choices=space_names)
+    epochs: int = option(50)
+    order: int = option(1, "1: first-order, 2: unrolled second-order", choices=(1, 2))
+    relax: str = option("softmax", "softmax (DARTS), hard Gumbel (GDAS) or Dirichlet (DrNAS)",
+                        choices=lambda: tuple(RELAXATIONS))
+    layers: int = option(2, "cells (darts) or cells per stage (nb201)")
+    init_channels: int = option(8)
+    batch_size: int = option(64)
+    eval_batch_size: int = option(256, "batch size of the validation passes")
+    seed: int = option(0)
+    augment: bool = option(True, "random crop (padding = size/8), and horizontal flips for natural images")
+    w_lr: float = option(0.025, "the weights' SGD learning rate (cosine-annealed to --w-lr-min)")
+    w_lr_min: float = option(0.001)
+    w_momentum: float = option(0.9)
+    w_weight_decay: float = option(3e-4)
+    grad_clip: float = option(5.0, "the weights' gradient-norm clip")
+    logit_lr: float = option(0.3, "the architecture logits' Adam learning rate")
+    logit_betas: tuple[float, float] = option((0.5, 0.999), "the logits' Adam betas", metavar="BETA")
+    logit_weight_decay: float = option(1e-3)
+    logit_init_std: float = option(1e-3, "the logits start as N(0, std^2)")
+    logit_lr_schedule: str = option("cosine", "cosine: anneal the logit lr to 0 over the run, so a short search "
+                                              "settles", choices=("constant", "cosine"))
+    tau_max: float = option(10.0, "GDAS: the Gumbel temperature at the first epoch (annealed to --tau-min)")
+    tau_min: float = option(0.1)
+    partial_channels: int = option(1, "PC-DARTS: 1/K of the channels through the mixed ops (1: all, plain DARTS)",
+                                   metavar="K")
+    edge_normalization: bool = option(False, "PC-DARTS: per-edge weights, softmax over each node's inputs")
+    logit_warmup_epochs: int = option(0, "train weights only for this many epochs first (PC-DARTS: 15 of 50)")
+    logit_regularizer: str = option("none", "beta: beta-DARTS's beta-decay", choices=lambda: ("none", *REGULARIZERS))
+    regularizer_weight: float = option(50.0, "the regularizer's lambda at the last epoch (ramped linearly from 0)")
+    proxy: str | None = option(None, "training-free search: score --candidates random cells at initialisation, keep "
+                                     "the best", choices=lambda: tuple(PROXIES))
+    candidates: int = option(100, "cells a training-free search scores")
+    channels_last: bool = option(True, "NHWC layout: 1.2-1.9x faster search steps on CPU "
+                                       "(benchmarks/search_step.py)")
+    recompute: bool = option(False, "recompute each cell's inside during backward: a third of the memory, ~1.5x "
+                                    "the time")
+    precision: str = option("fp32", "bf16: bfloat16 autocast of the forward pass (for GPUs; slower than fp32 on "
+                                    "this CPU)", choices=PRECISIONS)
+    warm_start_from: str | None = option(None, "a meta-checkpoint whose task-conditioned start the search begins at "
+                                               "(search --meta RUN --warm-start sets it)")
+    warm_start_weights: str = option("task", "with --warm-start: " + "; ".join(
+        f"{k}: {v}" for k, v in WARM_START_WEIGHTS.items()), choices=tuple(WARM_START_WEIGHTS))
+    exclude_ops: list[str] = option(default_factory=list, help="ops the derived cell may not use, in every method "
+                                    "(e.g. a deployment target without a pooling kernel: avg_pool_3x3)", metavar="OP")
+    device: str = option("auto", "auto (CUDA if available), cpu, cuda, cuda:N")
 
     def validate(self) -> None:
         super().validate()
@@ -115,6 +126,9 @@ class SearchConfig(DataOptions, Config):
                              f"{self.init_channels} (every cell's channels split into that many groups)")
         require_choice(self, "logit_lr_schedule", ("constant", "cosine"))
         require_choice(self, "warm_start_weights", WARM_START_WEIGHTS)
+        if self.warm_start_from is None and self.warm_start_weights != "task":
+            raise InputError("--warm-start-weights needs --meta META_CKPT --warm-start: it chooses the weights a "
+                             "warm-started search begins from")
         if self.proxy is not None and self.proxy not in PROXIES:
             raise InputError(f"unknown --proxy '{self.proxy}'; known: {', '.join(PROXIES)}")
         require_positive(self, "w_lr", "logit_lr", "tau_max", "tau_min", "grad_clip")

@@ -409,6 +409,8 @@ def test_a_latency_budget_from_a_profile_file_binds_the_proposal(meta_run, tmp_p
     (["--max-params-m", "1", "--budget-image-size", "2"], "too small"),
     (["--max-params-m", "1", "--warm-start"], "--max-params-m need(s) --meta META_CKPT without --warm-start"),
     (["--no-meta", "--max-flops-m", "10"], "--max-flops-m need(s) --meta META_CKPT"),
+    (["--no-meta", "--max-images-per-class", "5"], "--max-images-per-class appl(ies) to --meta proposals only"),
+    (["--eval-batch-size", "64"], "--eval-batch-size do(es) not apply to --meta searches"),
 ])
 def test_bad_budgets_are_one_line_exit_2(meta_run, tmp_path, args, message):
     meta = [] if "--no-meta" in args else ["--meta", str(meta_run)]
@@ -617,3 +619,15 @@ def test_search_meta_takes_a_data_set_of_any_size(meta_run, tmp_path):
     assert code == 0, stderr
     task = whole_dataset_task(f"npz:{tmp_path / 'eleven.npz'}", 1, 8, seed=0, include_test=False, outer=False)
     assert (len(task.support), len(task.query), len(task.outer)) == (6, 5, 0)
+
+
+def test_every_proposal_option_reaches_the_meta_search_config(meta_run, tmp_path):
+    """search --meta builds its MetaSearchConfig from the flags its fields generate: an option typed is an option
+    recorded (here --max-images-per-class, --seed and --exclude-ops), the rest at the config's defaults."""
+    out = tmp_path / "proposal"
+    code, _, stderr = run_cli("search", "--meta", str(meta_run), "--dataset", "digits", "--max-images-per-class", "7",
+                              "--seed", "3", "--exclude-ops", "avg_pool_3x3", "--out", str(out), "--no-progress")
+    assert code == 0, stderr
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["max_images_per_class"] == 7 and saved["seed"] == 3 and saved["exclude_ops"] == ["avg_pool_3x3"]
+    assert saved["adapt_steps"] == 0 and saved["device_profile"] == "auto" and saved["verify_epochs"] == 5
