@@ -23,7 +23,7 @@ from run_kit.cli import add_config_flags, config_fields
 from run_kit.config import flag as _flag
 from run_kit.config import merge, read_config_file
 from supernet.export import EXPORT_FORMATS, UNTRAINED_FORMAT
-from supernet.methods import method_names, method_settings, require_method
+from supernet.methods import method_names, method_settings
 from supernet.spaces import entry_of, get_space, load_genotype, space_names
 
 EXIT_BAD_INPUT = 2
@@ -92,7 +92,8 @@ def build_parser() -> OneLineParser:
 
     search = commands.add_parser("search", help="DARTS search; writes genotype.json and a resumable checkpoint")
     search.add_argument("--method", metavar="METHOD",
-                        help=f"a method's published settings as defaults ({method_names()}); --config and flags win")
+                        help=f"a search method's published settings as defaults ({method_names()}; --config and "
+                             f"flags win), or another registered proposer: random, a published cell's name (DARTS_V2)")
     seen = _add_config(search, SearchConfig, {"data": list(DATA_OPTIONS), "search": None},
                        exclude=("warm_start_from",))  # set by --meta RUN --warm-start
     meta = search.add_argument_group("task-conditioned start (TaskDARTS): --meta RUN, with or without --warm-start")
@@ -175,9 +176,8 @@ def resolve_config(args: argparse.Namespace, defaults_file: str | None):
     flags = {key: value for key, value in vars(args).items() if key in options and value is not None}
     values = merge(values, config_class.nest(flags))
     method = getattr(args, "method", None)
-    if method:  # the method's settings lie under the file and the flags; epochs and candidates as resolved
-        require_method(method, "--method")
-        resolved = config_class.from_dict(values)
+    if method and method_settings(method, 1, 1) is not None:  # a search method's settings lie under the file and
+        resolved = config_class.from_dict(values)                # the flags; epochs and candidates as resolved
         values = {**method_settings(method, resolved.epochs, resolved.candidates), **values}
     return config_class.from_dict(values)
 
@@ -245,26 +245,67 @@ def _refuse_changed_flags(args: argparse.Namespace, saved: dict, config: Any) ->
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    """A search, a search warm-started from --meta's start (--warm-start), or --meta's proposal; which flags apply in
-    which is checked first (meta/meta_search.check_search_flags), one line for the first that does not."""
+    """One proposer family of the registry (supernet/proposers.py), run from its config: a search (`search`), a search
+    warm-started from --meta's start (`warm`), or --meta's proposal (`zero-shot`, or `pretrained`, the model that
+    ships). Which flags apply to which is checked first (meta/meta_search.check_search_flags), one line for the first
+    that does not."""
+    from meta import proposers as _registers_meta_families  # noqa: F401  (warm, zero-shot, pretrained)
     from meta.meta_search import check_search_flags
-    from supernet.search import run_search
+    from supernet.proposers import PROPOSERS, RunControl
 
-    check_search_flags(_given(args))
-    if args.meta and not args.warm_start:
-        return cmd_meta_search(args)
-    if args.warm_start and not args.resume:
-        args.warm_start_from = args.meta  # the one search option without a flag of its own
-    config, run = _prepare(args)
-    if config.warm_start_from is not None:
-        from meta.meta_search import run_warm_search
-
-        result = run_warm_search(config, run, resume=args.resume, stop_after_epoch=args.stop_after_epoch,
-                                 progress=not args.no_progress)
+    family = check_search_flags(_given(args))
+    if family in ("zero-shot", "pretrained"):
+        config, run = _proposal_config(args)
     else:
-        result = run_search(config, run=run, data=config.load("train"), resume=args.resume,
-                            stop_after_epoch=args.stop_after_epoch, progress=not args.no_progress)
+        if family == "warm" and not args.resume:
+            args.warm_start_from = args.meta  # the one search option without a flag of its own
+        config, run = _prepare(args)
+        family = "warm" if config.warm_start_from is not None else "search"  # a resumed run continues its own
+        proposer = _method_proposer(args, config)
+        if proposer is not None:
+            return _emit_proposal(proposer, config, run)
+    control = RunControl(args.resume, args.stop_after_epoch, not args.no_progress)
+    result = PROPOSERS[family].run_config(config, None, run, control)
     _emit({"run_dir": str(run.path), **result})
+    return 0
+
+
+def _method_proposer(args: argparse.Namespace, config: Any):
+    """The registered proposer --method names when it is no search method (random, a published cell, any family
+    registered in supernet/proposers.py), else None (a search method's settings are the config's defaults)."""
+    from supernet.proposers import PROPOSERS, create_proposer
+
+    if not args.method or method_settings(args.method, 1, 1) is not None:
+        return None
+    others = ", ".join(entry.usage for entry in PROPOSERS.values() if entry.family != "search")
+    try:
+        proposer = create_proposer(args.method, get_space(config.space))
+    except InputError as err:
+        if "unknown method" not in str(err):
+            raise
+        raise InputError(f"--method must be a search method ({method_names()}) or another registered proposer "
+                         f"({others}), got '{args.method}'") from None
+    if config.warm_start_from is not None:
+        raise InputError(f"--warm-start needs a gradient search: --method {args.method} searches nothing")
+    if proposer.needs_meta:
+        raise InputError(f"--method {args.method} needs a meta-checkpoint: search --meta RUN (--adapt-steps K for "
+                         f"taskdarts-K, --warm-start --method METHOD for warm-METHOD)")
+    if args.resume or args.stop_after_epoch is not None:
+        raise InputError(f"--method {args.method} runs in one step: nothing to resume or stop")
+    return proposer
+
+
+def _emit_proposal(proposer, config: Any, run) -> int:
+    """Run a --method that is no search as the command's run; its summary like a search's."""
+    from supernet.proposers import ProposalRequest, run_proposal
+
+    space = get_space(config.space)
+    request = ProposalRequest(space, config.dataset, config.data_root, config.seed, config.device, config.epochs,
+                              config.candidates, config.layers, config.init_channels, config.batch_size,
+                              config.image_size, exclude_ops=tuple(config.exclude_ops))
+    proposal = run_proposal(proposer, request, config.load("train"), run, {"method": proposer.name, **asdict(config)})
+    _emit({"run_dir": str(run.path), "genotype": space.to_json(proposal.genotype),
+           "search_seconds": proposal.search_seconds})
     return 0
 
 
@@ -279,8 +320,9 @@ def _given(args: argparse.Namespace) -> dict[str, Any]:
                                                             and value)}
 
 
-def cmd_meta_search(args: argparse.Namespace) -> int:
-    from meta.meta_search import MetaSearchConfig, run_meta_search
+def _proposal_config(args: argparse.Namespace):
+    """(MetaSearchConfig, run directory) of `search --meta`: the config's defaults under the flags typed."""
+    from meta.meta_search import MetaSearchConfig
 
     pretrained = args.meta == "pretrained"
     if not pretrained and not Path(args.meta).exists():
@@ -290,20 +332,7 @@ def cmd_meta_search(args: argparse.Namespace) -> int:
     values.setdefault("dataset", None if pretrained else "digits")
     values["exclude_ops"] = tuple(values.get("exclude_ops", ()))
     config = MetaSearchConfig(**values)
-    dataset = config.dataset
-    run = _run_dir(args, dataset or "probes")
-    if pretrained:
-        from meta.experience import SPACE
-        from meta.pretrained_search import run_pretrained_search
-
-        if args.space not in (None, SPACE.name):
-            raise InputError(f"--meta pretrained proposes {SPACE.name} cells; --space {args.space} has no pretrained "
-                             f"model")
-        result = run_pretrained_search(config, run)
-    else:
-        result = run_meta_search(config, run, expect_space=args.space, progress=not args.no_progress)
-    _emit({"run_dir": str(run.path), **result})
-    return 0
+    return config, _run_dir(args, config.dataset or "probes")
 
 
 def cmd_meta_train(args: argparse.Namespace) -> int:

@@ -59,6 +59,7 @@ class MetaSearchConfig:
     dataset: str | None = option("digits", "the task's data set (None: only with `pretrained`, the task then "
                                            "described by its probes)")
     adapt_steps: int = option(0, "0: zero-shot; K: K adaptation steps")
+    space: str | None = option(None, "the space the proposal must be in (None: the meta-checkpoint's)")
     seed: int = option(0)
     data_root: str = option("data", "where torchvision data sets live")
     download: bool = option(False, "let torchvision download the set")
@@ -106,11 +107,12 @@ BUDGET_OPTIONS = ("max_params_m", "max_flops_m", "max_latency_ms", "device_profi
 PRETRAINED_OPTIONS = ("probe_accuracies", "verify", "verify_epochs")
 
 
-def check_search_flags(given: Mapping[str, Any]) -> None:
+def check_search_flags(given: Mapping[str, Any]) -> str:
     """The `search` command's cross-flag rules, before any work: which options apply in which of its three modes (a
     search; `--meta RUN --warm-start`, a search from the meta-model's start; `--meta`, the meta-model's proposal).
     `given`: the options typed (SearchConfig's and MetaSearchConfig's) and the mode flags `config`, `method`,
-    `resume`, `warm_start` where set, with their values. One line for the first rule broken."""
+    `resume`, `warm_start` where set, with their values. One line for the first rule broken; else the proposer family
+    (supernet/proposers.py) the command runs: "search", "warm", "zero-shot" or "pretrained"."""
     def named(names) -> str:
         return ", ".join(flag(name) for name in names)
 
@@ -144,7 +146,7 @@ def check_search_flags(given: Mapping[str, Any]) -> None:
         if ignored:
             raise InputError(f"{', '.join(ignored)} do(es) not apply to --meta searches: the meta-checkpoint fixes "
                              f"the supernet, image format and adaptation settings")
-        return
+        return "pretrained" if meta == "pretrained" else "zero-shot"
     if "adapt_steps" in given:
         raise InputError("--adapt-steps needs --meta META_CKPT" + (" and no --warm-start: a warm-started search runs "
                                                                    "--epochs of its method" if meta else ""))
@@ -158,6 +160,7 @@ def check_search_flags(given: Mapping[str, Any]) -> None:
     proposal_only = [name for name in given if name in proposal_options - searching - {"meta"}]
     if proposal_only:
         raise InputError(f"{named(proposal_only)} appl(ies) to --meta proposals only")
+    return "warm" if warm else "search"
 
 
 class Costing(NamedTuple):
@@ -203,15 +206,14 @@ def zero_shot_logits(meta: TaskDARTS, task: Task) -> dict[str, torch.Tensor]:
         return meta.start(meta.embed([task])[0]).logits
 
 
-def run_meta_search(config: MetaSearchConfig, run: RunDir, expect_space: str | None = None,
-                    progress: bool = True) -> dict[str, Any]:
+def run_meta_search(config: MetaSearchConfig, run: RunDir, progress: bool = True) -> dict[str, Any]:
     if config.adapt_steps < 0:
         raise InputError(f"--adapt-steps must be 0 or more, got {config.adapt_steps}")
     config.check_costing()
     run.check(resume=False)
     device = pick_device(config.device)
     seed_everything(config.seed)
-    meta = load_meta(config.meta, device, expect_space)
+    meta = load_meta(config.meta, device, config.space)
     meta.space.check_excluded_ops(config.exclude_ops)
     mc = meta.config
     task = whole_dataset_task(config.dataset, mc.task.channels, mc.task.image_size, config.seed, config.data_root,
@@ -331,21 +333,14 @@ def _propose(config: MetaSearchConfig, meta, task, costs: Costing | None, run: R
     return {"genotype": meta.space.to_json(genotype), "query_acc": query_acc, "seconds": round(seconds, 3), **cost}
 
 
-def run_warm_search(config: SearchConfig, run: RunDir, resume: bool = False, stop_after_epoch: int | None = None,
-                    progress: bool = True) -> dict[str, Any]:
+def warm_search(config: SearchConfig, data: ImageData | None, run: RunDir, resume: bool = False,
+                stop_after_epoch: int | None = None, progress: bool = True) -> dict[str, Any]:
     """A full search from the meta-checkpoint `config.warm_start_from`'s start for this data set: its supernet shape
     and image format (WARM_FIXED), the initializer's weights for the task and the controller's logits. The task is
-    embedded from the search's weight half, the images its weight steps train on."""
-    return warm_search(config, None, run, resume, stop_after_epoch, progress)
-
-
-def warm_search(config: SearchConfig, data: ImageData | None, run: RunDir, resume: bool = False,
-                stop_after_epoch: int | None = None, progress: bool = True,
-                expect_space: str | None = None) -> dict[str, Any]:
-    """run_warm_search on given images (None: the config's data set's training split), brought to the meta-model's
-    format: what `compare` runs for a warm-METHOD on its search split."""
+    embedded from the search's weight half, the images its weight steps train on: `data` (None: the config's data
+    set's training split), brought to the meta-model's format."""
     device = pick_device(config.device)
-    meta = load_meta(config.warm_start_from, device, expect_space)
+    meta = load_meta(config.warm_start_from, device)
     mc = meta.config
     config = replace(config, space=mc.space, layers=mc.model.layers, init_channels=mc.model.init_channels,
                      image_size=mc.task.image_size, precision=mc.model.precision)

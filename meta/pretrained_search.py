@@ -46,6 +46,9 @@ def run_pretrained_search(config: MetaSearchConfig, run: RunDir, model_file: str
     """Propose a cell with the pretrained model and write the run directory (config, log, metrics, genotype.json,
     checkpoint). Every input is checked before the run directory is made: bad input leaves nothing behind."""
     started = time.perf_counter()
+    if config.space not in (None, SPACE.name):
+        raise InputError(f"--meta pretrained proposes {SPACE.name} cells; --space {config.space} has no pretrained "
+                         f"model")
     if config.dataset is None and config.probe_accuracies is None:
         raise InputError("--meta pretrained needs the task described: --dataset DATA, --probe-accuracies FILE, or "
                          "both")

@@ -7,6 +7,12 @@ the directory it wrote). `create_proposer(name, space)` is the only place a meth
 its checks go through it, so a new way of getting a cell is one `register_proposer` call
 (tests/supernet/test_proposers.py adds a toy one in one file).
 
+A family whose job a user configures in full (a search's SearchConfig, a meta proposal's MetaSearchConfig) also has
+`run_config`: the whole job from its own config in a run directory, with the command's resume, stop and progress
+(`RunControl`), returning the job's summary. `train.py search` runs one of these families (`search`, `warm`,
+`zero-shot`, `pretrained`, chosen by its --meta and --warm-start) through it, and the family's `run` builds that
+config from a request and calls the same function, so the command and `compare` run one code path.
+
 This module registers the families of the supernet layer: the gradient and training-free searches of the method
 registry (supernet/methods.py), random and published cells. Meta-learned proposals register themselves from
 meta/proposers.py, which the callers import.
@@ -22,6 +28,7 @@ import torch
 
 from image_sets.data import ImageData
 from run_kit import InputError
+from run_kit.files import atomic_write_text
 from run_kit.run_dir import RunDir
 from search_spaces import SearchSpace
 
@@ -61,12 +68,27 @@ ProposerRun = Callable[[Mapping[str, Any], ProposalRequest, ImageData, Path], Pr
 
 
 @dataclass(frozen=True)
+class RunControl:
+    """How a command runs a job in its run directory: continue it from its checkpoint, stop cleanly after a unit (an
+    epoch), show progress bars."""
+
+    resume: bool = False
+    stop_after: int | None = None
+    progress: bool = True
+
+
+ConfigRun = Callable[[Any, "ImageData | None", RunDir, RunControl], dict[str, Any]]
+"""(the family's config, the images or None (the config's data set), run directory, control) -> the job's summary."""
+
+
+@dataclass(frozen=True)
 class ProposerEntry:
     family: str
     usage: str  # the names it takes, for help and errors
     parse: Callable[[str, SearchSpace], Mapping[str, Any] | None]
     run: ProposerRun
     needs_meta: bool = False
+    run_config: ConfigRun | None = None  # the whole job from the family's own config (see the module's docstring)
 
 
 @dataclass(frozen=True)
@@ -110,8 +132,26 @@ def create_proposer(name: str, space: SearchSpace) -> Proposer:
     raise InputError(f"unknown method '{name}'; known: {proposer_names()}")
 
 
+def run_proposal(proposer: Proposer, request: ProposalRequest, data: ImageData, run: RunDir,
+                 config: Mapping[str, Any]) -> Proposal:
+    """A proposer run as a command's run directory (`train.py search --method random`, a published name, a family
+    added later): `config` as config.yaml, what the proposer writes, and genotype.json; bad input found while it runs
+    leaves nothing behind."""
+    with run.claim(resume=False, discard_on_input_error=True):
+        run.save_config(config)
+        proposal = proposer.propose(request, data, run.path)
+        atomic_write_text(run.file("genotype.json"), request.space.dumps(proposal.genotype) + "\n")
+    return proposal
+
+
 def _parse_search(name: str, space: SearchSpace) -> Mapping[str, Any] | None:
     return {"method": name} if method_settings(name, 1, 1) is not None else None
+
+
+def _search_job(config: SearchConfig, data: ImageData | None, run: RunDir, control: RunControl) -> dict[str, Any]:
+    """A search of `config` on `data` (None: the config's data set's training split)."""
+    return run_search(config, config.load("train") if data is None else data, run, control.resume,
+                      control.stop_after, control.progress)
 
 
 def _run_search(params: Mapping[str, Any], request: ProposalRequest, data: ImageData, directory: Path) -> Proposal:
@@ -120,8 +160,8 @@ def _run_search(params: Mapping[str, Any], request: ProposalRequest, data: Image
                           image_size=request.image_size, epochs=request.search_epochs, layers=request.layers,
                           init_channels=request.init_channels, batch_size=request.batch_size, seed=request.seed,
                           device=request.device, exclude_ops=list(request.exclude_ops), **settings)
-    result = run_search(config, data, RunDir(directory), resume=(directory / "checkpoint.pt").exists(),
-                        progress=False)
+    result = _search_job(config, data, RunDir(directory), RunControl((directory / "checkpoint.pt").exists(),
+                                                                     progress=False))
     return Proposal(request.space.from_json(result["genotype"]), result["search_seconds"], directory)
 
 
@@ -156,7 +196,7 @@ def _run_published(params: Mapping[str, Any], request: ProposalRequest, data: Im
     return Proposal(genotype)
 
 
-register_proposer(ProposerEntry("search", method_names(), _parse_search, _run_search))
+register_proposer(ProposerEntry("search", method_names(), _parse_search, _run_search, run_config=_search_job))
 register_proposer(ProposerEntry("random", "random (a random genotype of the space)", _parse_random, _run_random))
 register_proposer(ProposerEntry("published", "a published name (published: all of the space's)", _parse_published,
                                 _run_published))

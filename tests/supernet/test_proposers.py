@@ -1,11 +1,12 @@
 """The proposer registry (supernet/proposers.py): every way of getting a cell is one registered family, parsed in one
-place; a new one is added in one file (here: a toy) and runs through `compare`."""
+place; a new one is added in one file (here: a toy) and runs through `search` and `compare`."""
 from __future__ import annotations
 
 import csv
 import json
 
 import pytest
+import yaml
 
 import meta.proposers  # noqa: F401  (registers the meta-learned families)
 from run_kit import InputError
@@ -56,6 +57,49 @@ def test_a_toy_proposer_runs_through_compare_in_one_file(toy_proposer, tmp_path)
     assert retrained["genotype"] == rows["toy"]["genotype"]
     with pytest.raises(ValueError, match="registered already"):  # a family is registered once
         register_proposer(toy_proposer)
+
+
+def test_a_toy_proposer_runs_through_search_in_one_file(toy_proposer, tmp_path):
+    """`search --method NAME` runs any registered family that is no search method as the command's run: its
+    config, genotype.json and summary, like a search's."""
+    out = tmp_path / "toy"
+    code, stdout, stderr = run_cli("search", "--method", "toy", "--seed", "4", "--out", str(out), "--no-progress")
+    assert code == 0, stderr
+    summary = json.loads(stdout)
+    assert summary["search_seconds"] == 0.5 and summary["run_dir"] == str(out)
+    nb201 = get_space("nb201")
+    genotype = nb201.from_json(json.loads((out / "genotype.json").read_text()))
+    assert list(nb201.edge_ops(genotype)) == ["nor_conv_3x3"] * 6 and summary["genotype"] == nb201.to_json(genotype)
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["method"] == "toy" and saved["seed"] == 4 and saved["space"] == "nb201"
+    code, _, stderr = run_cli("inspect", str(out))
+    assert code == 0, stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--method", "enas"], "--method must be a search method (darts1"),
+    (["--method", "DARTS_V2"], "is a darts-space genotype; it does not fit --space nb201"),
+    (["--method", "random", "--stop-after-epoch", "1"], "nothing to resume or stop"),
+    (["--method", "taskdarts-0"], "needs a meta-checkpoint: search --meta RUN"),
+])
+def test_a_method_that_is_no_search_is_checked_before_any_work(tmp_path, args, message):
+    out = tmp_path / "bad"
+    code, _, stderr = run_cli("search", *args, "--out", str(out), "--no-progress")
+    assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_random_and_published_cells_run_through_search(tmp_path):
+    darts = get_space("darts")
+    code, stdout, stderr = run_cli("search", "--space", "darts", "--method", "DARTS_V2", "--out", str(tmp_path / "p"))
+    assert code == 0, stderr
+    assert darts.from_json(json.loads(stdout)["genotype"]) == darts.published["DARTS_V2"]
+    runs = []
+    for seed in (0, 0, 1):
+        out = tmp_path / f"random{len(runs)}"
+        assert run_cli("search", "--method", "random", "--seed", str(seed), "--out", str(out))[0] == 0
+        runs.append((out / "genotype.json").read_text())
+    assert runs[0] == runs[1] != runs[2]  # seeded
 
 
 def test_the_pretrained_model_is_a_proposer_compare_runs_without_a_meta_run(tmp_path):
