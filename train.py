@@ -299,12 +299,9 @@ def _emit_proposal(proposer, config: Any, run) -> int:
     """Run a --method that is no search as the command's run; its summary like a search's."""
     from supernet.proposers import ProposalRequest, run_proposal
 
-    space = get_space(config.space)
-    request = ProposalRequest(space, config.dataset, config.data_root, config.seed, config.device, config.epochs,
-                              config.candidates, config.layers, config.init_channels, config.batch_size,
-                              config.image_size, exclude_ops=tuple(config.exclude_ops))
+    request = ProposalRequest.of_search(config)
     proposal = run_proposal(proposer, request, config.load("train"), run, {"method": proposer.name, **asdict(config)})
-    _emit({"run_dir": str(run.path), "genotype": space.to_json(proposal.genotype),
+    _emit({"run_dir": str(run.path), "genotype": request.space.to_json(proposal.genotype),
            "search_seconds": proposal.search_seconds})
     return 0
 

@@ -45,11 +45,12 @@ from image_sets import load_dataset
 from meta.meta_search import told_budget, zero_shot_logits
 from meta.pipeline import ZERO_SHOT_BUDGETS, MetaPipeline
 from meta.tasks import match_format, whole_dataset_task
-from meta.teacher_bank import TeacherBank, op_frequencies
+from meta.teacher_bank import TeacherBank
 from supernet.budget_scoring import quantile_bounds, score_proposal
 from supernet.costs import Budget, budgeted_derive, cell_costs, cost_terms
 from supernet.proxy_scores import CellProxyScores
 from supernet.spaces import get_space
+from supernet.training_free import op_frequencies
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"

@@ -10,9 +10,10 @@ from typing import Any
 
 import torch
 
-from meta.teacher_bank import TeacherBank, cell_one_hots, op_frequencies, pooled_targets
+from meta.teacher_bank import TeacherBank, pooled_targets
 from run_kit import InputError
 from supernet.spaces import get_space
+from supernet.training_free import cell_one_hots, op_frequencies
 
 
 def profile_distances(space, cells: list[str], reference: list[str]) -> tuple[float, float]:

@@ -35,11 +35,12 @@ from run_kit.loop import check_finite
 from supernet.regularizers import create_regularizer
 from supernet.search import logits_entropy
 from supernet.spaces import create_supernet
+from supernet.training_free import op_frequencies
 
 from .adapt import Adapted, adapt, split_batch, split_metrics
 from .controller import imitation_loss, target_matches
 from .tasks import ClassPool, EpisodeDistribution, Task, TaskSplit
-from .teacher_bank import TeacherBank, op_frequencies, pooled_targets
+from .teacher_bank import TeacherBank, pooled_targets
 
 if TYPE_CHECKING:
     from .config import MetaConfig

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from run_kit import InputError
 from run_kit.files import load_checkpoint
@@ -46,19 +45,6 @@ class Teacher:
     def group(self) -> str:
         """What `--imitate-pool dataset` pools over: teachers of one data set under one budget."""
         return self.spec if self.budget_share is None else f"{self.spec}@{self.budget_share:.6g}"
-
-
-def cell_one_hots(space, genotypes: list[str]) -> dict[str, torch.Tensor]:
-    """Per cell type [cells, edges, ops]: each cell's (genotype text's) op on each edge, one-hot."""
-    per_cell = [{k: F.one_hot(v.argmax(-1), v.shape[-1]).float()
-                 for k, v in space.logits_of(space.from_text(genotype)).items()} for genotype in genotypes]
-    return {k: torch.stack([h[k] for h in per_cell]) for k in per_cell[0]}
-
-
-def op_frequencies(space, genotypes: list[str]) -> dict[str, torch.Tensor]:
-    """Per cell type [edges, ops]: the share of the cells (genotype texts) that put each op on each edge; one cell's
-    is its one-hot."""
-    return {k: v.mean(0) for k, v in cell_one_hots(space, genotypes).items()}
 
 
 def pooled_targets(groups: list[str], targets: list[dict[str, torch.Tensor]], prior: float

@@ -16,7 +16,6 @@ split (task_split.json).
 from __future__ import annotations
 
 import json
-import math
 import random
 import time
 from dataclasses import asdict
@@ -30,17 +29,13 @@ from run_kit.device import pick_device, seed_everything
 from run_kit.loop import Job, run_job
 from run_kit.run_dir import RunDir
 from supernet.costs import Budget, bound_at_share, budget_share, cell_costs, cost_terms
-from supernet.search import SearchJob
+from supernet.search import search_in_memory
 from supernet.spaces import get_space
-from supernet.training_free import TrainingFreeJob
 
 from .config import MetaConfig
 from .skip_probe import changed_edges, probed_weights, skip_probe
 from .tasks import ClassPool, EpisodeDistribution
-from .teacher_bank import TEACHERS_FILE, Teacher, op_frequencies
-
-TOP_FRACTION = 0.1
-
+from .teacher_bank import TEACHERS_FILE, Teacher
 
 MIN_BUDGET_SHARE = 0.03  # the tightest budget a teacher searches under lets 3 % of the space's cells through
 
@@ -61,14 +56,6 @@ def teacher_classes(config: MetaConfig, split) -> list[tuple[str, list[int], flo
     plan += [(spec, labels, round(budget_rng.uniform(MIN_BUDGET_SHARE, 1.0), 4))
              for spec, labels, _ in list(plan) for _ in range(config.teacher.teacher_budgets)]
     return plan
-
-
-def top_cell_frequencies(space, rows: list[dict[str, Any]], fraction: float) -> dict[str, list[list[float]]]:
-    """Per edge, how often each op occurs among the best `fraction` of a training-free search's scored cells: the
-    search's preference as a distribution over ops rather than one cell (rows: its metrics, score and genotype)."""
-    scored = sorted((row for row in rows if math.isfinite(row["score"])), key=lambda row: -row["score"])
-    top = scored[:max(1, round(fraction * len(scored)))]
-    return {k: v.tolist() for k, v in op_frequencies(space, [row["genotype"] for row in top]).items()}
 
 
 def class_images(pool: ClassPool, labels: list[int], max_images: int, seed: int) -> ImageData:
@@ -156,18 +143,9 @@ class TeacherJob(Job):
             max_flops_m = bound_at_share(space, terms["flops_m"], share)
             share = budget_share(space, terms, Budget(max_flops_m=max_flops_m))  # >= the draw: cells tie in FLOPs
             fits = lambda genotype: costs.of(genotype)[1] <= max_flops_m + 1e-9  # noqa: E731
-        search = (TrainingFreeJob(config, data, self.device, fits=fits) if config.proxy is not None
-                  else SearchJob(config, data, self.device))
-        while search.done < search.total:
-            search.run_unit(progress)
-        space, genotype = search.space, search.genotype()
-        if config.proxy is None:
-            val_acc = float(search.metrics[-1]["val_acc"])
-            weights = {k: search.relaxation.expected(v.detach().float()).cpu().tolist()
-                       for k, v in search.arch().items() if k in space.cell_types}
-        else:  # a training-free search: its best cell; op weights = op frequencies of its top tenth of cells
-            val_acc = None
-            weights = top_cell_frequencies(space, search.metrics, TOP_FRACTION)
+        outcome = search_in_memory(config, data, self.device, fits, progress)
+        space, genotype, weights = get_space(config.space), outcome.genotype, outcome.op_weights
+        val_acc = outcome.val_acc
         probe, probe_note = None, ""
         if t.teacher_probe_epochs:
             searched = genotype

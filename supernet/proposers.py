@@ -34,7 +34,7 @@ from search_spaces import SearchSpace
 
 from .methods import method_names, method_settings
 from .search import SearchConfig, run_search
-from .spaces import SPACES
+from .spaces import SPACES, get_space
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,13 @@ class ProposalRequest:
     image_size: int | None = None
     meta: str | None = None  # a meta-checkpoint, for the meta-learned families
     exclude_ops: tuple[str, ...] = ()  # ops no proposal may use (every family honours it)
+
+    @classmethod
+    def of_search(cls, config: SearchConfig) -> ProposalRequest:
+        """The request a search's config makes (`train.py search --method NAME` for a family that is no search)."""
+        return cls(get_space(config.space), config.dataset, config.data_root, config.seed, config.device,
+                   config.epochs, config.candidates, config.layers, config.init_channels, config.batch_size,
+                   config.image_size, exclude_ops=tuple(config.exclude_ops))
 
 
 @dataclass(frozen=True)

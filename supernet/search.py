@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +41,7 @@ from .model import ArchLogits, load_weights
 from .regularizers import REGULARIZERS, create_regularizer
 from .relaxation import RELAXATIONS, create_relaxation, gumbel_tau
 from .spaces import activation_bytes_lower_bound, create_supernet, get_space, space_names
-from .training_free import PROXIES, TrainingFreeJob
+from .training_free import PROXIES, TOP_FRACTION, TrainingFreeJob, top_cell_frequencies
 
 WARM_START_WEIGHTS = {
     "task": "the initializer's weights for the task",
@@ -365,6 +366,36 @@ class SearchJob(Job):
         return {"epoch": self.done, "batch_size": self.batch_size, "genotype": self.space.to_json(self.genotype()),
                 "val_acc": self.metrics[-1]["val_acc"] if self.metrics else None,
                 "search_seconds": round(sum(row["seconds"] for row in self.metrics), 2)}
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    """How a search run in memory ended: its cell, its last validation accuracy (None for a training-free search,
+    which trains nothing) and its end as per-edge op weights (per cell type [edges][ops]): a gradient search's
+    relaxed weights of its final logits, a training-free search's op shares among its best tenth of scored cells."""
+
+    genotype: Any
+    val_acc: float | None
+    op_weights: dict[str, list[list[float]]]
+
+
+def search_in_memory(config: SearchConfig, data: ImageData, device: torch.device,
+                     fits: Callable[[Any], bool] | None = None, progress: bool = False) -> SearchOutcome:
+    """A whole search with no run directory (no checkpoints: one that is cut short is redone), for callers that run
+    many short searches inside a job of their own (the teachers). `fits`: the cells a training-free search may pick
+    (a budget). The caller seeds: the supernet's initial weights come from the global generator."""
+    if fits is not None and config.proxy is None:
+        raise ValueError("only a training-free search takes a `fits` constraint")
+    search: SearchJob | TrainingFreeJob = (TrainingFreeJob(config, data, device, fits=fits) if config.proxy is not None
+                                           else SearchJob(config, data, device))
+    while search.done < search.total:
+        search.run_unit(progress)
+    space, genotype = search.space, search.genotype()
+    if isinstance(search, TrainingFreeJob):
+        return SearchOutcome(genotype, None, top_cell_frequencies(space, search.metrics, TOP_FRACTION))
+    weights = {k: search.relaxation.expected(v.detach().float()).cpu().tolist()
+               for k, v in search.arch().items() if k in space.cell_types}
+    return SearchOutcome(genotype, float(search.metrics[-1]["val_acc"]), weights)
 
 
 def run_search(config: SearchConfig, data: ImageData, run: RunDir, resume: bool = False,

@@ -24,6 +24,7 @@ from dataclasses import asdict
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from image_sets import BatchStream, ImageData, Preprocess, channel_stats
@@ -195,3 +196,28 @@ class TrainingFreeJob(Job):
                 "genotype": self.space.to_json(self.best[1]) if self.best else None,
                 "score": self.best[0] if self.best else None,
                 "search_seconds": round(sum(row["seconds"] for row in self.metrics), 2)}
+
+
+def cell_one_hots(space, genotypes: list[str]) -> dict[str, torch.Tensor]:
+    """Per cell type [cells, edges, ops]: each cell's (genotype text's) op on each edge, one-hot."""
+    per_cell = [{k: F.one_hot(v.argmax(-1), v.shape[-1]).float()
+                 for k, v in space.logits_of(space.from_text(genotype)).items()} for genotype in genotypes]
+    return {k: torch.stack([h[k] for h in per_cell]) for k in per_cell[0]}
+
+
+def op_frequencies(space, genotypes: list[str]) -> dict[str, torch.Tensor]:
+    """Per cell type [edges, ops]: the share of the cells (genotype texts) that put each op on each edge; one cell's
+    is its one-hot."""
+    return {k: v.mean(0) for k, v in cell_one_hots(space, genotypes).items()}
+
+
+TOP_FRACTION = 0.1
+"""The share of a training-free search's scored cells whose ops make its end as op weights (a teacher's target)."""
+
+
+def top_cell_frequencies(space, rows: list[dict[str, Any]], fraction: float) -> dict[str, list[list[float]]]:
+    """Per edge, how often each op occurs among the best `fraction` of a training-free search's scored cells: the
+    search's preference as a distribution over ops rather than one cell (rows: its metrics, score and genotype)."""
+    scored = sorted((row for row in rows if math.isfinite(row["score"])), key=lambda row: -row["score"])
+    top = scored[:max(1, round(fraction * len(scored)))]
+    return {k: v.tolist() for k, v in op_frequencies(space, [row["genotype"] for row in top]).items()}

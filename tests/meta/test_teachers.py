@@ -16,10 +16,10 @@ from meta.controller import imitation_loss
 from meta.model import load_meta
 from meta.skip_probe import probed_weights, skip_probe
 from meta.tasks import EpisodeDistribution
-from meta.teacher_bank import op_frequencies, pooled_targets
-from meta.teacher_job import top_cell_frequencies
+from meta.teacher_bank import pooled_targets
 from run_kit import InputError
 from supernet.spaces import get_space
+from supernet.training_free import op_frequencies, top_cell_frequencies
 from tests.helpers import run_cli
 
 TINY = ["--space", "nb201", "--layers", "1", "--init-channels", "4", "--no-progress"]

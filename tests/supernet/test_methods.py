@@ -252,3 +252,27 @@ def test_a_method_is_one_registry_entry_that_search_compare_and_teachers_read(tm
     assert (search.partial_channels, search.logit_warmup_epochs, search.logit_lr) == (4, 3, 3e-4)
     code, stdout, _ = run_cli("compare", "--help")
     assert all(name in " ".join(stdout.split()) for name in METHODS)
+
+
+@pytest.mark.parametrize("settings", [{"epochs": 2}, {"proxy": "naswot", "candidates": 6}])
+def test_a_search_in_memory_ends_where_the_same_search_in_a_run_directory_ends(tmp_path, settings):
+    """supernet/search.search_in_memory (the teachers' searches) runs the job run_search runs, without the run
+    directory: the same seed gives the same cell; its op weights are the final logits relaxed (gradient) or the op
+    shares of the best tenth of scored cells (training-free), each a distribution per edge."""
+    from image_sets import load_dataset
+    from run_kit.device import seed_everything
+    from run_kit.run_dir import RunDir
+    from supernet.search import SearchConfig, run_search, search_in_memory
+
+    config = SearchConfig(space="nb201", layers=1, init_channels=4, batch_size=32, device="cpu", **settings)
+    data = load_dataset("digits", "train").subset(torch.arange(200))
+    on_disk = run_search(config, data, RunDir(tmp_path / "run"), progress=False)
+    seed_everything(config.seed)
+    outcome = search_in_memory(config, data, torch.device("cpu"))
+    space = get_space("nb201")
+    assert space.to_json(outcome.genotype) == on_disk["genotype"]
+    weights = torch.tensor(outcome.op_weights["cell"])
+    assert weights.shape == (space.num_edges, len(space.ops)) and torch.allclose(weights.sum(-1), torch.ones(6))
+    assert (outcome.val_acc is None) == ("proxy" in settings)
+    with pytest.raises(ValueError, match="training-free"):
+        search_in_memory(SearchConfig(space="nb201"), data, torch.device("cpu"), fits=lambda genotype: True)
