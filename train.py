@@ -62,9 +62,8 @@ def _add_config(parser, config_class, sections: dict[str, Any], unit: str = "epo
         if names is not None:
             add_config_flags(parser.add_argument_group(title), config_class, only=names, seen=seen)
     rest = [title for title, names in sections.items() if names is None]
-    listed_last = set(RUN_OPTIONS)
-    add_config_flags(parser.add_argument_group(rest[0] if rest else "options"), config_class,
-                     exclude=tuple(listed_last), seen=seen)
+    add_config_flags(parser.add_argument_group(rest[0] if rest else "options"), config_class, exclude=RUN_OPTIONS,
+                     seen=seen)
     run = parser.add_argument_group("run")
     add_config_flags(run, config_class, only=[n for n in RUN_OPTIONS if n in config_fields(config_class)], seen=seen)
     _add_run_args(run, unit, stoppable)

@@ -54,6 +54,10 @@ WARM_FIXED = ("space", "layers", "init_channels", "image_size", "precision")
 
 @dataclass
 class MetaSearchConfig:
+    """Everything a meta-model's proposal for a task reads (`search --meta`, and the zero-shot and pretrained proposer
+    families): which meta-model, which task, adaptation steps, and the budget its cell must meet. Its fields generate
+    the command's flags (run_kit/cli.py); a run directory's config.yaml records them."""
+
     meta: str = option(help="meta-train checkpoint or run directory, or `pretrained`: the meta-model that ships "
                             "(nb201; no meta-run needed)", metavar="META_CKPT")
     dataset: str | None = option("digits", "the task's data set (None: only with `pretrained`, the task then "

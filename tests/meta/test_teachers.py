@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from evaluation.teacher_signal import dataset_dependence, leave_one_out, profile_distances
+from evaluation.teacher_signal import dataset_dependence, per_edge_distance
 from image_sets import load_dataset
 from meta.config import MetaConfig
 from meta.controller import imitation_loss
@@ -232,17 +232,18 @@ def test_the_dataset_loss_makes_z_name_the_data_set_of_held_out_classes(tmp_path
 
 
 def test_op_profiles_and_their_distances_by_hand():
-    """op_frequencies: per edge, the share of cells with each op; profile_distances: total variation of the op shares
-    over all edges, and the mean over edges of the per-edge total variation. CONV against {CONV, POOL}: every edge is
-    half 3x3 / half pooling in the reference, so per edge TV 0.5, and the all-edge shares differ by 0.5 too."""
+    """op_frequencies: per edge, the share of cells with each op; per_edge_distance: the mean over edges of the
+    per-edge total variation. CONV against {CONV, POOL}: every edge is half 3x3 / half pooling in the reference, so
+    per edge TV 0.5."""
     space = get_space("nb201")
     profile = op_frequencies(space, [CONV_CELL, POOL_CELL])["cell"]
     conv, pool = space.ops.index("nor_conv_3x3"), space.ops.index("avg_pool_3x3")
     assert torch.all(profile[:, conv] == 0.5) and torch.all(profile[:, pool] == 0.5) and profile.sum() == 6
-    assert profile_distances(space, [CONV_CELL], [CONV_CELL, POOL_CELL]) == pytest.approx((0.5, 0.5))
-    assert profile_distances(space, [CONV_CELL], [CONV_CELL]) == (0.0, 0.0)
+    conv_only = op_frequencies(space, [CONV_CELL])["cell"]
+    assert float(per_edge_distance(conv_only, profile)) == pytest.approx(0.5)
+    assert float(per_edge_distance(conv_only, conv_only)) == 0.0
     one_edge = CONV_CELL.replace("|nor_conv_3x3~0|+", "|avg_pool_3x3~0|+", 1)  # the first edge pooled
-    assert profile_distances(space, [CONV_CELL], [one_edge]) == pytest.approx((1 / 6, 1 / 6))
+    assert float(per_edge_distance(conv_only, op_frequencies(space, [one_edge])["cell"])) == pytest.approx(1 / 6)
 
 
 def test_pooled_targets_are_each_data_sets_mean_shrunk_toward_the_banks():
@@ -272,22 +273,6 @@ def test_the_permutation_test_finds_data_set_dependence_only_where_the_cells_dif
     assert together["statistic"] == 0.0 and together["p_value"] == 1.0
     with pytest.raises(InputError, match="at least 2 data sets"):
         dataset_dependence(space, ["a"] * 3, [CONV_CELL] * 3)
-
-
-def test_leave_one_out_credits_the_data_sets_vote_only_where_data_sets_differ():
-    """By hand. Apart (a: 3 conv teachers, b: 3 pooling): a's vote from its 2 others is conv (w = 0 and 1: every edge
-    right, target mass 1 and (2 + 0.4) / 3 on it), the others' bank vote is pooling (3 of 5: every edge wrong, mass
-    2/5). Shared (each data set: conv, conv, pooling): the conv teachers are predicted and the pooling ones are not,
-    by either vote (ties go to the others' mean, conv)."""
-    space = get_space("nb201")
-    apart = leave_one_out(space, ["a"] * 3 + ["b"] * 3, [CONV_CELL] * 3 + [POOL_CELL] * 3, [0.0, 1.0, math.inf])
-    assert apart[0.0] == {"edge_agreement": 1.0, "cell_agreement": 1.0, "probability": 1.0, "teachers": 6}
-    assert apart[1.0]["edge_agreement"] == 1.0 and apart[1.0]["probability"] == pytest.approx(0.8, abs=1e-4)
-    assert apart[math.inf]["edge_agreement"] == 0.0 and apart[math.inf]["probability"] == pytest.approx(0.4)
-    shared = leave_one_out(space, ["a"] * 3 + ["b"] * 3, [CONV_CELL, CONV_CELL, POOL_CELL] * 2, [0.0, math.inf])
-    assert shared[0.0]["edge_agreement"] == shared[math.inf]["edge_agreement"] == pytest.approx(2 / 3, abs=1e-4)
-    alone = leave_one_out(space, ["a", "a", "a", "b"], [CONV_CELL] * 3 + [POOL_CELL], [0.0])  # b's teacher: no vote
-    assert alone[0.0]["teachers"] == 3
 
 
 def test_a_bank_made_with_another_split_is_refused(bank, tmp_path):
