@@ -272,18 +272,15 @@ def cmd_search(args: argparse.Namespace) -> int:
 def _method_proposer(args: argparse.Namespace, config: Any):
     """The registered proposer --method names when it is no search method (random, a published cell, any family
     registered in supernet/proposers.py), else None (a search method's settings are the config's defaults)."""
-    from supernet.proposers import PROPOSERS, create_proposer
+    from supernet.proposers import PROPOSERS, find_proposer
 
     if not args.method or method_settings(args.method, 1, 1) is not None:
         return None
-    others = ", ".join(entry.usage for entry in PROPOSERS.values() if entry.family != "search")
-    try:
-        proposer = create_proposer(args.method, get_space(config.space))
-    except InputError as err:
-        if "unknown method" not in str(err):
-            raise
+    proposer = find_proposer(args.method, get_space(config.space))
+    if proposer is None:
+        others = ", ".join(entry.usage for entry in PROPOSERS.values() if entry.family != "search")
         raise InputError(f"--method must be a search method ({method_names()}) or another registered proposer "
-                         f"({others}), got '{args.method}'") from None
+                         f"({others}), got '{args.method}'")
     if config.warm_start_from is not None:
         raise InputError(f"--warm-start needs a gradient search: --method {args.method} searches nothing")
     if proposer.needs_meta:

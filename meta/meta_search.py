@@ -338,13 +338,15 @@ def _propose(config: MetaSearchConfig, meta, task, costs: Costing | None, run: R
 
 
 def warm_search(config: SearchConfig, data: ImageData | None, run: RunDir, resume: bool = False,
-                stop_after_epoch: int | None = None, progress: bool = True) -> dict[str, Any]:
+                stop_after_epoch: int | None = None, progress: bool = True,
+                expect_space: str | None = None) -> dict[str, Any]:
     """A full search from the meta-checkpoint `config.warm_start_from`'s start for this data set: its supernet shape
     and image format (WARM_FIXED), the initializer's weights for the task and the controller's logits. The task is
     embedded from the search's weight half, the images its weight steps train on: `data` (None: the config's data
-    set's training split), brought to the meta-model's format."""
+    set's training split), brought to the meta-model's format. `expect_space`: refuse a checkpoint of another space
+    (a comparison's); the command's own search takes the checkpoint's."""
     device = pick_device(config.device)
-    meta = load_meta(config.warm_start_from, device)
+    meta = load_meta(config.warm_start_from, device, expect_space)
     mc = meta.config
     config = replace(config, space=mc.space, layers=mc.model.layers, init_channels=mc.model.init_channels,
                      image_size=mc.task.image_size, precision=mc.model.precision)

@@ -14,8 +14,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from image_sets.data import ImageData
 from run_kit import InputError
 from run_kit.run_dir import RunDir
@@ -27,7 +25,6 @@ from supernet.spaces import load_genotype
 
 from .experience import SPACE
 from .meta_search import MetaSearchConfig, run_meta_search, warm_search
-from .model import load_meta
 from .pretrained_search import PRETRAINED, run_pretrained_search
 
 ZERO_SHOT = "taskdarts-"
@@ -116,14 +113,13 @@ def _warm_job(config: SearchConfig, data: ImageData | None, run: RunDir, control
 def _run_warm(params: Mapping[str, Any], request: ProposalRequest, data: ImageData, directory: Path) -> Proposal:
     """The meta-model's supernet shape and image format, its start for this task, then METHOD's search (a
     meta-checkpoint of another space than the comparison's is refused)."""
-    load_meta(request.meta, torch.device("cpu"), expect_space=request.space.name)
     settings = method_settings(params["method"], request.search_epochs, request.candidates)
     config = SearchConfig(space=request.space.name, dataset=request.dataset, data_root=request.data_root,
                           epochs=request.search_epochs, batch_size=request.batch_size, seed=request.seed,
                           device=request.device, warm_start_from=request.meta,
                           exclude_ops=list(request.exclude_ops), **settings)
-    result = _warm_job(config, data, RunDir(directory), RunControl((directory / "checkpoint.pt").exists(),
-                                                                   progress=False))
+    result = warm_search(config, data, RunDir(directory), resume=(directory / "checkpoint.pt").exists(),
+                         progress=False, expect_space=request.space.name)
     return Proposal(request.space.from_json(result["genotype"]), result["search_seconds"], directory)
 
 

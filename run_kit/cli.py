@@ -24,12 +24,11 @@ from .config import flag
 def option(default: Any = dataclasses.MISSING, help: str | Callable[[], str] = "", *,
            default_factory: Any = dataclasses.MISSING,
            choices: Collection[Any] | Callable[[], Collection[Any]] | None = None, metavar: str | None = None,
-           nargs: str | None = None, switch: str | None = None, show_default: bool = True) -> Any:
+           nargs: str | None = None, switch: str | None = None) -> Any:
     """A config field with what its flag needs: `help` (why a user would set it; the default is appended),
     `choices`, `metavar`, `nargs` (lists: "+" unless given), `switch` (a bool's one flag, which sets the opposite of
     its default). `help` and `choices` may be functions giving them, for registries filled on import."""
-    metadata = {"help": help, "choices": choices, "metavar": metavar, "nargs": nargs, "switch": switch,
-                "show_default": show_default}
+    metadata = {"help": help, "choices": choices, "metavar": metavar, "nargs": nargs, "switch": switch}
     return dataclasses.field(default=default, default_factory=default_factory, metadata=metadata)
 
 
@@ -51,25 +50,25 @@ def add_config_flags(group: Any, config_class: type, only: Iterable[str] | None 
     """Add a flag for each option of `config_class` (those in `only`, if given, in the config's order; never those in
     `exclude` or `seen`, which collects the names added, so that two configs sharing an option give one flag)."""
     options = config_fields(config_class)
-    names = [name for name in options if only is None or name in set(only)]
-    unknown = set(only or ()) - set(options)
+    wanted = set(options) if only is None else set(only)
+    unknown = wanted - set(options)
     if unknown:
         raise ValueError(f"{config_class.__name__} has no option(s) {', '.join(sorted(unknown))}")
     seen = set() if seen is None else seen
+    skipped = set(exclude) | seen
     added = []
-    for name in names:
-        if name in set(exclude) or name in seen:
+    for name in options:
+        if name not in wanted or name in skipped:
             continue
         field, hint = options[name]
-        group.add_argument(*_flags(name, field, hint), dest=name, default=None, **_argument(field, hint))
+        group.add_argument(_flag_of(name, field), dest=name, default=None, **_argument(field, hint))
         seen.add(name)
         added.append(name)
     return added
 
 
-def _flags(name: str, field: dataclasses.Field, hint: Any) -> list[str]:
-    switch = field.metadata.get("switch")
-    return [switch] if switch else [flag(name)]
+def _flag_of(name: str, field: dataclasses.Field) -> str:
+    return field.metadata.get("switch") or flag(name)
 
 
 def _default_of(field: dataclasses.Field) -> Any:
@@ -85,8 +84,9 @@ def _argument(field: dataclasses.Field, hint: Any) -> dict[str, Any]:
     text = meta.get("help", "")
     text = text() if callable(text) else text
     default = _default_of(field)
-    shown = default not in (dataclasses.MISSING, None) and not (isinstance(default, (list, tuple)) and not default)
-    if meta.get("show_default", True) and shown and not meta.get("switch"):
+    worth_showing = default not in (dataclasses.MISSING, None) and not (isinstance(default, (list, tuple))
+                                                                         and not default)
+    if worth_showing and not meta.get("switch"):
         shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
         text = f"{text} (default {shown})" if text else f"default {shown}"
     out: dict[str, Any] = {"help": text.replace("%", "%%") or None}

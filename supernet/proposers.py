@@ -130,13 +130,22 @@ def proposer_names() -> str:
     return ", ".join(entry.usage for entry in PROPOSERS.values())
 
 
-def create_proposer(name: str, space: SearchSpace) -> Proposer:
-    """The proposer `name` stands for in `space`; an unknown or malformed name is one line."""
+def find_proposer(name: str, space: SearchSpace) -> Proposer | None:
+    """The proposer `name` stands for in `space`, None when no family takes the name; a malformed name of a family
+    is one line."""
     for entry in PROPOSERS.values():
         params = entry.parse(name, space)
         if params is not None:
             return Proposer(name, entry, params)
-    raise InputError(f"unknown method '{name}'; known: {proposer_names()}")
+    return None
+
+
+def create_proposer(name: str, space: SearchSpace) -> Proposer:
+    """The proposer `name` stands for in `space`; an unknown or malformed name is one line."""
+    proposer = find_proposer(name, space)
+    if proposer is None:
+        raise InputError(f"unknown method '{name}'; known: {proposer_names()}")
+    return proposer
 
 
 def run_proposal(proposer: Proposer, request: ProposalRequest, data: ImageData, run: RunDir,
